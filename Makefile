@@ -1,0 +1,29 @@
+# `make report` and `make test` build .venv themselves (Python 3.11 + pip; torch from the local
+# wheel store, mxnet 1.9.1 with numpy 1.23.5, all in ONE pip command so nothing upgrades numpy).
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: report test lint bench clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[torch,mxnet,dev]'
+	$(PY) -c "import numpy, torch, mxnet; print('numpy', numpy.__version__, 'torch', torch.__version__, 'mxnet', mxnet.__version__)"
+	touch $(STAMP)
+
+report: $(STAMP)
+	$(VENV)/bin/ganparity report
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check common backends benchmarks tests
+
+bench: $(STAMP)
+	$(VENV)/bin/ganparity bench
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,71 @@
+"""MXNet's native checkpoint for a GAN: mx.nd.save of {'<net>.<key>': NDArray} (.params).
+
+Keys are what net.save_parameters() writes for each net ('1.gamma', '1.running_var'), prefixed
+with the net, so one file holds G and D. The spec's 'weight'/'bias' of a BatchNorm are Gluon's
+'gamma'/'beta' (layers.TENSOR_ALIASES).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+
+from common import shapes
+from common.errors import GanparityError
+from common.spec.model import ModelSpec
+
+from .layers import TENSOR_ALIASES
+
+SUFFIX = ".params"
+
+
+def _native_names(name: str, model: ModelSpec) -> dict[str, str]:
+    """Spec tensor name -> key in the native file."""
+    out = {}
+    for info in shapes.infer(model):
+        aliases = TENSOR_ALIASES.get(type(info.layer), {})
+        for full in info.tensors:
+            short = full.rsplit(".", 1)[1]
+            out[full] = f"{name}.{info.index}.{aliases.get(short, short)}"
+    return out
+
+
+def save_native(path: str | os.PathLike, nets: dict[str, tuple[mx.gluon.Block, ModelSpec]]) -> Path:
+    from .build import _tensors
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for name, (net, model) in nets.items():
+        params, keys = _tensors(net, model), _native_names(name, model)
+        arrays |= {keys[k]: p.data() for k, p in params.items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        mx.nd.save(tmp, arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_native(path: str | os.PathLike, models: dict[str, ModelSpec]) -> dict[str, np.ndarray]:
+    try:
+        loaded = mx.nd.load(str(path))
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's bad input
+        raise GanparityError(f"{str(path)!r} is not an MXNet .params file ({type(e).__name__}: {e})") from None
+    if not isinstance(loaded, dict):
+        raise GanparityError(f"{str(path)!r} holds an unnamed NDArray list, not named parameters")
+    out, unknown = {}, set(loaded)
+    for name, model in models.items():
+        for full, key in _native_names(name, model).items():
+            if key in loaded:
+                out[full] = loaded[key].asnumpy()
+                unknown.discard(key)
+    out |= {f"(unrecognised) {k}": loaded[k].asnumpy() for k in sorted(unknown)}
+    return out

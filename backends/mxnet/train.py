@@ -1,0 +1,139 @@
+"""One GAN training step for every GAN spec, as MXNet Gluon writes it; the recipe says where the
+sources' loops differ. Inputs are NDArrays already on the device (see to_device), and the step
+returns NDArrays: MXNet is asynchronous, so nothing here waits; the caller reads them."""
+
+from __future__ import annotations
+
+import math
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+from mxnet.gluon import nn
+
+from common.spec.model import Adam, GANSpec
+
+from .build import to_device  # noqa: F401  (re-exported through api)
+
+
+def _torch_bce(p: mx.nd.NDArray, y: mx.nd.NDArray) -> mx.nd.NDArray:
+    """PyTorch's BCELoss per sample (difference 'bce-clamp'): log clamped at -100 in forward, and
+    PyTorch's gradient (p - y) / max(p (1 - p), 1e-12), finite even where p is exactly 0 or 1.
+
+    Built from native ops (a custom autograd.Function can deadlock MXNet's threaded engine): value
+    and gradient are constants computed outside the tape, and s - s.detach() (exactly 0 in forward)
+    carries the gradient. Forward returns the value bit for bit.
+    """
+    with autograd.pause():
+        value = -(y * mx.nd.maximum(mx.nd.log(p), -100) + (1 - y) * mx.nd.maximum(mx.nd.log(1 - p), -100))
+        grad = (p - y) / mx.nd.maximum(p * (1 - p), 1e-12)
+    surrogate = p * grad
+    return value + (surrogate - surrogate.detach())
+
+
+class _Adam(mx.optimizer.Adam):
+    """Two Adam differences handled here.
+
+    'adam-eps': MXNet folds the bias corrections into the learning rate and leaves eps
+    uncorrected; epsilon = eps * sqrt(1 - beta2^t) at step t puts it where PyTorch has it.
+    'adam-beta-f32': the adam_update op receives beta1/beta2 as float32 (0.999 -> 0.99900001),
+    so its (1 - beta2) is 1.3e-5 smaller than the double-precision bias correction assumes;
+    giving the optimizer the float32-rounded betas makes the two agree with each other and, to
+    1e-8, with PyTorch.
+    """
+
+    def __init__(self, opt: Adam, naive: frozenset[str]):
+        f32 = "adam-beta-f32" not in naive
+        super().__init__(learning_rate=opt.lr, epsilon=opt.eps,
+                         beta1=float(np.float32(opt.beta1)) if f32 else opt.beta1,
+                         beta2=float(np.float32(opt.beta2)) if f32 else opt.beta2)
+        self.torch_eps, self.fix_eps = opt.eps, "adam-eps" not in naive
+
+    def update(self, index, weight, grad, state):
+        if self.fix_eps:
+            t = self._index_update_count.get(index, self.begin_num_update) + 1
+            self.epsilon = self.torch_eps * math.sqrt(1 - self.beta2 ** t)
+        super().update(index, weight, grad, state)
+
+
+def _adam(net: nn.Block, opt: Adam, naive: frozenset[str]) -> gluon.Trainer:
+    return gluon.Trainer(net.collect_params(), _Adam(opt, naive))
+
+
+def _loss(kind: str, naive: frozenset[str]):
+    """Per-sample losses (difference 'loss-reduction'): Trainer.step(batch_size) averages."""
+    if kind == "bce_logits":
+        return gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False)
+    if "bce-clamp" in naive:
+        return gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=True)
+    return _torch_bce
+
+
+def _prob(output: mx.nd.NDArray, kind: str) -> mx.nd.NDArray:
+    """D's mean belief that its input is real, as the seeds log D(x) and D(G(z))."""
+    return (output if kind == "bce" else mx.nd.sigmoid(output)).mean()
+
+
+class GANTrainer:
+    """Trainers and the D-then-G step of a GANSpec's recipe for built G and D."""
+
+    def __init__(self, spec: GANSpec, G: nn.Block, D: nn.Block, naive: frozenset[str] = frozenset()):
+        self.spec, self.G, self.D, self.naive = spec, G, D, naive
+        r = spec.recipe
+        # Difference 'grad-req': two backward() calls accumulate only with grad_req='add'.
+        self.accumulate = r.d_backward == "separate" and "grad-req" not in naive
+        if self.accumulate:
+            D.collect_params().setattr("grad_req", "add")
+        self.opt_D = _adam(D, r.opt_D, naive)
+        self.opt_G = _adam(G, r.opt_G, naive)
+        self.criterion = _loss(r.loss, naive)
+        self.d_scale = 0.5 if r.d_loss == "mean" else 1.0
+        # Trainer.step(n) divides gradients by n: the batch size, unless ported naively.
+        self.step_size = None if "loss-reduction" in naive else "batch"
+        self.grad_scale = 1.0  # set per batch: 1 / batch_size, what Trainer.step applies
+
+    def d_backward(self, real: mx.nd.NDArray, noise: mx.nd.NDArray) -> tuple[mx.nd.NDArray, dict]:
+        """Gradients of the D loss into D. Returns the fake batch for the G step."""
+        r, D = self.spec.recipe, self.D
+        batch = real.shape[0]
+        self.grad_scale = 1.0 / batch if self.step_size == "batch" else 1.0
+        if self.accumulate:
+            D.collect_params().zero_grad()
+        ones = mx.nd.full((batch,), r.real_label, ctx=real.context, dtype=real.dtype)
+        zeros = mx.nd.full((batch,), r.fake_label, ctx=real.context, dtype=real.dtype)
+        with autograd.record():  # train mode: batch statistics (difference 'train-eval')
+            out_real = D(real).reshape((-1,))
+            err_real = self.criterion(out_real, ones) * self.d_scale
+            if r.d_backward == "separate":
+                err_real.backward()
+            fake = self.G(noise)
+            out_fake = D(fake.detach() if r.detach_fake else fake).reshape((-1,))
+            err_fake = self.criterion(out_fake, zeros) * self.d_scale
+            if r.d_backward == "separate":
+                err_fake.backward()
+            else:
+                (err_real + err_fake).backward()
+        return fake, {"loss_D": (err_real + err_fake).mean(), "D_x": _prob(out_real, r.loss),
+                      "D_G_z1": _prob(out_fake, r.loss)}
+
+    def g_backward(self, fake: mx.nd.NDArray, noise: mx.nd.NDArray) -> dict:
+        """Gradients of the G loss into G (grad_req='write' on G overwrites the old ones)."""
+        r = self.spec.recipe
+        with autograd.record():
+            if r.regenerate_fake:
+                fake = self.G(noise)
+            out = self.D(fake).reshape((-1,))
+            err = self.criterion(out, mx.nd.full((out.shape[0],), r.real_label, ctx=out.context, dtype=out.dtype))
+            err.backward()
+        return {"loss_G": err.mean(), "D_G_z2": _prob(out, r.loss)}
+
+    def step(self, real: mx.nd.NDArray, noise: mx.nd.NDArray) -> dict:
+        """One full D+G step. Values are NDArrays (nothing waits here)."""
+        fake, m_d = self.d_backward(real, noise)
+        self.opt_D.step(real.shape[0] if self.step_size == "batch" else 1)
+        m_g = self.g_backward(fake, noise)
+        self.opt_G.step(real.shape[0] if self.step_size == "batch" else 1)
+        return m_d | m_g
+
+    def optimizer_state(self) -> dict:
+        return {"D": self.opt_D, "G": self.opt_G}

@@ -1,0 +1,45 @@
+"""PyTorch's native checkpoint for a GAN: torch.save({'G': state_dict, 'D': state_dict}) (.pt).
+
+State-dict keys are the spec's tensor names without the net prefix ('1.running_var'), so the
+neutral name is '<net>.<key>'. num_batches_tracked is PyTorch bookkeeping with no Gluon twin.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.errors import GanparityError
+from common.spec.model import ModelSpec
+
+SUFFIX = ".pt"
+
+
+def save_native(path: str | os.PathLike, nets: dict[str, tuple[torch.nn.Module, ModelSpec]]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save({name: net.state_dict() for name, (net, _) in nets.items()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_native(path: str | os.PathLike, models: dict[str, ModelSpec]) -> dict[str, np.ndarray]:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's bad input
+        raise GanparityError(f"{str(path)!r} is not a PyTorch checkpoint ({type(e).__name__}: {e})") from None
+    missing = [n for n in models if n not in ckpt]
+    if missing:
+        raise GanparityError(f"{str(path)!r} has no state dict for {', '.join(missing)} (keys: {list(ckpt)})")
+    return {f"{name}.{k}": v.cpu().numpy() for name in models for k, v in ckpt[name].items()
+            if not k.endswith("num_batches_tracked")}

@@ -1,0 +1,59 @@
+"""How PyTorch spells each spec layer: (class in torch.nn, positional args, keyword args).
+
+Pure data, no torch import: build.py constructs from it and `ganparity specs` prints it, so the
+porting table and the model cannot disagree.
+"""
+
+from __future__ import annotations
+
+from common.spec.model import GANSpec
+from common.spec.layers import (
+    BatchNorm, Conv2d, ConvTranspose2d, Flatten, Layer, LeakyReLU, Linear, ReLU, Sigmoid, Tanh,
+)
+
+Call = tuple[str, tuple, dict]
+
+# Spec tensor name -> the attribute that holds it on the module (PyTorch names are the spec's).
+TENSOR_ALIASES: dict[type, dict[str, str]] = {}
+
+
+def layer_call(layer: Layer, in_shape: tuple[int, ...], naive: frozenset[str] = frozenset()) -> Call:
+    if isinstance(layer, Linear):
+        return "Linear", (layer.in_features, layer.out_features), {} if layer.bias else {"bias": False}
+    if isinstance(layer, Conv2d | ConvTranspose2d):
+        name = type(layer).__name__
+        args = (layer.in_channels, layer.out_channels, layer.kernel, layer.stride, layer.padding)
+        return name, args, {} if layer.bias else {"bias": False}
+    if isinstance(layer, BatchNorm):
+        name = "BatchNorm2d" if len(in_shape) == 3 else "BatchNorm1d"
+        kwargs = {}
+        if layer.eps != 1e-5:
+            kwargs["eps"] = layer.eps
+        if layer.momentum != 0.1:
+            kwargs["momentum"] = layer.momentum
+        return name, (layer.num_features,), kwargs
+    if isinstance(layer, LeakyReLU):
+        return "LeakyReLU", () if "leaky-slope" in naive else (layer.slope,), {}
+    if isinstance(layer, ReLU | Tanh | Sigmoid | Flatten):
+        return type(layer).__name__, (), {}
+    raise TypeError(f"torch backend: no layer for {type(layer).__name__}")
+
+
+
+def recipe_calls(spec: GANSpec, naive: frozenset[str] = frozenset()) -> dict[str, str]:
+    """What train.py really calls for a spec's recipe, for the porting sheet."""
+    r = spec.recipe
+    adam = {n: f"optim.Adam({n}.parameters(), lr={o.lr}, betas=({o.beta1}, {o.beta2}), eps={o.eps})"
+            for n, o in (("D", r.opt_D), ("G", r.opt_G))}
+    scale = " / 2" if r.d_loss == "mean" else ""
+    return {
+        "loss": "nn.BCELoss()" if r.loss == "bce" else "nn.BCEWithLogitsLoss()",
+        "optimizer D": adam["D"],
+        "optimizer G": adam["G"],
+        "D backward": ("errD_real.backward(); errD_fake.backward()" if r.d_backward == "separate"
+                       else f"((errD_real + errD_fake){scale}).backward()"),
+        "fake seen by D": "fake.detach()" if r.detach_fake else "fake (graph through G)",
+        "G step input": "netG(noise) again" if r.regenerate_fake else "the D step's fake",
+        "optimizer step": "optimizerD.step(); optimizerG.step()",
+        "init": f"numpy draw of {spec.init.name}, loaded with tensor.copy_()",
+    }

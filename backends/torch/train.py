@@ -1,0 +1,85 @@
+"""One GAN training step for every GAN spec, as PyTorch writes it; the recipe says where the
+sources' loops differ. Inputs are torch tensors already on the device (see to_device), and the
+step returns 0-d tensors: no host sync inside the step, the caller reads them when it wants."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from common.spec.model import Adam, GANSpec
+
+from .build import to_device  # noqa: F401  (re-exported through api)
+
+
+def _adam(net: nn.Module, opt: Adam, naive: frozenset[str]) -> torch.optim.Adam:
+    return torch.optim.Adam(net.parameters(), lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps)
+
+
+def _loss(kind: str, naive: frozenset[str]) -> nn.Module:
+    """Batch-mean losses (difference 'loss-reduction'); BCELoss clamps log at -100 ('bce-clamp')."""
+    return nn.BCELoss() if kind == "bce" else nn.BCEWithLogitsLoss()
+
+
+def _prob(output: torch.Tensor, kind: str) -> torch.Tensor:
+    """D's mean belief that its input is real, as the seeds log D(x) and D(G(z))."""
+    return (output if kind == "bce" else torch.sigmoid(output)).mean()
+
+
+class GANTrainer:
+    """Optimizers and the D-then-G step of a GANSpec's recipe for built G and D."""
+
+    def __init__(self, spec: GANSpec, G: nn.Module, D: nn.Module, naive: frozenset[str] = frozenset()):
+        self.spec, self.G, self.D, self.naive = spec, G, D, naive
+        r = spec.recipe
+        self.opt_D = _adam(D, r.opt_D, naive)
+        self.opt_G = _adam(G, r.opt_G, naive)
+        self.criterion = _loss(r.loss, naive)
+        self.d_scale = 0.5 if r.d_loss == "mean" else 1.0
+        self.grad_scale = 1.0  # gradients are already batch means
+
+    def d_backward(self, real: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Gradients of the D loss into D. Returns the fake batch for the G step."""
+        r, D = self.spec.recipe, self.D
+        self.G.train()
+        D.train()
+        D.zero_grad()
+        ones = torch.full((real.shape[0],), r.real_label, device=real.device, dtype=real.dtype)
+        zeros = torch.full((real.shape[0],), r.fake_label, device=real.device, dtype=real.dtype)
+        out_real = D(real).view(-1)
+        err_real = self.criterion(out_real, ones) * self.d_scale
+        if r.d_backward == "separate":
+            err_real.backward()
+        fake = self.G(noise)
+        out_fake = D(fake.detach() if r.detach_fake else fake).view(-1)
+        err_fake = self.criterion(out_fake, zeros) * self.d_scale
+        if r.d_backward == "separate":
+            err_fake.backward()
+        else:
+            (err_real + err_fake).backward()
+        return fake, {"loss_D": (err_real + err_fake).detach(), "D_x": _prob(out_real.detach(), r.loss),
+                      "D_G_z1": _prob(out_fake.detach(), r.loss)}
+
+    def g_backward(self, fake: torch.Tensor, noise: torch.Tensor) -> dict:
+        """Gradients of the G loss into G (D's gradients are left dirty; D.zero_grad() comes first
+        in the next D step, as in the sources)."""
+        r = self.spec.recipe
+        self.G.zero_grad()
+        if r.regenerate_fake:
+            fake = self.G(noise)
+        out = self.D(fake).view(-1)
+        err = self.criterion(out, torch.full((out.shape[0],), r.real_label, device=out.device, dtype=out.dtype))
+        err.backward()
+        return {"loss_G": err.detach(), "D_G_z2": _prob(out.detach(), r.loss)}
+
+    def step(self, real: torch.Tensor, noise: torch.Tensor) -> dict:
+        """One full D+G step. Values are 0-d tensors (no host sync here)."""
+        fake, m_d = self.d_backward(real, noise)
+        self.opt_D.step()
+        m_g = self.g_backward(fake, noise)
+        self.opt_G.step()
+        return m_d | m_g
+
+    def optimizer_state(self) -> dict:
+        return {"D": self.opt_D.state_dict(), "G": self.opt_G.state_dict()}

@@ -1,0 +1,294 @@
+"""Numerical parity between backends: one function per check, used by the tests and the report.
+
+Every check runs the same spec with the same weights and inputs, drawn once in numpy, through a
+reference backend (torch) and a candidate (mxnet), and compares tensor by tensor:
+
+    max_abs  = max |candidate - reference|
+    max_rel  = max_abs / max |reference|       (per tensor; for gradients, over the whole net)
+    noise    = max over both backends of |fp32 result - fp64 result| / same scale: what fp32
+               rounding alone does to either framework
+
+A tensor agrees when max_rel <= rtol (1e-5 by default), or when max_rel <= NOISE_FACTOR * noise:
+the two frameworks then differ no more than fp32 arithmetic makes either differ from exact
+arithmetic. The second clause matters where a gradient is a cancellation at the fp32 noise floor
+(gan-gaussian's D biases at init) and Adam's first step, which normalises by |g|, turns that noise
+into lr-sized moves, and where one framework's fp32 kernels are simply less accurate (MXNet's
+BatchNorm backward sums in fp32: its own fp32-vs-fp64 error reaches 1e-3 on some dcgan inputs).
+The fp64 run of both backends shows that such tensors agree once rounding is gone.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import weights as W
+from .backend import Backend, get_backend
+from .data import gan_batch
+from .spec.model import GANSpec
+
+RTOL = 1e-5  # forward, gradients, one step (fp32)
+NOISE_FACTOR = 4.0
+LOCKSTEP_RTOL = 1e-3  # relative loss difference in the lockstep run
+LOSSES = ("loss_D", "loss_G")
+
+
+@dataclass
+class TensorDiff:
+    name: str
+    max_abs: float
+    max_rel: float
+    noise: float  # fp32-vs-fp64 error, the larger of the two backends', same scale (nan if not measured)
+    noise_ref: float  # the reference's own fp32-vs-fp64 error
+    noise_cand: float  # the candidate's own fp32-vs-fp64 error
+    fp64_rel: float  # the same comparison with both backends in float64 (nan if not run)
+    ok: bool
+
+
+@dataclass
+class Check:
+    spec: str
+    check: str
+    reference: str
+    candidate: str
+    tensors: list[TensorDiff] = field(default_factory=list)
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(t.ok for t in self.tensors)
+
+    @property
+    def max_rel(self) -> float:
+        return max((t.max_rel for t in self.tensors), default=0.0)
+
+    @property
+    def first_divergent(self) -> str | None:
+        """The first tensor, in spec order (layer by layer), that is out of tolerance."""
+        return next((t.name for t in self.tensors if not t.ok), None)
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"ok": self.ok, "max_rel": self.max_rel, "first_divergent": self.first_divergent}
+
+
+def _scale(arrays: dict[str, np.ndarray], group: bool) -> dict[str, float]:
+    """Per-tensor scale (max |x|), or one scale for the whole group (gradients)."""
+    per = {k: float(np.abs(v).max()) if v.size else 0.0 for k, v in arrays.items()}
+    if group:
+        top = max(per.values(), default=0.0)
+        per = dict.fromkeys(per, top)
+    return {k: max(s, 1e-30) for k, s in per.items()}
+
+
+def compare(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], ref64: dict | None = None,
+            cand64: dict | None = None, group: bool = False, rtol: float = RTOL) -> list[TensorDiff]:
+    scale = _scale(ref, group)
+    out = []
+    for k, r in ref.items():
+        c = cand[k]
+        max_abs = float(np.abs(c.astype(np.float64) - r).max()) if r.size else 0.0
+        rel = max_abs / scale[k]
+        noise_ref = noise_cand = fp64 = float("nan")
+        if ref64 is not None:
+            noise_ref = float(np.abs(r.astype(np.float64) - ref64[k]).max()) / scale[k]
+        if ref64 is not None and cand64 is not None:
+            fp64 = float(np.abs(cand64[k] - ref64[k]).max()) / scale[k]
+            noise_cand = float(np.abs(c.astype(np.float64) - cand64[k]).max()) / scale[k]
+        noise = max(noise_ref, noise_cand) if noise_cand == noise_cand else noise_ref
+        ok = rel <= rtol or (noise == noise and rel <= NOISE_FACTOR * noise)
+        out.append(TensorDiff(k, max_abs, rel, noise, noise_ref, noise_cand, fp64, ok))
+    return out
+
+
+# -- what one backend computes ------------------------------------------------------------------
+
+
+@dataclass
+class Inputs:
+    weights: dict[str, np.ndarray]
+    real: list[np.ndarray]  # one batch per step
+    noise: list[np.ndarray]
+
+
+def make_inputs(spec: GANSpec, batch: int, steps: int = 1, seed: int = 0) -> Inputs:
+    """Weights from the spec's init scheme and `steps` batches of data and noise, all numpy."""
+    rng = np.random.default_rng(seed + 1)
+    real = [gan_batch(spec, batch, rng) for _ in range(steps)]
+    noise = [rng.standard_normal((batch,) + tuple(spec.latent_shape)).astype(np.float32) for _ in range(steps)]
+    return Inputs(W.init_arrays(spec, seed), real, noise)
+
+
+class Runner:
+    """One backend, one spec, one dtype: fresh nets loaded with the same weights for every check."""
+
+    def __init__(self, backend: Backend, spec: GANSpec, inputs: Inputs, dtype: str = "float32",
+                 naive=frozenset(), device: str = "cpu"):
+        self.be, self.spec, self.inputs, self.dtype, self.naive = backend, spec, inputs, dtype, frozenset(naive)
+        self.G = backend.build(spec.G, self.naive, device, dtype)
+        self.D = backend.build(spec.D, self.naive, device, dtype)
+
+    def reset(self):
+        w = self.inputs.weights
+        self.be.set_arrays(self.G, self.spec.G, W.split(w, "G"))
+        self.be.set_arrays(self.D, self.spec.D, W.split(w, "D"))
+        return self.be.GANTrainer(self.spec, self.G, self.D, self.naive)
+
+    def _cast(self, x: np.ndarray) -> np.ndarray:
+        return x.astype(self.dtype)
+
+    def layer_outputs(self, net: str, mode: str) -> dict[str, np.ndarray]:
+        self.reset()
+        x = self.inputs.noise[0] if net == "G" else self.inputs.real[0]
+        outs = self.be.layer_outputs(getattr(self, net), self._cast(x), mode, self.naive)
+        return {f"{net}.{i} output": o for i, o in enumerate(outs)}
+
+    def grads(self) -> dict[str, np.ndarray]:
+        tr = self.reset()
+        real = self.be.to_device(self.D, self._cast(self.inputs.real[0]))
+        noise = self.be.to_device(self.G, self._cast(self.inputs.noise[0]))
+        fake, _ = tr.d_backward(real, noise)
+        gd = self.be.get_grads(self.D, self.spec.D, tr.grad_scale)
+        tr.g_backward(fake, noise)
+        return gd | self.be.get_grads(self.G, self.spec.G, tr.grad_scale)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return self.be.get_arrays(self.G, self.spec.G) | self.be.get_arrays(self.D, self.spec.D)
+
+    def run_steps(self, steps: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """`steps` full D+G steps; returns the state after them and the (steps, 2) losses."""
+        tr = self.reset()
+        losses = []
+        for real, noise in zip(self.inputs.real[:steps], self.inputs.noise[:steps]):
+            m = tr.step(self.be.to_device(self.D, self._cast(real)), self.be.to_device(self.G, self._cast(noise)))
+            losses.append([_scalar(m[k]) for k in LOSSES])
+        return self.state(), np.array(losses)
+
+
+def _scalar(x) -> float:
+    return float(x.item() if hasattr(x, "item") else x.asscalar())
+
+
+# -- the checks ---------------------------------------------------------------------------------
+
+
+def _runners(spec, inputs, reference, candidate, naive, with_fp64):
+    ref, cand = get_backend(reference), get_backend(candidate)
+    rs = {"ref": Runner(ref, spec, inputs), "cand": Runner(cand, spec, inputs, naive=naive)}
+    if with_fp64:
+        rs["ref64"] = Runner(ref, spec, inputs, "float64")
+        rs["cand64"] = Runner(cand, spec, inputs, "float64", naive=naive)
+    return rs
+
+
+def check_all(spec: GANSpec, batch: int, steps: int = 20, seed: int = 0, reference: str = "torch",
+              candidate: str = "mxnet", naive=frozenset(), with_fp64: bool = True) -> list[Check]:
+    """Forward (train, eval), gradients, one step and a lockstep run: all four checks of a spec."""
+    inputs = make_inputs(spec, batch, max(steps, 1), seed)
+    rs = _runners(spec, inputs, reference, candidate, naive, with_fp64)
+    checks = []
+
+    def run(name: str, fn, group: bool = False):
+        t0 = time.perf_counter()
+        res = {k: fn(r) for k, r in rs.items()}
+        diffs = compare(res["ref"], res["cand"], res.get("ref64"), res.get("cand64"), group=group)
+        checks.append(Check(spec.name, name, reference, candidate, diffs, time.perf_counter() - t0))
+
+    for net in ("G", "D"):
+        for mode in ("train", "eval"):
+            run(f"forward {net} {mode}", lambda r, net=net, mode=mode: r.layer_outputs(net, mode))
+    run("gradients D", lambda r: {k: v for k, v in r.grads().items() if k.startswith("D.")}, group=True)
+    run("gradients G", lambda r: {k: v for k, v in r.grads().items() if k.startswith("G.")}, group=True)
+    run("one step", lambda r: r.run_steps(1)[0])
+    if steps > 1:
+        checks.append(lockstep(rs, spec, steps, reference, candidate))
+    return checks
+
+
+def lockstep(rs: dict, spec: GANSpec, steps: int, reference: str, candidate: str) -> Check:
+    """`steps` steps in lockstep with shared data and noise: the relative loss difference at each
+    step and the step where it first exceeds LOCKSTEP_RTOL, the parameter differences at the end,
+    and, when fp64 runners are given, the same run in fp64 and the reference's own fp32 noise.
+
+    Agreement: every step within LOCKSTEP_RTOL, or, as for the other checks, the fp32 gap no
+    larger than NOISE_FACTOR times either backend's own fp32-vs-fp64 gap while the fp64 runs agree.
+    """
+    t0 = time.perf_counter()
+    out = {k: r.run_steps(steps) for k, r in rs.items()}
+
+    def per_step(a: str, b: str) -> np.ndarray | None:
+        if a not in out or b not in out:
+            return None
+        la, lb = out[a][1], out[b][1]
+        return (np.abs(la - lb) / np.maximum(np.abs(lb), 1e-12)).max(axis=1)
+
+    def first_over(x: np.ndarray | None) -> int | None:
+        over = np.nonzero(x > LOCKSTEP_RTOL)[0] if x is not None else []
+        return int(over[0]) + 1 if len(over) else None
+
+    fp32, fp64 = per_step("cand", "ref"), per_step("cand64", "ref64")
+    noise_ref, noise_cand = per_step("ref", "ref64"), per_step("cand", "cand64")
+    noise = np.maximum(noise_ref, noise_cand) if noise_ref is not None else None
+    diffs = compare(out["ref"][0], out["cand"][0], rtol=float("inf"))  # reported; judged on losses
+    ok = first_over(fp32) is None or (
+        fp64 is not None and fp64.max() <= RTOL and fp32.max() <= NOISE_FACTOR * noise.max())
+    for d in diffs:
+        d.ok = bool(ok)
+    check = Check(spec.name, f"lockstep {steps} steps", reference, candidate, diffs, time.perf_counter() - t0)
+    check.extra = {
+        "loss_rel_per_step": fp32.tolist(), "first_step_over": first_over(fp32), "max_loss_rel": float(fp32.max()),
+        "max_param_rel": max(d.max_rel for d in diffs),
+        "losses_reference": out["ref"][1].tolist(), "losses_candidate": out["cand"][1].tolist(),
+    }
+    if fp64 is not None:
+        check.extra |= {
+            "fp64_loss_rel_per_step": fp64.tolist(), "fp64_max_loss_rel": float(fp64.max()),
+            "reference_fp32_noise_per_step": noise_ref.tolist(), "candidate_fp32_noise_per_step": noise_cand.tolist(),
+            "noise_first_step_over": first_over(noise), "noise_max": float(noise.max()),
+        }
+    return check
+
+
+# -- shape parity -------------------------------------------------------------------------------
+
+
+@dataclass
+class ShapeCheck:
+    spec: str
+    backend: str
+    ok: bool
+    params_spec: dict[str, int]
+    params_backend: dict[str, int]
+    build_seconds: float
+    mismatches: list[str]
+
+
+def check_shapes(backend_name: str, spec: GANSpec, batch: int = 2, device: str = "cpu") -> ShapeCheck:
+    """Build G and D natively; every layer's output shape, every tensor's shape and the parameter
+    counts must equal what common.shapes infers from the spec."""
+    from . import shapes
+
+    be = get_backend(backend_name)
+    t0 = time.perf_counter()
+    nets = {n: be.build(m, device=device) for n, m in spec.nets.items()}
+    build_seconds = time.perf_counter() - t0
+    mismatches, counts = [], {}
+    rng = np.random.default_rng(0)
+    for n, model in spec.nets.items():
+        infos = shapes.infer(model)
+        x = rng.standard_normal((batch,) + tuple(model.input_shape)).astype(np.float32)
+        outs = be.layer_outputs(nets[n], x, "eval")
+        for info, out in zip(infos, outs):
+            if tuple(out.shape[1:]) != info.out_shape:
+                mismatches.append(f"{info.name} output {tuple(out.shape[1:])} != spec {info.out_shape}")
+        want = shapes.tensor_shapes(model)
+        for k, a in be.get_arrays(nets[n], model).items():
+            if tuple(a.shape) != want[k]:
+                mismatches.append(f"{k} {tuple(a.shape)} != spec {want[k]}")
+        counts[n] = be.param_count(nets[n])
+        if counts[n] != shapes.param_count(model):
+            mismatches.append(f"{n} has {counts[n]:,} parameters, spec {shapes.param_count(model):,}")
+    spec_counts = {n: shapes.param_count(m) for n, m in spec.nets.items()}
+    return ShapeCheck(spec.name, backend_name, not mismatches, spec_counts, counts, build_seconds, mismatches)

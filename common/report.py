@@ -1,0 +1,154 @@
+"""`ganparity report`: every spec x backend, as markdown, JSON and plots in one folder."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from . import parity
+from .backend import get_backend
+from .registry import GAN_SPECS, get_spec
+from .table import md_table
+
+# Parity runs small widths so the report finishes in minutes on 2 CPU cores; the architecture
+# (layer kinds, order, strides, recipe) is the spec's own. gan-gaussian is tiny and runs as is.
+PARITY_KNOBS = {"gan-gaussian": {}, "dcgan": dict(nz=32, ngf=16, ndf=16, image_size=32),
+                "dcgan-d2l": dict(nz=32, ngf=16, ndf=16, image_size=32),
+                "dcgan-gluon": dict(nz=32, ngf=16, ndf=16, image_size=32)}
+PARITY_BATCH = {"gan-gaussian": 8}
+DEFAULT_BATCH = 32
+
+
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_parity(specs: list[str], backends: list[str], steps: int, knobs: dict | None = None,
+               batch: int | None = None, fp64: bool = True) -> list[parity.Check]:
+    checks = []
+    for name in specs:
+        spec = get_spec(name, **(knobs or PARITY_KNOBS.get(name, {})))
+        b = batch or PARITY_BATCH.get(name, DEFAULT_BATCH)
+        _progress(f"parity {name} {spec.params} batch {b} ...")
+        checks += parity.check_all(spec, b, steps, reference=backends[0], candidate=backends[1], with_fp64=fp64)
+    return checks
+
+
+def parity_section(checks: list[parity.Check]) -> str:
+    rows = []
+    for c in checks:
+        worst = max(c.tensors, key=lambda t: t.max_rel, default=None)
+        fp64 = max((t.fp64_rel for t in c.tensors), default=float("nan"))
+        nref = max((t.noise_ref for t in c.tensors), default=float("nan"))
+        ncand = max((t.noise_cand for t in c.tensors), default=float("nan"))
+        if c.check.startswith("lockstep"):
+            e = c.extra
+            nref, ncand = (max(e.get(k, [float("nan")])) for k in
+                           ("reference_fp32_noise_per_step", "candidate_fp32_noise_per_step"))
+            rows.append([c.spec, c.check, c.ok, e["max_loss_rel"], nref, ncand,
+                         e.get("fp64_max_loss_rel", float("nan")),
+                         f"step {e['first_step_over']}" if e["first_step_over"] else "never",
+                         f"params {e['max_param_rel']:.1e}"])
+        else:
+            rows.append([c.spec, c.check, c.ok, c.max_rel, nref, ncand, fp64, c.first_divergent or "-",
+                         worst.name if worst else "-"])
+    names = (checks[0].reference, checks[0].candidate) if checks else ("reference", "candidate")
+    head = ["spec", "check", "agree", "max rel err (fp32)", f"{names[0]} own fp32 error", f"{names[1]} own fp32 error",
+            "max rel err (fp64)", "first over tolerance", "worst tensor"]
+    return md_table(head, rows)
+
+
+def shape_section(results: list[parity.ShapeCheck]) -> str:
+    rows = [[r.spec, r.backend, r.ok, r.params_spec["G"], r.params_backend["G"], r.params_spec["D"],
+             r.params_backend["D"], f"{r.build_seconds * 1000:.0f} ms", "; ".join(r.mismatches) or "-"]
+            for r in results]
+    return md_table(["spec", "backend", "shape parity", "G params (spec)", "G params (built)",
+                     "D params (spec)", "D params (built)", "build time", "mismatches"], rows)
+
+
+def plot_lockstep(checks: list[parity.Check], path: Path) -> Path | None:
+    locks = [c for c in checks if c.check.startswith("lockstep")]
+    if not locks:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(locks), figsize=(4.2 * len(locks), 3.4), squeeze=False)
+    for ax, c in zip(axes[0], locks):
+        e = c.extra
+        steps = range(1, len(e["loss_rel_per_step"]) + 1)
+        ax.semilogy(steps, e["loss_rel_per_step"], "o-", ms=3, label=f"{c.candidate} vs {c.reference}, fp32")
+        if "fp64_loss_rel_per_step" in e:
+            ax.semilogy(steps, e["reference_fp32_noise_per_step"], "s--", ms=3, label=f"{c.reference} fp32 vs fp64")
+            ax.semilogy(steps, e["candidate_fp32_noise_per_step"], "v--", ms=3, label=f"{c.candidate} fp32 vs fp64")
+            ax.semilogy(steps, [max(v, 1e-17) for v in e["fp64_loss_rel_per_step"]], "^-", ms=3,
+                        label=f"{c.candidate} vs {c.reference}, fp64")
+        ax.axhline(parity.LOCKSTEP_RTOL, color="grey", lw=0.8, ls=":")
+        ax.set_title(c.spec)
+        ax.set_xlabel("step")
+        ax.set_ylabel("relative loss difference")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def environment(backends: list[str]) -> dict:
+    env = {"python": platform.python_version(), "platform": platform.platform(),
+           "processor": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    import numpy
+
+    env["numpy"] = numpy.__version__
+    for b in backends:
+        env |= get_backend(b).versions()
+    return env
+
+
+def main_report(out: Path, backends: list[str], steps: int = 20) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    env = environment(backends)
+    _progress(f"ganparity report -> {out}/ (backends: {', '.join(backends)})")
+    shape_results = []
+    for name in GAN_SPECS:
+        spec = get_spec(name)
+        for b in backends:
+            _progress(f"shapes {name} {b} ...")
+            shape_results.append(parity.check_shapes(b, spec))
+    checks = run_parity(list(GAN_SPECS), backends, steps) if len(backends) >= 2 else []
+    plot = plot_lockstep(checks, out / "lockstep.png")
+
+    md = ["# ganparity report", "",
+          "Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()), "",
+          "## Shape parity (full-size specs, CPU)", "",
+          "Every layer's output shape and every tensor's shape of the natively built G and D equal "
+          "what common/shapes.py infers from the spec; parameter counts are counted the framework's way.", "",
+          shape_section(shape_results), ""]
+    if checks:
+        md += ["## Numerical parity (fp32, CPU)", "",
+               f"{backends[1]} against {backends[0]}, same numpy weights and inputs. Widths: "
+               + "; ".join(f"{k} {v or 'as specified'}" for k, v in PARITY_KNOBS.items())
+               + f"; batch {DEFAULT_BATCH} (gan-gaussian 8). Tolerances: relative {parity.RTOL:g} "
+               f"(forward, gradients, one step), {parity.LOCKSTEP_RTOL:g} on the loss in the "
+               f"{steps}-step lockstep, or within {parity.NOISE_FACTOR:g}x the larger of the two frameworks' "
+               "own fp32 error (each one's fp32 result against its fp64 result). The fp64 column repeats "
+               "each check with both frameworks in float64: it shows whether the ports compute the same "
+               "thing once rounding is gone.", "",
+               parity_section(checks), ""]
+        if plot:
+            md += [f"![lockstep]({plot.name})", ""]
+    md.append(f"Report took {time.perf_counter() - t0:.0f} s.")
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    results = {"environment": env, "shapes": [asdict(r) for r in shape_results],
+               "parity": [c.to_dict() for c in checks]}
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    print("\n".join(md))
+    print(f"\nwrote {out / 'report.md'}, {out / 'results.json'}" + (f", {plot}" if plot else ""))
+    return results

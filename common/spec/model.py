@@ -1,0 +1,100 @@
+"""Model and GAN specs: architecture, init scheme and training recipe, all as frozen data.
+
+A spec keeps what its own source tutorial wrote, including the choices that look odd (the d2l
+port's BatchNorm eps=0.8, its averaged D loss). The recipe fields name the places where the
+sources' training loops differ, so one training step per backend can run every spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .layers import Layer
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A feed-forward stack. Tensor names are '<name>.<layer index>.<tensor>', e.g. 'G.1.weight'."""
+
+    name: str
+    input_shape: tuple[int, ...]  # one sample, no batch axis
+    layers: tuple[Layer, ...]
+
+
+@dataclass(frozen=True)
+class InitScheme:
+    """How the source draws initial weights. Every Linear/Conv/ConvTranspose weight ~ N(0, weight_std);
+    BatchNorm weight (gamma) ~ N(1, bn_weight_std) (0 means exactly 1); every bias and BatchNorm
+    beta is 0; running mean 0, running var 1."""
+
+    name: str
+    weight_std: float = 0.02
+    bn_weight_std: float = 0.02
+    source_code: str = ""  # the source's own words, for the porting sheet
+
+
+DCGAN_INIT = InitScheme(
+    "dcgan-weights-init", 0.02, 0.02,
+    "weights_init: Conv* weight N(0, 0.02); BatchNorm weight N(1, 0.02), bias 0",
+)
+GLUON_NORMAL_INIT = InitScheme(
+    "gluon-normal", 0.02, 0.0,
+    "net.initialize(mx.init.Normal(0.02)): weights N(0, 0.02); gamma 1, beta 0, bias 0 (their own initialisers)",
+)
+D2L_LINEAR_INIT = InitScheme(
+    "d2l-linear", 0.02, 0.0,
+    "_initialize_weights: Linear weight.normal_(0, 0.02), bias.zero_()",
+)
+
+
+@dataclass(frozen=True)
+class Adam:
+    lr: float
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8  # PyTorch's placement: lr * m_hat / (sqrt(v_hat) + eps)
+
+
+@dataclass(frozen=True)
+class GANRecipe:
+    """One D step then one G step per batch, as the sources write it.
+
+    loss:            'bce' on probabilities (D ends in Sigmoid) or 'bce_logits' (D ends in a logit).
+    d_loss:          'sum' -> errD = errD_real + errD_fake (001, 002); 'mean' -> (real + fake) / 2 (000, 003).
+    d_backward:      'separate' -> errD_real.backward(); errD_fake.backward(), gradients accumulate
+                     (001); 'joint' -> one backward of errD (000, 002, 003).
+    detach_fake:     the D step sees fake.detach() (001, 002) or a graph through G (000, 003).
+    regenerate_fake: the G step calls G(z) again (000, 002, 003) or reuses the D step's fake (001);
+                     it decides how often G's BatchNorm running statistics move per step.
+    """
+
+    batch_size: int
+    epochs: int
+    opt_D: Adam
+    opt_G: Adam
+    loss: Literal["bce", "bce_logits"] = "bce"
+    d_loss: Literal["sum", "mean"] = "sum"
+    d_backward: Literal["separate", "joint"] = "joint"
+    detach_fake: bool = True
+    regenerate_fake: bool = False
+    shuffle: bool = True
+    real_label: float = 1.0
+    fake_label: float = 0.0
+
+
+@dataclass(frozen=True)
+class GANSpec:
+    name: str
+    source: str  # seed file(s) it mirrors
+    description: str
+    G: ModelSpec
+    D: ModelSpec
+    latent_shape: tuple[int, ...]
+    init: InitScheme
+    recipe: GANRecipe
+    params: dict = field(default_factory=dict, compare=False)  # the width knobs it was built with
+
+    @property
+    def nets(self) -> dict[str, ModelSpec]:
+        return {"G": self.G, "D": self.D}

@@ -1,0 +1,56 @@
+"""Numerical parity, torch against mxnet, for every GAN spec (test widths, fp32 on CPU)."""
+
+import pytest
+
+from common import parity
+
+from .conftest import small_spec
+
+
+@pytest.fixture(scope="module")
+def results(request):
+    pytest.importorskip("torch")
+    pytest.importorskip("mxnet")
+    return {}
+
+
+def _checks(results, name):
+    if name not in results:
+        batch = 8 if name == "gan-gaussian" else 16
+        results[name] = {c.check: c for c in parity.check_all(small_spec(name), batch, steps=20)}
+    return results[name]
+
+
+@pytest.mark.parametrize("check", ["forward G train", "forward G eval", "forward D train", "forward D eval",
+                                   "gradients D", "gradients G", "one step"])
+def test_forward_gradient_and_one_step_agree(results, spec_name, check):
+    c = _checks(results, spec_name)[check]
+    assert c.ok, f"{spec_name} {check}: first out of tolerance {c.first_divergent}, max rel {c.max_rel:.2e}"
+    # fp64 proves the semantics, not only the tolerance: every tensor agrees far below fp32 noise.
+    assert max(t.fp64_rel for t in c.tensors) < 1e-5
+
+
+def test_forward_is_within_1e5_outright(results, spec_name):
+    for check in ("forward G train", "forward G eval", "forward D train", "forward D eval"):
+        assert _checks(results, spec_name)[check].max_rel < 1e-5
+
+
+@pytest.mark.parametrize("name", ["dcgan", "dcgan-gluon", "dcgan-d2l", "gan-gaussian"])
+def test_lockstep_20_steps(results, name):
+    c = _checks(results, name)["lockstep 20 steps"]
+    e = c.extra
+    assert len(e["loss_rel_per_step"]) == 20
+    assert e["fp64_max_loss_rel"] < 1e-6, "in float64 the two frameworks train identically"
+    assert c.ok, (f"{name}: fp32 loss gap {e['max_loss_rel']:.1e} first over 1e-3 at step "
+                  f"{e['first_step_over']}; the frameworks' own fp32 noise {e['noise_max']:.1e}")
+
+
+def test_compare_flags_a_real_difference():
+    import numpy as np
+
+    ref = {"a": np.ones(4, np.float32)}
+    bad = {"a": np.array([1, 1, 1, 1.001], np.float32)}
+    (d,) = parity.compare(ref, bad)
+    assert not d.ok and d.max_rel == pytest.approx(1e-3, rel=1e-3)
+    (d,) = parity.compare(ref, ref)
+    assert d.ok and d.max_abs == 0

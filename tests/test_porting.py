@@ -1,0 +1,21 @@
+"""docs/porting.md is generated from the code and must stay in sync with it."""
+
+from pathlib import Path
+
+from common.porting import porting_sheet
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "porting.md"
+
+
+def test_porting_sheet_is_in_sync():
+    assert DOC.read_text() == porting_sheet(), "run: ganparity porting --out docs/porting.md"
+
+
+def test_sheet_lists_every_difference_and_spec():
+    from common.differences import DIFFERENCES
+    from common.registry import GAN_SPECS
+
+    text = porting_sheet()
+    assert all(f"| {d.key} |" in text for d in DIFFERENCES)
+    assert all(f"## {s} " in text for s in GAN_SPECS)
+    assert "beta2=0.9990000128746033" in text  # what backends/mxnet really passes
