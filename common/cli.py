@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -119,6 +121,10 @@ def cmd_report(a) -> None:
     main_report(Path(a.out), _backends(a.backends) if a.backends else available(), steps=a.steps)
 
 
+# Subcommands that live beside their code: module.register(subparsers) adds them.
+EXTENSIONS = ("common.train_cli", "benchmarks.cli")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ganparity", description=(
         "One framework-neutral spec per GAN; PyTorch and MXNet Gluon backends; proof, with "
@@ -175,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backends", default=None, help="comma list (default: every installed backend)")
     s.add_argument("--steps", type=int, default=20, help="lockstep steps (default 20)")
     s.set_defaults(fn=cmd_report)
+
+    for module in EXTENSIONS:  # each has register(subparsers); imported lazily, framework-free
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module).register(sub)
     return p
 
 
