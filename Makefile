@@ -1,5 +1,7 @@
 # `make report` and `make test` build .venv themselves (Python 3.11 + pip; torch from the local
 # wheel store, mxnet 1.9.1 with numpy 1.23.5, all in ONE pip command so nothing upgrades numpy).
+SHELL  := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -9,7 +11,8 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[torch,mxnet,dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[torch,mxnet,dev]' 2>&1 \
+	  | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 	$(PY) -c "import numpy, torch, mxnet; print('numpy', numpy.__version__, 'torch', torch.__version__, 'mxnet', mxnet.__version__)"
 	touch $(STAMP)
 
