@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from . import shapes
 from .errors import GanparityError, choose

@@ -27,7 +27,8 @@ def test_every_subcommand_has_help(sub, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["specs", "wgan"], "unknown spec 'wgan'; valid: gan-gaussian, dcgan, dcgan-d2l, dcgan-gluon"),
-    (["specs", "dcgan", "--set", "image_size=48"], "dcgan: G's last layer G.10 outputs (3, 32, 32) but D takes (3, 48, 48)"),
+    (["specs", "dcgan", "--set", "image_size=48"],
+     "dcgan: G's last layer G.10 outputs (3, 32, 32) but D takes (3, 48, 48)"),
     (["specs", "dcgan", "--set", "ngf"], "--set takes KEY=VALUE, got 'ngf'"),
     (["parity", "--backends", "torch,jax"], "unknown backend 'jax'; valid: torch, mxnet"),
 ])

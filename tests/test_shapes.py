@@ -54,7 +54,8 @@ def test_impossible_image_size_names_the_layer_and_shapes():
 
 def test_layer_that_cannot_take_its_input_is_named():
     stack = ModelSpec("D", (3, 2, 2), d_block(3, 8, kernel_size=4, strides=1, padding=0))
-    with pytest.raises(GanparityError, match=r"D\.0 Conv2d\(.*\) cannot take input shape \(3, 2, 2\): output would be \(-1, -1\)"):
+    message = r"D\.0 Conv2d\(.*\) cannot take input shape \(3, 2, 2\): output would be \(-1, -1\)"
+    with pytest.raises(GanparityError, match=message):
         shapes.infer(stack)
 
 

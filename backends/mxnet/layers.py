@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.spec.model import GANSpec
 from common.spec.layers import (
-    BatchNorm, Conv2d, ConvTranspose2d, Flatten, Layer, LeakyReLU, Linear, ReLU, Sigmoid, Tanh,
+    BatchNorm,
+    Conv2d,
+    ConvTranspose2d,
+    Flatten,
+    Layer,
+    LeakyReLU,
+    Linear,
+    ReLU,
+    Sigmoid,
+    Tanh,
 )
+from common.spec.model import GANSpec
 
 Call = tuple[str, tuple, dict]
 
