@@ -1,0 +1,45 @@
+"""`ganparity report` and `ganparity parity` end to end (small settings)."""
+
+import json
+
+import pytest
+
+from common import report
+from common.cli import main
+
+
+def test_parity_command_writes_json(tmp_path, both, capsys):
+    out = tmp_path / "parity.json"
+    code = main(["parity", "--spec", "gan-gaussian", "--steps", "3", "--json", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "| gan-gaussian | one step | pass |" in text
+    rows = json.loads(out.read_text())
+    assert {r["check"] for r in rows} >= {"forward G train", "gradients D", "one step", "lockstep 3 steps"}
+    assert all(r["ok"] for r in rows)
+
+
+def test_report_covers_every_spec_and_backend(tmp_path, both, monkeypatch):
+    small = dict(nz=8, ngf=4, ndf=4, image_size=16)
+    monkeypatch.setattr(report, "PARITY_KNOBS", {k: ({} if k == "gan-gaussian" else small)
+                                                 for k in report.PARITY_KNOBS})
+    results = report.main_report(tmp_path, ["torch", "mxnet"], steps=3)
+    assert {(r["spec"], r["backend"]) for r in results["shapes"]} == {
+        (s, b) for s in ("gan-gaussian", "dcgan", "dcgan-d2l", "dcgan-gluon") for b in ("torch", "mxnet")}
+    assert all(r["ok"] for r in results["shapes"])
+    assert {c["spec"] for c in results["parity"]} == {"gan-gaussian", "dcgan", "dcgan-d2l", "dcgan-gluon"}
+    md = (tmp_path / "report.md").read_text()
+    assert "## Shape parity" in md and "## Numerical parity" in md
+    assert (tmp_path / "lockstep.png").stat().st_size > 10_000
+    assert json.loads((tmp_path / "results.json").read_text())["environment"]["mxnet"] == "1.9.1"
+
+
+def test_report_with_one_backend_skips_parity(tmp_path, backend):
+    results = report.main_report(tmp_path, [backend.NAME], steps=2)
+    assert results["parity"] == [] and len(results["shapes"]) == 4
+
+
+@pytest.mark.parametrize("bad", ["torch", "torch,mxnet,torch"])
+def test_parity_needs_two_backends(bad, capsys):
+    assert main(["parity", "--backends", bad]) == 2
+    assert "--backends takes two names" in capsys.readouterr().err
