@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -70,19 +71,30 @@ def validate(arrays: dict[str, np.ndarray], spec: GANSpec, nets: tuple[str, ...]
     return {k: np.asarray(arrays[k], np.float32) for k in want}
 
 
-def save(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
-    """Write .npz atomically (a temp file renamed into place), so a crash never leaves half a file."""
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call write(tmp_path) on a temp file beside `path`, then rename it into place: a crash or
+    Ctrl-C never leaves half a file where a good one was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def save(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
+    """Write .npz atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    return atomic_write(path, write)
 
 
 def load(path: str | os.PathLike) -> dict[str, np.ndarray]:

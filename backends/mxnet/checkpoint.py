@@ -8,7 +8,6 @@ with the net, so one file holds G and D. The spec's 'weight'/'bias' of a BatchNo
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import mxnet as mx
@@ -17,6 +16,7 @@ import numpy as np
 from common import shapes
 from common.errors import GanparityError
 from common.spec.model import ModelSpec
+from common.weights import atomic_write
 
 from .layers import TENSOR_ALIASES
 
@@ -37,21 +37,11 @@ def _native_names(name: str, model: ModelSpec) -> dict[str, str]:
 def save_native(path: str | os.PathLike, nets: dict[str, tuple[mx.gluon.Block, ModelSpec]]) -> Path:
     from .build import _tensors
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {}
     for name, (net, model) in nets.items():
         params, keys = _tensors(net, model), _native_names(name, model)
         arrays |= {keys[k]: p.data() for k, p in params.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        mx.nd.save(tmp, arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: mx.nd.save(tmp, arrays))
 
 
 def load_native(path: str | os.PathLike, models: dict[str, ModelSpec]) -> dict[str, np.ndarray]:

@@ -7,7 +7,6 @@ neutral name is '<net>.<key>'. num_batches_tracked is PyTorch bookkeeping with n
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,22 +14,14 @@ import torch
 
 from common.errors import GanparityError
 from common.spec.model import ModelSpec
+from common.weights import atomic_write
 
 SUFFIX = ".pt"
 
 
 def save_native(path: str | os.PathLike, nets: dict[str, tuple[torch.nn.Module, ModelSpec]]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save({name: net.state_dict() for name, (net, _) in nets.items()}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    state = {name: net.state_dict() for name, (net, _) in nets.items()}
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_native(path: str | os.PathLike, models: dict[str, ModelSpec]) -> dict[str, np.ndarray]:
