@@ -122,7 +122,7 @@ def cmd_report(a) -> None:
 
 
 # Subcommands that live beside their code: module.register(subparsers) adds them.
-EXTENSIONS = ("common.train_cli", "benchmarks.cli")
+EXTENSIONS = ("common.train_cli", "benchmarks.cli", "common.dogs")
 
 
 def build_parser() -> argparse.ArgumentParser:
