@@ -1,12 +1,23 @@
-"""Datasets as numpy arrays, framework-free.
+"""Datasets as numpy arrays, framework-free (numpy, Pillow and the standard library only).
 
 gan-gaussian: seed 003's data, X·A + b with X ~ N(0, I): mean b, covariance AᵀA.
+Image specs: an image folder (decoded once into a memory-mapped uint8 cache) or the embedded
+procedural discs, so training works on a fresh machine with no download.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 
+from .errors import GanparityError, choose
 from .spec.model import GANSpec
 
 GAUSSIAN_A = np.array([[1.0, 2.0], [-0.1, 0.5]])
@@ -53,3 +64,208 @@ def discs(n: int, size: int = 64, channels: int = 3, seed: int = 0) -> np.ndarra
         alpha *= (k < counts)[:, None, None]
         img = img * (1 - alpha[:, None]) + colour * alpha[:, None]
     return (img * 2.0 - 1.0).astype(np.float32)
+
+
+# -- datasets for training: one numpy array (memory-mapped for image folders) ----------------------
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff"})
+GAUSSIAN_POINTS = 1000  # seed 003: data = X·A + b for 1000 points
+DISCS_IMAGES = 4096
+
+
+@dataclass
+class Dataset:
+    """Training data as one array: uint8 images (N, C, S, S), scaled to [-1, 1] per batch, or float32
+    points (N, 2). `holdout` is data kept out of training for the quality measures (None: compare
+    with the training data, and say so)."""
+
+    name: str
+    array: np.ndarray
+    holdout: np.ndarray | None = None
+    skipped: int = 0
+    description: str = ""
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def batch(self, index: np.ndarray) -> np.ndarray:
+        return to_float(self.array[np.asarray(index)])
+
+    def reference(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+        """Up to n samples to judge G against: held-out data when there is some."""
+        pool, what = (self.holdout, "held-out") if self.holdout is not None and len(self.holdout) else (
+            self.array, "training")
+        idx = rng.choice(len(pool), min(n, len(pool)), replace=False)
+        return to_float(pool[np.sort(idx)]), what
+
+
+def to_float(a: np.ndarray) -> np.ndarray:
+    """uint8 [0, 255] -> float32 [-1, 1] (ToTensor + Normalize(0.5, 0.5)); floats pass through."""
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 127.5 - 1.0
+    return np.asarray(a, np.float32)
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """float [-1, 1] -> uint8 [0, 255], clipped."""
+    return np.clip(np.rint((np.asarray(x, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def gaussian_dataset(n: int = GAUSSIAN_POINTS, seed: int = 0) -> Dataset:
+    """Seed 003's 1000 points; its true mean b and covariance AᵀA are the reference, not held-out data."""
+    return Dataset("gaussian", gaussian(n, np.random.default_rng(seed)),
+                   description=f"2-D Gaussian X·A+b, {n} points (seed 003)")
+
+
+def discs_dataset(n: int, size: int, channels: int, seed: int = 0, holdout: int = 512) -> Dataset:
+    """The embedded default: n procedural disc images, plus `holdout` more drawn from the same
+    process with another seed, all stored as uint8 (4096 images at 64 px take 50 MB)."""
+    def make(count: int, s: int) -> np.ndarray:
+        chunks = [to_uint8(discs(min(1024, count - i), size, channels, seed=s * 100_003 + i))
+                  for i in range(0, count, 1024)]
+        return np.concatenate(chunks) if chunks else np.zeros((0, channels, size, size), np.uint8)
+
+    return Dataset("discs", make(n, seed + 1), make(holdout, seed + 2),
+                   description=f"embedded procedural discs, {n} images of {size}x{size}x{channels}")
+
+
+def list_images(root: Path) -> list[Path]:
+    """Every image file under root (ImageFolder class subfolders, nested trees or a flat folder),
+    sorted, hidden files and folders left out."""
+    return sorted(p for p in root.rglob("*")
+                  if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+def load_image(path: Path, size: int, channels: int = 3) -> np.ndarray:
+    """One image as uint8 (C, size, size): shorter side resized to size (bilinear, antialiased),
+    then centre-cropped, as torchvision's Resize(size) + CenterCrop(size). Grayscale, palette and
+    RGBA images are converted to RGB (or to L when channels == 1)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGBA") if im.mode in ("P", "LA") else im
+        if im.mode == "RGBA":  # composite on black, what a dataset of RGBA sprites usually means
+            bg = Image.new("RGBA", im.size, (0, 0, 0, 255))
+            im = Image.alpha_composite(bg, im)
+        im = im.convert("L" if channels == 1 else "RGB")
+        w, h = im.size
+        if w < h:
+            nw, nh = size, int(size * h / w)
+        else:
+            nw, nh = int(size * w / h), size
+        im = im.resize((nw, nh), Image.BILINEAR, reducing_gap=None)
+        top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+        im = im.crop((left, top, left + size, top + size))
+        a = np.asarray(im, dtype=np.uint8)
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
+def default_cache_dir(root: Path) -> Path:
+    """Beside the data folder (<parent>/.ganparity-cache) when that is writable, else ~/.cache/ganparity."""
+    parent = root.resolve().parent
+    if os.access(parent, os.W_OK):
+        return parent / ".ganparity-cache"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ganparity"
+
+
+def _cache_key(root: Path, files: list[Path], size: int, channels: int) -> str:
+    h = hashlib.sha256(f"v1 {size} {channels}\n".encode())
+    for p in files:
+        st = p.stat()
+        h.update(f"{p.relative_to(root).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def image_folder(root: str | os.PathLike, size: int, channels: int = 3, cache_dir: str | os.PathLike | None = None,
+                 holdout: float = 0.1, max_holdout: int = 512, min_for_holdout: int = 50) -> Dataset:
+    """An image folder as a uint8 array (N, C, size, size), decoded once into a memory-mapped .npy
+    cache keyed by a hash of the sorted file list (with sizes and mtimes), the size and channels.
+
+    Unreadable files are skipped, counted, and reported with a warning. With at least
+    `min_for_holdout` images, a fixed `holdout` fraction (at most `max_holdout`) is kept out of
+    training for the quality measures.
+    """
+    from PIL import UnidentifiedImageError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise GanparityError(f"data folder {str(root)!r} does not exist or is not a folder")
+    if channels not in (1, 3):
+        raise GanparityError(f"image folders load as 1 or 3 channels; the spec has nc={channels}")
+    files = list_images(root)
+    if not files:
+        raise GanparityError(f"data folder {str(root)!r} holds no image files "
+                             f"({', '.join(sorted(IMAGE_EXTENSIONS))}), in it or in its subfolders")
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(root)
+    stem = f"{root.resolve().name or 'data'}-{_cache_key(root, files, size, channels)}-{size}px{channels}c"
+    npy, meta_path = cache / f"{stem}.npy", cache / f"{stem}.json"
+    if npy.is_file() and meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        array = np.load(npy, mmap_mode="r")
+    else:
+        cache.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache, suffix=".npy.tmp")
+        os.close(fd)
+        bad: list[str] = []
+        try:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), channels, size, size))
+            n = 0
+            for p in files:
+                try:
+                    out[n] = load_image(p, size, channels)
+                    n += 1
+                except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+                    bad.append(f"{p.relative_to(root).as_posix()} ({type(e).__name__})")
+            out.flush()
+            del out
+            if n < len(files):  # rewrite without the unused tail
+                full = np.load(tmp, mmap_mode="r")
+                np.save(tmp + ".cut.npy", full[:n])
+                del full
+                os.replace(tmp + ".cut.npy", tmp)
+            os.replace(tmp, npy)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        meta = {"root": str(root.resolve()), "files": len(files), "images": n, "skipped": bad}
+        meta_path.write_text(json.dumps(meta, indent=1))
+        array = np.load(npy, mmap_mode="r")
+    bad = meta["skipped"]
+    if bad:
+        warnings.warn(f"{len(bad)} of {meta['files']} files in {str(root)!r} could not be read and were "
+                      f"skipped: {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}", stacklevel=2)
+    if len(array) == 0:
+        raise GanparityError(f"data folder {str(root)!r}: none of its {meta['files']} image files could be read")
+    held = None
+    if len(array) >= min_for_holdout and holdout > 0:
+        k = min(max_holdout, int(len(array) * holdout))
+        order = np.random.default_rng(12345).permutation(len(array))
+        held_idx, train_idx = np.sort(order[:k]), np.sort(order[k:])
+        held, array = np.asarray(array[held_idx]), array[train_idx]  # train part stays a memmap copy-on-read
+    return Dataset(root.resolve().name, array, held, len(bad),
+                   f"image folder {str(root)!r}: {len(array)} training images"
+                   + (f", {len(held)} held out" if held is not None else "")
+                   + (f", {len(bad)} unreadable skipped" if bad else "") + f", {size}x{size}x{channels}")
+
+
+def dataset_for(spec: GANSpec, data: str | os.PathLike | None = None, dataset: str | None = None,
+                cache_dir: str | os.PathLike | None = None, n: int | None = None, seed: int = 0) -> Dataset:
+    """The training data for a spec: a folder path, or a named dataset (default: gaussian for 2-D
+    specs, discs for image specs)."""
+    shape = tuple(spec.D.input_shape)
+    if data is not None and dataset is not None:
+        raise GanparityError("give --data PATH or --dataset NAME, not both")
+    if data is not None:
+        if shape == (2,):
+            raise GanparityError(f"{spec.name} takes 2-D points; it trains on --dataset gaussian, not an image folder")
+        return image_folder(data, shape[1], shape[0], cache_dir)
+    name = choose("dataset", dataset or ("gaussian" if shape == (2,) else "discs"), DATASETS)
+    if (name == "gaussian") != (shape == (2,)):
+        raise GanparityError(f"dataset {name!r} does not fit {spec.name}, whose D takes {shape}")
+    if name == "gaussian":
+        return gaussian_dataset(n or GAUSSIAN_POINTS, seed)
+    return discs_dataset(n or DISCS_IMAGES, shape[1], shape[0], seed)
+
+
+DATASETS = ("gaussian", "discs")

@@ -14,6 +14,7 @@ from .build import (  # noqa: F401
 from .checkpoint import SUFFIX, load_native, save_native  # noqa: F401
 from .device import DEVICES, describe, resolve, sync  # noqa: F401
 from .layers import layer_call  # noqa: F401
+from .state import load_optimizer_state, optimizer_state  # noqa: F401
 from .train import GANTrainer  # noqa: F401
 
 NAME = "mxnet"
