@@ -4,26 +4,21 @@ Agg backend, imported only when drawn), and a GIF of the grids."""
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .data import to_uint8
+from .weights import atomic_write
 
 
 def _atomic(path: Path, write) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix + ".tmp")
-    os.close(fd)
-    try:
+    """weights.atomic_write, leaving the picture readable by others (mkstemp makes files 0600)."""
+    def write_public(tmp: str) -> None:
         write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        os.chmod(tmp, 0o644)
+
+    return atomic_write(path, write_public)
 
 
 def grid(images: np.ndarray, nrow: int = 8, padding: int = 2, normalize: bool = True) -> np.ndarray:

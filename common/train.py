@@ -328,8 +328,14 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None, on_step=None) -> Run
                 t0 = time.perf_counter()
                 real = ds.batch(idx)
                 noise = rng.standard_normal((len(idx), *latent)).astype(np.float32)
-                out = trainer.step(be.to_device(D, real), be.to_device(G, noise))
-                values = {k: _scalar(out[k]) for k in FIELDS}
+                try:
+                    out = trainer.step(be.to_device(D, real), be.to_device(G, noise))
+                    values = {k: _scalar(out[k]) for k in FIELDS}
+                except RuntimeError as e:
+                    # PyTorch's BCELoss raises on a NaN probability instead of returning NaN.
+                    if "between 0 and 1" not in str(e):
+                        raise
+                    values = {"D output": math.nan}
                 dt = time.perf_counter() - t0
                 if not all(math.isfinite(v) for v in values.values()):
                     if bar is not None:

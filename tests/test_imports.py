@@ -7,6 +7,7 @@ import pytest
 
 LIGHT = ("common", "backends", "common.cli", "common.registry", "common.shapes", "common.porting",
          "common.parity", "common.report", "common.weights", "common.differences",
+         "common.data", "common.quality", "common.plots", "common.train", "common.train_cli",
          "backends.torch.layers", "backends.mxnet.layers")
 
 
