@@ -43,9 +43,9 @@ def _running_stats_hook(gluon_momentum: float):
     with the unbiased batch variance: running = m * running + (1 - m) * batch (Gluon's m)."""
 
     def hook(block: nn.BatchNorm, inputs, output) -> None:
-        if not autograd.is_training():
-            return
         x = inputs[0]
+        if not autograd.is_training() or not isinstance(x, mx.nd.NDArray):
+            return  # hybridize traces with Symbols, and its compiled graph runs no hooks at all
         with autograd.pause():
             axes = (0,) + tuple(range(2, x.ndim))
             n = x.size // x.shape[1]

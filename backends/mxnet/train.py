@@ -5,15 +5,28 @@ returns NDArrays: MXNet is asynchronous, so nothing here waits; the caller reads
 from __future__ import annotations
 
 import math
+import warnings
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
+from common.errors import choose
 from common.spec.model import Adam, GANSpec
 
 from .build import to_device  # noqa: F401  (re-exported through api)
+
+# Speed options of the step (benchmarks/harness.py), none by default. 'hybridize' compiles G and D
+# to static graphs. Forward hooks do not fire inside a hybridized graph, so build.py's hook that
+# moves BatchNorm running statistics the PyTorch way does not run: with 'hybridize' the running
+# statistics stay where they were (the native update is frozen by momentum=1.0). Training outputs
+# and parameters are unaffected; eval-mode outputs after training are not PyTorch's.
+OPTIONS = ("hybridize",)
+
+
+def _options(options) -> frozenset[str]:
+    return frozenset(choose("mxnet GANTrainer option", o, OPTIONS) for o in options)
 
 
 def _torch_bce(p: mx.nd.NDArray, y: mx.nd.NDArray) -> mx.nd.NDArray:
@@ -77,9 +90,16 @@ def _prob(output: mx.nd.NDArray, kind: str) -> mx.nd.NDArray:
 class GANTrainer:
     """Trainers and the D-then-G step of a GANSpec's recipe for built G and D."""
 
-    def __init__(self, spec: GANSpec, G: nn.Block, D: nn.Block, naive: frozenset[str] = frozenset()):
+    def __init__(self, spec: GANSpec, G: nn.Block, D: nn.Block, naive: frozenset[str] = frozenset(),
+                 options=frozenset()):
         self.spec, self.G, self.D, self.naive = spec, G, D, naive
+        self.options = _options(options)
         r = spec.recipe
+        if "hybridize" in self.options:
+            with warnings.catch_warnings():  # Gluon warns that the BatchNorm hooks will not run: see OPTIONS
+                warnings.filterwarnings("ignore", message=".*hybridized while still having forward hook")
+                G.hybridize(static_alloc=True, static_shape=True)
+                D.hybridize(static_alloc=True, static_shape=True)
         # Difference 'grad-req': two backward() calls accumulate only with grad_req='add'.
         self.accumulate = r.d_backward == "separate" and "grad-req" not in naive
         if self.accumulate:

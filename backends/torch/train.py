@@ -4,17 +4,30 @@ step returns 0-d tensors: no host sync inside the step, the caller reads them wh
 
 from __future__ import annotations
 
-import numpy as np
+import contextlib
+
 import torch
 from torch import nn
 
+from common.errors import choose
 from common.spec.model import Adam, GANSpec
 
 from .build import to_device  # noqa: F401  (re-exported through api)
 
+# Speed options of the step (benchmarks/harness.py), none by default. The default step is the
+# sources' eager fp32 step; every option is checked against it by the harness's parity check.
+OPTIONS = ("channels_last", "bf16", "fused-adam", "foreach-adam", "capturable-adam", "compile")
 
-def _adam(net: nn.Module, opt: Adam, naive: frozenset[str]) -> torch.optim.Adam:
-    return torch.optim.Adam(net.parameters(), lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps)
+
+def _options(options) -> frozenset[str]:
+    return frozenset(choose("torch GANTrainer option", o, OPTIONS) for o in options)
+
+
+def _adam(net: nn.Module, opt: Adam, naive: frozenset[str], options: frozenset[str] = frozenset()) -> torch.optim.Adam:
+    fast = {"fused": True} if "fused-adam" in options else {"foreach": True} if "foreach-adam" in options else {}
+    if "capturable-adam" in options:
+        fast["capturable"] = True  # CUDA graphs: the step counter stays on the device
+    return torch.optim.Adam(net.parameters(), lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps, **fast)
 
 
 def _loss(kind: str, naive: frozenset[str]) -> nn.Module:
@@ -30,14 +43,36 @@ def _prob(output: torch.Tensor, kind: str) -> torch.Tensor:
 class GANTrainer:
     """Optimizers and the D-then-G step of a GANSpec's recipe for built G and D."""
 
-    def __init__(self, spec: GANSpec, G: nn.Module, D: nn.Module, naive: frozenset[str] = frozenset()):
+    def __init__(self, spec: GANSpec, G: nn.Module, D: nn.Module, naive: frozenset[str] = frozenset(),
+                 options=frozenset()):
         self.spec, self.G, self.D, self.naive = spec, G, D, naive
+        self.options = _options(options)
         r = spec.recipe
-        self.opt_D = _adam(D, r.opt_D, naive)
-        self.opt_G = _adam(G, r.opt_G, naive)
+        if "channels_last" in self.options:
+            G.to(memory_format=torch.channels_last)
+            D.to(memory_format=torch.channels_last)
+        # The callables the step runs: the nets themselves, or torch.compile of them (same parameters).
+        self.run_G, self.run_D = (torch.compile(G), torch.compile(D)) if "compile" in self.options else (G, D)
+        self.opt_D = _adam(D, r.opt_D, naive, self.options)
+        self.opt_G = _adam(G, r.opt_G, naive, self.options)
         self.criterion = _loss(r.loss, naive)
         self.d_scale = 0.5 if r.d_loss == "mean" else 1.0
         self.grad_scale = 1.0  # gradients are already batch means
+
+    def _autocast(self, x: torch.Tensor):
+        """bf16 option: the nets' forwards under torch.autocast; losses stay in fp32."""
+        if "bf16" not in self.options:
+            return contextlib.nullcontext()
+        return torch.autocast(x.device.type, dtype=torch.bfloat16)
+
+    def _net(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if not self.options:
+            return net(x)
+        if "channels_last" in self.options and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast(x):
+            out = net(x)
+        return out.float() if "bf16" in self.options else out
 
     def d_backward(self, real: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Gradients of the D loss into D. Returns the fake batch for the G step."""
@@ -47,12 +82,12 @@ class GANTrainer:
         D.zero_grad()
         ones = torch.full((real.shape[0],), r.real_label, device=real.device, dtype=real.dtype)
         zeros = torch.full((real.shape[0],), r.fake_label, device=real.device, dtype=real.dtype)
-        out_real = D(real).view(-1)
+        out_real = self._net(self.run_D, real).view(-1)
         err_real = self.criterion(out_real, ones) * self.d_scale
         if r.d_backward == "separate":
             err_real.backward()
-        fake = self.G(noise)
-        out_fake = D(fake.detach() if r.detach_fake else fake).view(-1)
+        fake = self._net(self.run_G, noise)
+        out_fake = self._net(self.run_D, fake.detach() if r.detach_fake else fake).view(-1)
         err_fake = self.criterion(out_fake, zeros) * self.d_scale
         if r.d_backward == "separate":
             err_fake.backward()
@@ -67,8 +102,8 @@ class GANTrainer:
         r = self.spec.recipe
         self.G.zero_grad()
         if r.regenerate_fake:
-            fake = self.G(noise)
-        out = self.D(fake).view(-1)
+            fake = self._net(self.run_G, noise)
+        out = self._net(self.run_D, fake).view(-1)
         err = self.criterion(out, torch.full((out.shape[0],), r.real_label, device=out.device, dtype=out.dtype))
         err.backward()
         return {"loss_G": err.detach(), "D_G_z2": _prob(out.detach(), r.loss)}
