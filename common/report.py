@@ -144,6 +144,13 @@ def main_report(out: Path, backends: list[str], steps: int = 20) -> dict:
                parity_section(checks), ""]
         if plot:
             md += [f"![lockstep]({plot.name})", ""]
+    try:  # the step-cost section lives with the benchmarks (benchmarks/harness.py)
+        from benchmarks.harness import report_section
+    except ImportError:
+        report_section = None
+    if report_section is not None:
+        _progress("step cost (CPU) ...")
+        md += [report_section(backends, out), ""]
     md.append(f"Report took {time.perf_counter() - t0:.0f} s.")
     (out / "report.md").write_text("\n".join(md) + "\n")
     results = {"environment": env, "shapes": [asdict(r) for r in shape_results],

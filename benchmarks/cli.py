@@ -1,0 +1,80 @@
+"""`ganparity bench`: the step-cost harness from the command line (registered by common.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from common.backend import BACKENDS, available
+from common.registry import REGISTRY, parse_knobs
+
+
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _ints(text: str) -> list[int]:
+    from common.errors import GanparityError
+
+    try:
+        out = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise GanparityError(f"--batch-sizes takes a comma list of integers, got {text!r}") from None
+    if not out or min(out) < 1:
+        raise GanparityError(f"--batch-sizes takes positive integers, got {text!r}")
+    return out
+
+
+def cmd_bench(a) -> None:
+    from . import harness as H
+
+    threads = a.threads or os.cpu_count() or 1
+    H.set_threads(threads)  # before any framework import, so both start with the same pool
+    backends = H.parse_list(a.backends) or available()
+    specs = H.parse_list(a.spec)
+    out, stem = Path(a.out), a.stem or "results"
+    rows: list[dict] = []
+    written = []
+
+    def save(_row=None) -> None:  # after every row: Ctrl-C keeps the finished ones
+        nonlocal written
+        if rows:
+            written = H.write_results(rows, out, stem, with_plot=False)
+
+    try:
+        H.run_matrix(specs, parse_knobs(a.set), backends, a.device, _ints(a.batch_sizes),
+                     H.parse_list(a.variants), a.rounds, a.warmup, check=not a.no_check,
+                     progress=_progress, on_row=lambda r: (rows.append(r), save()))
+    finally:
+        if rows:
+            written = H.write_results(rows, out, stem)
+            _progress(f"wrote {', '.join(map(str, written))} ({len(rows)} rows)")
+    print(H.markdown(rows))
+
+
+def register(sub) -> None:
+    from .harness import all_variant_names
+
+    s = sub.add_parser("bench", help="step-cost benchmark: ms/step, img/s, FLOPs, memory per backend x variant",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("--spec", default="dcgan", metavar="NAMES",
+                   help=f"comma list of specs: {', '.join(REGISTRY)}")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="override a width knob of the image specs, e.g. --set ngf=16 (repeatable; "
+                        "gan-gaussian runs as specified)")
+    s.add_argument("--backends", default="", help=f"comma list of {', '.join(BACKENDS)} (default: every installed)")
+    s.add_argument("--device", default="cpu", help="cpu or cuda")
+    s.add_argument("--batch-sizes", default="16,64", help="comma list of batch sizes")
+    s.add_argument("--variants", default="seed",
+                   help=f"comma list, or 'all': {', '.join(all_variant_names())}; each runs on the backends "
+                        "that have it, CUDA-only ones are reported as skipped on cpu")
+    s.add_argument("--rounds", type=int, default=10, help="timed rounds per row (median, p10, p90 over them)")
+    s.add_argument("--warmup", type=int, default=3, help="warm-up steps per row, timed apart")
+    s.add_argument("--threads", type=int, default=0, help="CPU threads for both frameworks (default: all cores)")
+    s.add_argument("--no-check", action="store_true", help="skip each variant's parity check")
+    s.add_argument("--out", default=f"reports/bench-{time.strftime('%Y%m%d')}", help="output folder")
+    s.add_argument("--stem", default="results", help="file names: STEM.json, STEM.md, STEM.png")
+    s.set_defaults(fn=cmd_bench)
