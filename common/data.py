@@ -76,27 +76,31 @@ DISCS_IMAGES = 4096
 @dataclass
 class Dataset:
     """Training data as one array: uint8 images (N, C, S, S), scaled to [-1, 1] per batch, or float32
-    points (N, 2). `holdout` is data kept out of training for the quality measures (None: compare
-    with the training data, and say so)."""
+    points (N, 2). `rows` picks the training rows of `array` (None: all of them), so a memory-mapped
+    cache is never copied into memory. `holdout` is data kept out of training for the quality
+    measures (None: compare with the training data, and say so)."""
 
     name: str
     array: np.ndarray
     holdout: np.ndarray | None = None
     skipped: int = 0
     description: str = ""
+    rows: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return len(self.array)
+        return len(self.array) if self.rows is None else len(self.rows)
 
     def batch(self, index: np.ndarray) -> np.ndarray:
-        return to_float(self.array[np.asarray(index)])
+        index = np.asarray(index)
+        return to_float(self.array[index if self.rows is None else self.rows[index]])
 
     def reference(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
         """Up to n samples to judge G against: held-out data when there is some."""
-        pool, what = (self.holdout, "held-out") if self.holdout is not None and len(self.holdout) else (
-            self.array, "training")
-        idx = rng.choice(len(pool), min(n, len(pool)), replace=False)
-        return to_float(pool[np.sort(idx)]), what
+        if self.holdout is not None and len(self.holdout):
+            idx = rng.choice(len(self.holdout), min(n, len(self.holdout)), replace=False)
+            return to_float(self.holdout[np.sort(idx)]), "held-out"
+        idx = np.sort(rng.choice(len(self), min(n, len(self)), replace=False))
+        return self.batch(idx), "training"
 
 
 def to_float(a: np.ndarray) -> np.ndarray:
@@ -219,10 +223,14 @@ def image_folder(root: str | os.PathLike, size: int, channels: int = 3, cache_di
                     bad.append(f"{p.relative_to(root).as_posix()} ({type(e).__name__})")
             out.flush()
             del out
-            if n < len(files):  # rewrite without the unused tail
+            if n < len(files):  # rewrite without the unused tail, in chunks (the cache may be large)
                 full = np.load(tmp, mmap_mode="r")
-                np.save(tmp + ".cut.npy", full[:n])
-                del full
+                cut = np.lib.format.open_memmap(tmp + ".cut.npy", mode="w+", dtype=np.uint8,
+                                                shape=(n, channels, size, size))
+                for i in range(0, n, 4096):
+                    cut[i:i + 4096] = full[i:min(i + 4096, n)]
+                cut.flush()
+                del full, cut
                 os.replace(tmp + ".cut.npy", tmp)
             os.replace(tmp, npy)
         except BaseException:
@@ -237,16 +245,17 @@ def image_folder(root: str | os.PathLike, size: int, channels: int = 3, cache_di
                       f"skipped: {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}", stacklevel=2)
     if len(array) == 0:
         raise GanparityError(f"data folder {str(root)!r}: none of its {meta['files']} image files could be read")
-    held = None
+    held, rows = None, None
     if len(array) >= min_for_holdout and holdout > 0:
         k = min(max_holdout, int(len(array) * holdout))
         order = np.random.default_rng(12345).permutation(len(array))
-        held_idx, train_idx = np.sort(order[:k]), np.sort(order[k:])
-        held, array = np.asarray(array[held_idx]), array[train_idx]  # train part stays a memmap copy-on-read
+        held, rows = np.asarray(array[np.sort(order[:k])]), np.sort(order[k:])
+    n_train = len(array) if rows is None else len(rows)
     return Dataset(root.resolve().name, array, held, len(bad),
-                   f"image folder {str(root)!r}: {len(array)} training images"
+                   f"image folder {str(root)!r}: {n_train} training images"
                    + (f", {len(held)} held out" if held is not None else "")
-                   + (f", {len(bad)} unreadable skipped" if bad else "") + f", {size}x{size}x{channels}")
+                   + (f", {len(bad)} unreadable skipped" if bad else "") + f", {size}x{size}x{channels}",
+                   rows)
 
 
 def dataset_for(spec: GANSpec, data: str | os.PathLike | None = None, dataset: str | None = None,

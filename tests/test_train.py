@@ -117,6 +117,23 @@ def test_cache_key_follows_the_files(tmp_path):
     assert len(ds) == 4 and len(list((tmp_path / "c").glob("*.npy"))) == 2
 
 
+def test_large_folders_hold_out_a_fixed_split_without_copying_the_cache(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(60):
+        Image.fromarray(np.full((8, 8, 3), i * 4, np.uint8)).save(root / f"{i:02d}.png")
+    ds = Dt.image_folder(root, 8, cache_dir=tmp_path / "c")
+    assert len(ds) == 54 and len(ds.holdout) == 6 and isinstance(ds.array, np.memmap)
+    train_values = {int(v) for v in ds.array[ds.rows, 0, 0, 0]}
+    held_values = {int(v) for v in ds.holdout[:, 0, 0, 0]}
+    assert not train_values & held_values
+    ref, what = ds.reference(100, np.random.default_rng(0))
+    assert what == "held-out" and ref.shape == (6, 3, 8, 8)
+    assert ds.batch(np.array([0, 53])).shape == (2, 3, 8, 8)
+
+
 def test_missing_empty_and_unreadable_folders_are_clear_errors(tmp_path):
     with pytest.raises(GanparityError, match="does not exist"):
         Dt.image_folder(tmp_path / "nope", 16)
