@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from . import shapes
 from .errors import GanparityError, choose
-from .spec import gans
+from .spec import classifier, gans
+from .spec.classifier import ClassifierSpec
 from .spec.model import GANSpec
 
 
@@ -77,3 +78,48 @@ def parse_knobs(pairs: list[str] | None) -> dict[str, int]:
         except ValueError:
             raise GanparityError(f"--set {key}: {value!r} is not an integer") from None
     return out
+
+
+# -- supervised fine-tuning specs (seed 000's dog-breed task); kept apart from the GAN registry --
+
+
+@dataclass(frozen=True)
+class ClassifierEntry:
+    name: str
+    factory: Callable[..., ClassifierSpec]
+    source: str
+    summary: str
+
+    def knobs(self) -> dict[str, object]:
+        return {p.name: p.default for p in inspect.signature(self.factory).parameters.values()}
+
+
+CLASSIFIER_REGISTRY: dict[str, ClassifierEntry] = {
+    e.name: e
+    for e in (
+        ClassifierEntry("resnet34-finetune", classifier.resnet34_finetune, "000",
+                        "frozen ResNet-34 v1 + Linear(512,256)-ReLU-Linear(256,120); SGD 0.03, momentum 0.9, "
+                        "wd 1e-4, lr x0.1 every 10 epochs; 20 epochs; batch 128"),
+    )
+}
+CLASSIFIER_SPECS = tuple(CLASSIFIER_REGISTRY)
+
+
+def check_classifier(spec: ClassifierSpec) -> ClassifierSpec:
+    """The backbone infers and feeds the head, and the head gives num_classes logits."""
+    feats = shapes.output_of(spec.backbone)
+    if feats != tuple(spec.head.input_shape):
+        raise GanparityError(f"{spec.name}: backbone outputs {feats} but the head takes {spec.head.input_shape}")
+    out = shapes.output_of(spec.head)
+    if out != (spec.num_classes,):
+        raise GanparityError(f"{spec.name}: head outputs {out}, expected ({spec.num_classes},)")
+    return spec
+
+
+def get_classifier(name: str, **knobs) -> ClassifierSpec:
+    """Build a registered classifier spec, e.g. get_classifier('resnet34-finetune', width=8, blocks=1)."""
+    entry = CLASSIFIER_REGISTRY[choose("classifier spec", name, CLASSIFIER_REGISTRY)]
+    valid = entry.knobs()
+    for k in knobs:
+        choose(f"knob for {name}", k, valid)
+    return check_classifier(entry.factory(**knobs))

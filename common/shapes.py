@@ -1,6 +1,7 @@
 """Output-shape and parameter-count inference in pure Python, with the seeds' formulas.
 
 Conv2d (000, D_block):          n' = floor((n + 2p - k) / s) + 1
+MaxPool2d (000, ResNet stem):   n' = floor((n + 2p - k) / s) + 1   (floor mode, as both frameworks)
 ConvTranspose2d (000, G_block): n' = (n - 1) * s - 2p + k   ( = k + s(n-1) - 2p )
 
 Shapes are per sample (no batch axis). An impossible stack raises GanparityError naming the layer
@@ -19,10 +20,14 @@ from .spec.layers import (
     Conv2d,
     ConvTranspose2d,
     Flatten,
+    GlobalAvgPool2d,
     Layer,
     LeakyReLU,
     Linear,
+    MaxPool2d,
     ReLU,
+    Residual,
+    Sequential,
     Sigmoid,
     Tanh,
     tensor_names,
@@ -86,12 +91,46 @@ def output_shape(layer: Layer, in_shape: Shape, where: str = "layer") -> Shape:
         return in_shape
     if isinstance(layer, Flatten):
         return (math.prod(in_shape),)
+    if isinstance(layer, MaxPool2d):
+        h, w = _spatial(where, layer, in_shape, in_shape[0] if in_shape else 0)
+        out = tuple(conv2d_out(n, layer.kernel, layer.stride, layer.padding) for n in (h, w))
+        if min(out) < 1:
+            raise _fail(where, layer, in_shape, f"output would be {out}, smaller than 1x1")
+        return (in_shape[0],) + out
+    if isinstance(layer, GlobalAvgPool2d):
+        _spatial(where, layer, in_shape, in_shape[0] if in_shape else 0)
+        return (in_shape[0], 1, 1)
+    if isinstance(layer, Sequential):
+        return _chain(layer.layers, in_shape, where)
+    if isinstance(layer, Residual):
+        out = _chain(layer.body, in_shape, f"{where}.body")
+        skip = _chain(layer.downsample, in_shape, f"{where}.downsample")
+        if out != skip:
+            raise _fail(where, layer, in_shape, f"body gives {out} but the shortcut gives {skip}")
+        return out
     raise GanparityError(f"{where}: unknown layer type {type(layer).__name__}")
+
+
+def _chain(layers: tuple, in_shape: Shape, where: str) -> Shape:
+    shape = tuple(in_shape)
+    for i, layer in enumerate(layers):
+        shape = output_shape(layer, shape, f"{where}.{i}")
+    return shape
+
+
+def _nested(prefix: str, layers: tuple) -> dict[str, Shape]:
+    return {f"{prefix}{i}.{n}": s for i, layer in enumerate(layers)
+            for n, s in layer_tensor_shapes(layer).items()}
 
 
 def layer_tensor_shapes(layer: Layer) -> dict[str, Shape]:
     """Shapes of the tensors a layer owns, by short name. Layouts agree across torch and Gluon:
-    Linear/Dense (out, in); Conv2d (out, in, k, k); ConvTranspose2d (in, out, k, k)."""
+    Linear/Dense (out, in); Conv2d (out, in, k, k); ConvTranspose2d (in, out, k, k).
+    Containers name their tensors by path: Sequential '0.1.weight', Residual 'body.0.weight'."""
+    if isinstance(layer, Sequential):
+        return _nested("", layer.layers)
+    if isinstance(layer, Residual):
+        return _nested("body.", layer.body) | _nested("downsample.", layer.downsample)
     if isinstance(layer, Linear):
         full = {"weight": (layer.out_features, layer.in_features), "bias": (layer.out_features,)}
     elif isinstance(layer, Conv2d):
@@ -115,7 +154,7 @@ def infer(model: ModelSpec) -> list[LayerInfo]:
         out = output_shape(layer, shape, where)
         short = layer_tensor_shapes(layer)
         tensors = {f"{where}.{n}": s for n, s in short.items()}
-        n_params = sum(math.prod(s) for n, s in short.items() if n not in BUFFER_NAMES)
+        n_params = sum(math.prod(s) for n, s in short.items() if n.rsplit(".", 1)[-1] not in BUFFER_NAMES)
         infos.append(LayerInfo(i, where, layer, shape, out, tensors, n_params))
         shape = out
     return infos

@@ -14,9 +14,11 @@ from common.spec.layers import (
     Conv2d,
     ConvTranspose2d,
     Flatten,
+    GlobalAvgPool2d,
     Layer,
     LeakyReLU,
     Linear,
+    MaxPool2d,
     ReLU,
     Sigmoid,
     Tanh,
@@ -57,6 +59,10 @@ def layer_call(layer: Layer, in_shape: tuple[int, ...], naive: frozenset[str] = 
         return "Activation", (_ACTIVATIONS[type(layer)],), {}
     if isinstance(layer, Flatten):
         return "Flatten", (), {}
+    if isinstance(layer, MaxPool2d):
+        return "MaxPool2D", (layer.kernel, layer.stride, layer.padding), {}
+    if isinstance(layer, GlobalAvgPool2d):
+        return "GlobalAvgPool2D", (), {}
     raise TypeError(f"mxnet backend: no layer for {type(layer).__name__}")
 
 

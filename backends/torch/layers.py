@@ -11,9 +11,11 @@ from common.spec.layers import (
     Conv2d,
     ConvTranspose2d,
     Flatten,
+    GlobalAvgPool2d,
     Layer,
     LeakyReLU,
     Linear,
+    MaxPool2d,
     ReLU,
     Sigmoid,
     Tanh,
@@ -45,6 +47,10 @@ def layer_call(layer: Layer, in_shape: tuple[int, ...], naive: frozenset[str] = 
         return "LeakyReLU", () if "leaky-slope" in naive else (layer.slope,), {}
     if isinstance(layer, ReLU | Tanh | Sigmoid | Flatten):
         return type(layer).__name__, (), {}
+    if isinstance(layer, MaxPool2d):
+        return "MaxPool2d", (layer.kernel, layer.stride, layer.padding), {}
+    if isinstance(layer, GlobalAvgPool2d):
+        return "AdaptiveAvgPool2d", (1,), {}
     raise TypeError(f"torch backend: no layer for {type(layer).__name__}")
 
 

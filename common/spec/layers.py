@@ -70,7 +70,41 @@ class Flatten:
     """(N, ...) -> (N, prod(...)), as torch.nn.Flatten and gluon.nn.Flatten."""
 
 
-Layer = Linear | Conv2d | ConvTranspose2d | BatchNorm | ReLU | LeakyReLU | Tanh | Sigmoid | Flatten
+@dataclass(frozen=True)
+class MaxPool2d:
+    """torch.nn.MaxPool2d(kernel, stride, padding) / gluon.nn.MaxPool2D: floor mode, padding is -inf."""
+
+    kernel: int
+    stride: int
+    padding: int = 0
+
+
+@dataclass(frozen=True)
+class GlobalAvgPool2d:
+    """(C, H, W) -> (C, 1, 1): torch.nn.AdaptiveAvgPool2d(1) / gluon.nn.GlobalAvgPool2D."""
+
+
+@dataclass(frozen=True)
+class Sequential:
+    """A group of layers with its own index space: tensor names nest, e.g. '4.0.body.0.weight'
+    for layer 0 of block 0 of stage 4 (as torch.nn.Sequential and Gluon HybridSequential name them)."""
+
+    layers: tuple = ()
+
+
+@dataclass(frozen=True)
+class Residual:
+    """ResNet v1 BasicBlock (He et al. 2015, as torchvision and the Gluon model zoo build it):
+    out = ReLU(body(x) + downsample(x)), downsample the identity when empty. Tensor names are
+    'body.<i>.<tensor>' and 'downsample.<i>.<tensor>' (the Gluon model zoo's names)."""
+
+    body: tuple = ()
+    downsample: tuple = ()
+
+
+Layer = (Linear | Conv2d | ConvTranspose2d | BatchNorm | ReLU | LeakyReLU | Tanh | Sigmoid | Flatten
+         | MaxPool2d | GlobalAvgPool2d | Sequential | Residual)
+CONTAINERS = (Sequential, Residual)
 
 # Names of the tensors each layer owns, in the order the neutral weights list them.
 # "running_*" are buffers (state), the rest trainable parameters.
