@@ -141,8 +141,9 @@ def _is_points(spec: GANSpec) -> bool:
     return tuple(spec.D.input_shape) == (2,)
 
 
-def quality(be, G, spec: GANSpec, ds: Dataset, seed: int, n: int = 512) -> dict:
-    """W2 to the true Gaussian (2-D specs) or the pyramid SWD to held-out data (images)."""
+def quality(be, G, spec: GANSpec, ds: Dataset, seed: int, n: int = 512, fid_weights: str | None = None) -> dict:
+    """W2 to the true Gaussian (2-D specs) or the pyramid SWD to held-out data (images), and FID
+    when a local Inception weights file is given."""
     from . import quality as Q
 
     rng = np.random.default_rng([seed, 3])
@@ -151,8 +152,14 @@ def quality(be, G, spec: GANSpec, ds: Dataset, seed: int, n: int = 512) -> dict:
         return Q.gaussian_report(generate(be, G, spec, z, 10_000))
     real, what = ds.reference(n, rng)
     z = rng.standard_normal((len(real), *spec.latent_shape)).astype(np.float32)
-    out = Q.swd(generate(be, G, spec, z), real, seed=seed)
+    fake = generate(be, G, spec, z)
+    out = Q.swd(fake, real, seed=seed)
     out["reference"] = f"{what} data ({len(real)} images)"
+    if fid_weights is not None:
+        from .fid import fid
+
+        out["fid"] = fid(fake, real, fid_weights)
+        out["fid_weights"] = str(fid_weights)
     return out
 
 
@@ -250,10 +257,10 @@ def _prepare(cfg: TrainConfig) -> tuple[Path, dict, GANSpec, dict | None]:
 def train(cfg: TrainConfig, dataset: Dataset | None = None, on_step=None) -> RunResult:
     """Train (or continue) a run. `dataset` replaces the configured data (tests); `on_step(step,
     values)` is called after every step (tests use it to send Ctrl-C)."""
-    if cfg.fid_weights is not None:
-        raise GanparityError("FID is not implemented in ganparity (a local Inception weights file was given, "
-                             f"{cfg.fid_weights!r}); the image quality measure here is the sliced "
-                             "Wasserstein distance, written to quality.json")
+    if cfg.fid_weights is not None:  # refused before any work if the file is not there
+        from .fid import check_weights_file
+
+        check_weights_file(cfg.fid_weights)
     t_start = time.perf_counter()
     run_dir, run, spec, old = _prepare(cfg)
     be = get_backend(cfg.backend)
@@ -405,7 +412,7 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None, on_step=None) -> Run
         save_gif(run_dir / "progress.gif", sorted(samples.glob("epoch_*.png")))
     result = RunResult(run_dir, epoch, step, interrupted)
     if not interrupted and epoch >= epochs and step > 0:
-        result.quality = quality(be, G, spec, ds, cfg.seed, cfg.eval_samples)
+        result.quality = quality(be, G, spec, ds, cfg.seed, cfg.eval_samples, cfg.fid_weights)
         result.quality.update(epoch=epoch, step=step, backend=cfg.backend)
         _write_json(run_dir / "quality.json", result.quality)
     result.seconds = time.perf_counter() - t_start

@@ -305,8 +305,8 @@ def test_nan_stops_the_run_naming_the_step_and_keeps_the_checkpoint(name, tmp_pa
 
 def test_guards_on_run_directories_and_fid(tmp_path):
     need("torch")
-    with pytest.raises(GanparityError, match="not implemented"):
-        train(tiny(tmp_path / "r", fid_weights="inception.pth"))
+    with pytest.raises(GanparityError, match="'inception.pth' does not exist"):
+        train(tiny(tmp_path / "r", fid_weights="inception.pth"))  # refused before any work
     with pytest.raises(GanparityError, match="not a run to resume"):
         train(tiny(tmp_path / "r", resume=True))
     train(tiny(tmp_path / "r", epochs=1))
