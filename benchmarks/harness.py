@@ -173,7 +173,7 @@ def metadata(backend: str, device: str, device_name: str = "") -> dict:
             "command": " ".join(shlex.quote(a) for a in sys.argv), "python": platform.python_version(),
             "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "numpy": np.__version__, "backend": backend, "device": device, "device_name": device_name,
-            "threads": thread_info()}
+            "threads": thread_info(), "load_average": os.getloadavg()}  # other work on a shared machine
     try:
         meta |= get_backend(backend).versions()
     except GanparityError as e:
@@ -557,9 +557,15 @@ def markdown(rows: list[dict]) -> str:
     out = []
     for r in rows:
         par = r.get("parity")
-        ptext = "-" if par is None else (
-            ("pass" if par["ok"] else "FAIL") + f" ({max(par['max_rel'].values()):.0e} vs {par['reference']}, "
-            f"rtol {par['rtol']:g})")
+        if par is None:
+            ptext = "-"
+        elif par["precision"] in LOW_PRECISION_RTOL:
+            cos = min(par["grad_cosine"].values(), default=float("nan"))
+            ptext = (("pass" if par["ok"] else "FAIL") + f" (losses {par['max_rel']['losses']:.0e} rel, grad cosine "
+                     f"{cos:.4f} vs {par['reference']})")
+        else:
+            ptext = ("pass" if par["ok"] else "FAIL") + (f" ({max(par['max_rel'].values()):.0e} vs "
+                                                         f"{par['reference']}, rtol {par['rtol']:g})")
         ph = r.get("phases_ms")
         out.append([
             r["spec"], r["backend"], r["variant"], r.get("device_name") or r["device"], r["batch"],
@@ -577,7 +583,8 @@ def describe_run(rows: list[dict], meta: dict) -> str:
              f"Date {meta.get('date')}, commit {meta.get('git_commit', '')[:10]}"
              + (" (uncommitted changes)" if meta.get("git_dirty") else "")
              + f", {meta.get('platform')}, {meta.get('processor')}, python {meta.get('python')}, "
-             f"numpy {meta.get('numpy')}; threads {meta.get('threads')}.", "",
+             f"numpy {meta.get('numpy')}; threads {meta.get('threads')}; load average at start "
+             f"{meta.get('load_average')}.", "",
              "Specs: " + "; ".join(f"{k} {v}" for k, v in knobs.items()) + ".", "",
              "ms/step: one full GANTrainer.step (D step + G step of the spec's recipe), median and p10-p90 over "
              "rounds, device synced only between rounds. GFLOP/step from common/flops.py (2 FLOPs per "
@@ -595,7 +602,11 @@ def plot(rows: list[dict], path: Path) -> Path | None:
     ok = [r for r in rows if "median_ms" in r]
     if not ok:
         return None
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # the GPU machine may lack it: JSON and markdown still get written
+        print("benchmarks: matplotlib not installed, no plot", file=sys.stderr)
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
