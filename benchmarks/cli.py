@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from common.backend import BACKENDS, available
-from common.registry import REGISTRY, parse_knobs
+from common.registry import CLASSIFIER_REGISTRY, REGISTRY, parse_knobs
 
 
 def _progress(msg: str) -> None:
@@ -61,7 +61,7 @@ def register(sub) -> None:
     s = sub.add_parser("bench", help="step-cost benchmark: ms/step, img/s, FLOPs, memory per backend x variant",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     s.add_argument("--spec", default="dcgan", metavar="NAMES",
-                   help=f"comma list of specs: {', '.join(REGISTRY)}")
+                   help=f"comma list of specs: {', '.join([*REGISTRY, *CLASSIFIER_REGISTRY])}")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override a width knob of the image specs, e.g. --set ngf=16 (repeatable; "
                         "gan-gaussian runs as specified)")

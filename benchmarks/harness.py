@@ -39,7 +39,7 @@ from common import flops, parity
 from common import weights as W
 from common.backend import BACKENDS, available, get_backend
 from common.errors import GanparityError, choose
-from common.registry import REGISTRY, get_spec
+from common.registry import CLASSIFIER_REGISTRY, REGISTRY, get_classifier, get_spec
 from common.spec.layers import BUFFER_NAMES
 from common.table import md_table
 
@@ -513,6 +513,59 @@ def tr_step_args(tr, real) -> tuple:
     return ()
 
 
+def finetune_row(spec_name: str, knobs: dict, variant: Variant, device: str, batch: int, rounds: int = 5,
+                 warmup: int = 2) -> dict:
+    """One fine-tune step of seed 000 (frozen backbone, SGD on the head) through the backend's
+    ClassifierTrainer.step, which takes a numpy batch and returns the loss as a float, as the
+    seed's loop reads l.item() every batch: so each step includes the host-to-device copy of the
+    batch and one host sync. Only the `seed` variant exists for this step."""
+    spec = get_classifier(spec_name, **knobs)
+    row = {"spec": spec_name, "knobs": {k: list(v) if isinstance(v, tuple) else v for k, v in spec.params.items()},
+           "backend": variant.backend, "variant": variant.name, "options": sorted(variant.options),
+           "precision": variant.precision, "device": device, "batch": batch, "status": "ok", "reason": "",
+           "note": "step includes the batch upload and one host sync (the seed reads the loss every batch)",
+           "flops_per_step": flops.finetune_step_flops(spec, batch)}
+    if variant.name != "seed":
+        return row | {"status": "skipped", "reason": "only the seed variant is implemented for the fine-tune step",
+                      "meta": metadata(variant.backend, device)}
+    try:
+        be = get_backend(variant.backend)
+        dev = be.resolve(device)
+    except GanparityError as e:
+        return row | {"status": "unavailable", "reason": str(e), "meta": metadata(variant.backend, device)}
+    from common import pretrained
+    from common.finetune import classifier_backend
+
+    set_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
+    cb = classifier_backend(variant.backend)
+    net = cb.build_classifier(spec, device)
+    cb.set_arrays(net, spec, pretrained.init_classifier(spec, 0))
+    trainer = cb.ClassifierTrainer(spec, net)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 3, spec.image_size, spec.image_size)).astype(np.float32)
+    y = rng.integers(0, spec.num_classes, batch)
+    row["device_name"] = be.describe(dev)
+    t0 = time.perf_counter()
+    for _ in range(warmup):
+        trainer.step(x, y)
+    be.sync(dev)
+    warm = time.perf_counter() - t0
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        loss = trainer.step(x, y)
+        be.sync(dev)
+        times.append(time.perf_counter() - t)
+    med, p10, p90 = _quantiles(times)  # ms
+    mem, mem_kind = _peak_memory(be, dev, device)
+    tflops = row["flops_per_step"] / (med / 1000) / 1e12
+    return row | {"warmup_steps": warmup, "warmup_s": warm, "rounds": rounds, "steps_per_round": 1,
+                  "median_ms": med, "p10_ms": p10, "p90_ms": p90, "img_per_s": batch / (med / 1000),
+                  "peak_mem_bytes": mem, "peak_mem_kind": mem_kind, "losses_last": {"loss": loss},
+                  "finite": math.isfinite(loss), "tflops_achieved": tflops, "peak_tflops": None,
+                  "fraction_of_peak": None, "meta": metadata(variant.backend, device, row["device_name"])}
+
+
 # -- many rows, files -----------------------------------------------------------------------------
 
 
@@ -523,18 +576,23 @@ def run_matrix(specs: list[str], knobs: dict, backends: list[str], device: str, 
     """Every spec x backend x variant x batch size; on_row is called after each (incremental writes)."""
     choose("device", device, ("cpu", "cuda"))
     for s in specs:
-        choose("spec", s, REGISTRY)
+        choose("spec", s, list(REGISTRY) + list(CLASSIFIER_REGISTRY))
     if not backends:
         raise GanparityError(f"no backend installed; valid: {', '.join(BACKENDS)}")
     variants = resolve_variants(variant_names, backends)
     rows = []
     for s in specs:
         k = {} if s == "gan-gaussian" else knobs
+        if s in CLASSIFIER_REGISTRY:  # its own knobs (width, image_size, num_classes, ...) only
+            k = {key: v for key, v in knobs.items() if key in CLASSIFIER_REGISTRY[s].knobs()}
         for v in variants:
             for b in batch_sizes:
                 if progress:
                     progress(f"bench {s} {v.backend}/{v.name} {device} batch {b} ...")
-                row = bench_row(s, k, v, device, b, rounds, warmup, check=check and b == batch_sizes[0])
+                if s in CLASSIFIER_REGISTRY:
+                    row = finetune_row(s, k, v, device, b, rounds, warmup)
+                else:
+                    row = bench_row(s, k, v, device, b, rounds, warmup, check=check and b == batch_sizes[0])
                 if progress:
                     progress(f"  {row['status']}" + (f" {row['median_ms']:.2f} ms/step" if "median_ms" in row else "")
                              + (f" ({row['reason']})" if row["reason"] else ""))

@@ -24,16 +24,32 @@ from __future__ import annotations
 
 import math
 
-from .shapes import infer
-from .spec.layers import BatchNorm, Conv2d, ConvTranspose2d, Linear
+from .shapes import infer, output_shape
+from .spec.classifier import ClassifierSpec
+from .spec.layers import BatchNorm, Conv2d, ConvTranspose2d, Linear, Residual, Sequential
 from .spec.model import GANSpec, ModelSpec
 
 BN_FLOPS_PER_ELEMENT = 4
 BACKWARD_FACTOR = 2
 
 
+def _chain_flops(layers: tuple, in_shape: tuple[int, ...]) -> int:
+    total, shape = 0, tuple(in_shape)
+    for layer in layers:
+        out = output_shape(layer, shape)
+        total += layer_flops(layer, shape, out)
+        shape = out
+    return total
+
+
 def layer_flops(layer, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
-    """Forward FLOPs of one layer for one sample (0 for activations, Flatten)."""
+    """Forward FLOPs of one layer for one sample (0 for activations, pooling, Flatten; containers
+    sum their layers, a residual block adds 1 per output element for the sum)."""
+    if isinstance(layer, Sequential):
+        return _chain_flops(layer.layers, in_shape)
+    if isinstance(layer, Residual):
+        return (_chain_flops(layer.body, in_shape) + _chain_flops(layer.downsample, in_shape)
+                + math.prod(out_shape))
     if isinstance(layer, Conv2d):
         spatial = math.prod(out_shape[1:])
         return 2 * layer.in_channels * layer.kernel ** 2 * layer.out_channels * spatial + (
@@ -70,3 +86,10 @@ def step_flops(spec: GANSpec, batch: int) -> int:
     """FLOPs of one full training step (D step + G step) at a batch size, by the convention above."""
     p = step_passes(spec)
     return batch * (p["G"] * forward_flops(spec.G) + p["D"] * forward_flops(spec.D))
+
+
+def finetune_step_flops(spec: ClassifierSpec, batch: int) -> int:
+    """One fine-tune step: a frozen backbone runs forward only (nothing upstream needs a
+    gradient), the head forward and backward (3x); an unfrozen backbone costs 3x too."""
+    backbone = (1 if spec.recipe.freeze_backbone else 1 + BACKWARD_FACTOR) * forward_flops(spec.backbone)
+    return batch * (backbone + (1 + BACKWARD_FACTOR) * forward_flops(spec.head))

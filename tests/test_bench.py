@@ -3,6 +3,7 @@ Behaviour only; a benchmark records numbers, a test never asserts a timing."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -136,3 +137,24 @@ def test_bench_cli_writes_files(tmp_path, capsys):
     assert (tmp_path / "results.png").stat().st_size > 0
     assert main(["bench", "--variants", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown variant 'nope'; valid:" in capsys.readouterr().err
+
+
+def test_finetune_step_rows(tmp_path):
+    """The dog-breed fine-tune step (frozen backbone) in the same harness: a row per backend."""
+    from benchmarks import harness as H
+    from common import flops
+    from common.registry import get_classifier
+
+    knobs = dict(width=4, blocks=1, image_size=32, num_classes=3, hidden=8)
+    spec = get_classifier("resnet34-finetune", **knobs)
+    backbone, head = flops.forward_flops(spec.backbone), flops.forward_flops(spec.head)
+    assert flops.finetune_step_flops(spec, 2) == 2 * (backbone + 3 * head)  # frozen: backbone forward only
+    full = get_classifier("resnet34-finetune")
+    assert 7.2e9 < flops.forward_flops(full.backbone) < 7.5e9  # ResNet-34 at 224: 3.6 GMAC
+    installed = [b for b in ("torch", "mxnet") if importlib.util.find_spec(b)]
+    rows = H.run_matrix(["resnet34-finetune"], knobs, installed, "cpu", [2], ["seed"], rounds=2, warmup=1)
+    assert [r["backend"] for r in rows] == installed
+    for r in rows:
+        assert r["status"] == "ok" and r["median_ms"] > 0 and r["finite"]
+        assert r["flops_per_step"] == flops.finetune_step_flops(spec, 2)
+        assert {r["backend"], "numpy", "threads", "date", "git_commit"} <= set(r["meta"])
