@@ -44,13 +44,19 @@ def save_native(path: str | os.PathLike, nets: dict[str, tuple[mx.gluon.Block, M
     return atomic_write(path, lambda tmp: mx.nd.save(tmp, arrays))
 
 
-def load_native(path: str | os.PathLike, models: dict[str, ModelSpec]) -> dict[str, np.ndarray]:
+def read_file(path: str | os.PathLike) -> dict:
+    """mx.nd.load of named NDArrays, or a GanparityError naming the file."""
     try:
         loaded = mx.nd.load(str(path))
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's bad input
         raise GanparityError(f"{str(path)!r} is not an MXNet .params file ({type(e).__name__}: {e})") from None
     if not isinstance(loaded, dict):
         raise GanparityError(f"{str(path)!r} holds an unnamed NDArray list, not named parameters")
+    return loaded
+
+
+def load_native(path: str | os.PathLike, models: dict[str, ModelSpec]) -> dict[str, np.ndarray]:
+    loaded = read_file(path)
     out, unknown = {}, set(loaded)
     for name, model in models.items():
         for full, key in _native_names(name, model).items():

@@ -17,13 +17,13 @@ from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
 from common import pretrained
-from common.errors import GanparityError
 from common.spec.classifier import ClassifierSpec, FinetuneRecipe
 from common.spec.layers import BUFFER_NAMES, BatchNorm, Residual, Sequential
 from common.weights import atomic_write
 
 from .build import _running_stats_hook
 from .build import build as build_stack
+from .checkpoint import read_file
 from .device import resolve
 from .layers import TENSOR_ALIASES, layer_call
 
@@ -194,12 +194,7 @@ SUFFIX = ".params"
 
 def load_pretrained(path: str | os.PathLike, spec: ClassifierSpec) -> dict[str, np.ndarray]:
     """vision.resnet34_v1().save_parameters(path) -> neutral backbone arrays (+ fc.* from output.*)."""
-    try:
-        loaded = mx.nd.load(str(path))
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's bad input
-        raise GanparityError(f"{str(path)!r} is not an MXNet .params file ({type(e).__name__}: {e})") from None
-    if not isinstance(loaded, dict):
-        raise GanparityError(f"{str(path)!r} holds an unnamed NDArray list, not named parameters")
+    loaded = read_file(path)
     return pretrained.from_gluon({k: v.asnumpy() for k, v in loaded.items()}, spec, repr(str(path)))
 
 

@@ -24,11 +24,19 @@ def save_native(path: str | os.PathLike, nets: dict[str, tuple[torch.nn.Module, 
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_native(path: str | os.PathLike, models: dict[str, ModelSpec]) -> dict[str, np.ndarray]:
+def read_file(path: str | os.PathLike) -> dict:
+    """torch.load of a dict (weights only), or a GanparityError naming the file."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's bad input
         raise GanparityError(f"{str(path)!r} is not a PyTorch checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(obj, dict):
+        raise GanparityError(f"{str(path)!r} holds a {type(obj).__name__}, not a dict of state dicts or tensors")
+    return obj
+
+
+def load_native(path: str | os.PathLike, models: dict[str, ModelSpec]) -> dict[str, np.ndarray]:
+    ckpt = read_file(path)
     missing = [n for n in models if n not in ckpt]
     if missing:
         raise GanparityError(f"{str(path)!r} has no state dict for {', '.join(missing)} (keys: {list(ckpt)})")

@@ -15,12 +15,12 @@ import torch
 from torch import nn
 
 from common import pretrained
-from common.errors import GanparityError
 from common.spec.classifier import ClassifierSpec, FinetuneRecipe
 from common.spec.layers import BUFFER_NAMES, Residual, Sequential
 from common.weights import atomic_write
 
 from .build import build as build_stack
+from .checkpoint import read_file
 from .device import resolve
 from .layers import layer_call
 
@@ -165,12 +165,7 @@ SUFFIX = ".pth"
 
 def load_pretrained(path: str | os.PathLike, spec: ClassifierSpec) -> dict[str, np.ndarray]:
     """torch.save(torchvision.models.resnet34().state_dict()) -> neutral backbone arrays (+ fc.*)."""
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's bad input
-        raise GanparityError(f"{str(path)!r} is not a torch state_dict file ({type(e).__name__}: {e})") from None
-    if not isinstance(state, dict):
-        raise GanparityError(f"{str(path)!r} holds a {type(state).__name__}, not a state_dict")
+    state = read_file(path)
     return pretrained.from_torchvision({k: v.numpy() for k, v in state.items()}, spec, repr(str(path)))
 
 
