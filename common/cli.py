@@ -31,9 +31,12 @@ def _backends(text: str) -> list[str]:
 
 def cmd_specs(a) -> None:
     from .porting import spec_table
+    from .registry import CLASSIFIER_REGISTRY, get_classifier
 
-    for name in [a.name] if a.name else GAN_SPECS:
-        print(spec_table(get_spec(name, **parse_knobs(a.set))))
+    for name in [a.name] if a.name else [*GAN_SPECS, *CLASSIFIER_REGISTRY]:
+        knobs = parse_knobs(a.set)
+        spec = get_classifier(name, **knobs) if name in CLASSIFIER_REGISTRY else get_spec(name, **knobs)
+        print(spec_table(spec))
         print()
 
 
@@ -132,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("specs", help="porting table of a spec: layers, shapes, params, both frameworks' calls")
-    s.add_argument("name", nargs="?", help=f"one of: {', '.join(REGISTRY)} (default: all)")
+    s.add_argument("name", nargs="?", help=f"one of: {', '.join(REGISTRY)}, resnet34-finetune (default: all)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", default=[], help="override a width knob")
     s.set_defaults(fn=cmd_specs)
 

@@ -3,24 +3,50 @@ trains it (backends/*/layers.py), so the documentation cannot drift from the mod
 
 from __future__ import annotations
 
+import math
+
 from . import shapes
 from .backend import BACKENDS, layer_table, render_call
 from .differences import DIFFERENCES
 from .registry import REGISTRY, get_spec
+from .spec.layers import BUFFER_NAMES, Residual, Sequential
 from .spec.model import GANSpec
 from .table import md_table
 
 
-def spec_table(spec: GANSpec) -> str:
-    """Each layer with its output shape, parameter count and the calls that build it."""
+def _leaves(layers: tuple, in_shape: tuple, prefix: str):
+    """(name, layer, input shape, output shape, trainable values) for every leaf layer, containers
+    opened up in spec order (a residual block adds a row for its sum and ReLU)."""
+    shape = tuple(in_shape)
+    for i, layer in enumerate(layers):
+        name, out = f"{prefix}.{i}", shapes.output_shape(layer, shape)
+        if isinstance(layer, Sequential):
+            yield from _leaves(layer.layers, shape, name)
+        elif isinstance(layer, Residual):
+            yield from _leaves(layer.body, shape, f"{name}.body")
+            yield from _leaves(layer.downsample, shape, f"{name}.downsample")
+            yield f"{name} (sum)", layer, shape, out, 0
+        else:
+            n = sum(math.prod(v) for k, v in shapes.layer_tensor_shapes(layer).items() if k not in BUFFER_NAMES)
+            yield name, layer, shape, out, n
+        shape = out
+
+
+def spec_table(spec) -> str:
+    """Each layer with its output shape, parameter count and the calls that build it (GAN specs
+    and the classifier spec alike)."""
     tables = {name: layer_table(name) for name in BACKENDS}
-    parts = [f"## {spec.name} (source {spec.source}): {spec.description}",
-             f"knobs: {spec.params}; latent {spec.latent_shape}"]
+    latent = f"; latent {spec.latent_shape}" if isinstance(spec, GANSpec) else ""
+    parts = [f"## {spec.name} (source {spec.source}): {spec.description}", f"knobs: {spec.params}{latent}"]
     for net, model in spec.nets.items():
         rows = []
-        for info in shapes.infer(model):
-            rows.append([info.name, info.out_shape, info.n_params]
-                        + [render_call(t.layer_call(info.layer, info.in_shape)) for t in tables.values()])
+        for name, layer, in_shape, out_shape, n in _leaves(model.layers, model.input_shape, model.name):
+            if isinstance(layer, Residual):
+                shortcut = "downsample(x)" if layer.downsample else "x"
+                calls = [f"relu(body(x) + {shortcut})"] * len(tables)
+            else:
+                calls = [render_call(t.layer_call(layer, in_shape)) for t in tables.values()]
+            rows.append([name, out_shape, n] + calls)
         total = shapes.param_count(model)
         parts += [f"### {net}: input {model.input_shape}, {total:,} parameters", "",
                   md_table(["layer", "output", "params"] + [f"{n}" for n in tables], rows), ""]

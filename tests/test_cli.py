@@ -47,6 +47,15 @@ def test_specs_prints_the_porting_table(capsys):
     assert "3,576,704 parameters" in text
 
 
+def test_specs_opens_up_the_resnet(capsys):
+    assert main(["specs", "resnet34-finetune"]) == 0
+    text = capsys.readouterr().out
+    assert "### backbone: input (3, 224, 224), 21,284,672 parameters" in text
+    assert "| backbone.5.0.downsample.0 | (128, 28, 28) | 8,192 | nn.Conv2d(64, 128, 1, 2, 0, bias=False) |" in text
+    assert "| backbone.4.0 (sum) | (64, 56, 56) | 0 | relu(body(x) + x) |" in text
+    assert "### head: input (512,), 162,168 parameters" in text
+
+
 def test_init_forward_and_weights_checks(tmp_path, backend, capsys):
     w = tmp_path / "w.npz"
     assert main(["init", "--spec", "dcgan", "--set", "ngf=4", "--set", "ndf=4", "--seed", "1", "--out", str(w)]) == 0
