@@ -29,7 +29,7 @@ def build(model: ModelSpec, naive: frozenset[str] = frozenset(), device: str = "
             gluon_momentum, kwargs = kwargs["momentum"], dict(kwargs, momentum=1.0)
         block = getattr(nn, name)(*args, **kwargs)
         if isinstance(info.layer, BatchNorm) and "bn-variance" not in naive:
-            block.register_forward_hook(_running_stats_hook(gluon_momentum))
+            block.register_forward_hook(running_stats_hook(gluon_momentum))
         net.add(block)
     net.initialize(ctx=ctx)  # in_units / in_channels given: parameters exist now, not at first forward
     if dtype != "float32":
@@ -37,7 +37,7 @@ def build(model: ModelSpec, naive: frozenset[str] = frozenset(), device: str = "
     return net
 
 
-def _running_stats_hook(gluon_momentum: float):
+def running_stats_hook(gluon_momentum: float):
     """Difference 'bn-variance': the native update (biased variance, in backward) is frozen by
     momentum=1.0; this hook moves the running stats in every train-mode forward, as PyTorch does,
     with the unbiased batch variance: running = m * running + (1 - m) * batch (Gluon's m)."""

@@ -21,8 +21,8 @@ from common.spec.classifier import ClassifierSpec, FinetuneRecipe
 from common.spec.layers import BUFFER_NAMES, BatchNorm, Residual, Sequential
 from common.weights import atomic_write
 
-from .build import _running_stats_hook
 from .build import build as build_stack
+from .build import running_stats_hook
 from .checkpoint import read_file
 from .device import resolve
 from .layers import TENSOR_ALIASES, layer_call
@@ -63,7 +63,7 @@ def _build_layers(layers: tuple, in_shape: tuple[int, ...]) -> nn.HybridSequenti
                 gluon_momentum, kwargs = kwargs["momentum"], dict(kwargs, momentum=1.0)
             block = getattr(nn, name)(*args, **kwargs)
             if isinstance(layer, BatchNorm):
-                block.register_forward_hook(_running_stats_hook(gluon_momentum))
+                block.register_forward_hook(running_stats_hook(gluon_momentum))
         seq.add(block)
         shape = shapes.output_shape(layer, shape)
     return seq
