@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check common backends benchmarks tests
+	$(VENV)/bin/ruff check ganparity common backends benchmarks tests
 
 bench: $(STAMP)
 	$(VENV)/bin/ganparity bench

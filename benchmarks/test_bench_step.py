@@ -15,38 +15,42 @@ import os
 
 import pytest
 
-from benchmarks import harness as H
-from common import flops
-from common import weights as W
-from common.parity import make_inputs
-from common.registry import get_spec
+from ganparity.benchmarks.environment import metadata, set_threads
+from ganparity.benchmarks.variants import DEFAULT, VARIANTS
+from ganparity.common import flops
+from ganparity.common import weights as W
+from ganparity.common.backend import build_nets, get_backend
+from ganparity.common.errors import GanparityError
+from ganparity.common.parity import make_inputs
+from ganparity.common.spec.registry import get_spec
 
 DEVICE = os.environ.get("BENCH_DEVICE", "cpu")
 SPECS = {"gan-gaussian": {}, "dcgan": dict(nz=32, ngf=16, ndf=16, image_size=32)}
 BATCH = int(os.environ.get("BENCH_BATCH", "16"))
-CASES = [("torch", "seed"), ("torch", "channels_last"), ("torch", "fused-adam"), ("torch", "bf16"),
-         ("torch", "cudnn-benchmark+tf32"), ("mxnet", "seed"), ("mxnet", "hybridize")]
+CASES = [("torch", DEFAULT), ("torch", "channels_last"), ("torch", "fused-adam"), ("torch", "bf16"),
+         ("torch", "cudnn-benchmark+tf32"), ("mxnet", DEFAULT), ("mxnet", "hybridize")]
 
 
 @pytest.mark.parametrize("spec_name", list(SPECS))
 @pytest.mark.parametrize("backend_name,variant_name", CASES, ids=[f"{b}-{v}" for b, v in CASES])
 def test_step(benchmark, spec_name, backend_name, variant_name):
     pytest.importorskip(backend_name)
-    variant = H.VARIANTS[backend_name][variant_name]
+    variant = VARIANTS[backend_name][variant_name]
     if variant.cuda_only and DEVICE != "cuda":
         pytest.skip(f"{variant_name}: CUDA only; device is {DEVICE}")
-    be = H.get_backend(backend_name)
+    be = get_backend(backend_name)
     try:
         dev = be.resolve(DEVICE)
-    except H.GanparityError as e:  # MXNet on Hopper, no CUDA
+    except GanparityError as e:  # MXNet on Hopper, no CUDA
         pytest.skip(str(e))
-    H.set_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
+    set_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
     spec = get_spec(spec_name, **SPECS[spec_name])
     inputs = make_inputs(spec, BATCH)
-    G, D = be.build(spec.G, device=DEVICE), be.build(spec.D, device=DEVICE)
+    nets = build_nets(be, spec, device=DEVICE)
+    G, D = nets["G"], nets["D"]
     be.set_arrays(G, spec.G, W.split(inputs.weights, "G"))
     be.set_arrays(D, spec.D, W.split(inputs.weights, "D"))
-    with H.torch_flags(variant.flags):
+    with be.speed_flags(variant.flags):
         tr = be.GANTrainer(spec, G, D, options=variant.options)
         real, noise = be.to_device(D, inputs.real[0]), be.to_device(G, inputs.noise[0])
 
@@ -56,5 +60,5 @@ def test_step(benchmark, spec_name, backend_name, variant_name):
 
         benchmark.extra_info.update(spec=spec_name, knobs=spec.params, batch=BATCH, variant=variant_name,
                                     flops_per_step=flops.step_flops(spec, BATCH),
-                                    meta=H.metadata(backend_name, DEVICE, be.describe(dev)))
+                                    meta=metadata(backend_name, DEVICE, be.describe(dev)))
         benchmark.pedantic(step, rounds=int(os.environ.get("BENCH_ROUNDS", "10")), warmup_rounds=3)

@@ -51,7 +51,7 @@ DIFFERENCES: tuple[Difference, ...] = (
         "losses average over the batch by default (reduction='mean')",
         "losses are per sample; Trainer.step(batch_size) rescales gradients by 1 / batch_size",
         "backends/mxnet backpropagates the per-sample losses and calls trainer.step(batch_size), "
-        "as the Gluon seed does; exported gradients are divided by the batch size",
+        "as the Gluon source does; exported gradients are divided by the batch size",
         "trainer.step(1): gradients batch_size times too large",
     ),
     Difference(

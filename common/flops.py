@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 
 from .shapes import infer, output_shape
-from .spec.classifier import ClassifierSpec
+from .spec.finetune import FinetuneSpec
 from .spec.layers import BatchNorm, Conv2d, ConvTranspose2d, Linear, Residual, Sequential
 from .spec.model import GANSpec, ModelSpec
 
@@ -88,7 +88,7 @@ def step_flops(spec: GANSpec, batch: int) -> int:
     return batch * (p["G"] * forward_flops(spec.G) + p["D"] * forward_flops(spec.D))
 
 
-def finetune_step_flops(spec: ClassifierSpec, batch: int) -> int:
+def finetune_step_flops(spec: FinetuneSpec, batch: int) -> int:
     """One fine-tune step: a frozen backbone runs forward only (nothing upstream needs a
     gradient), the head forward and backward (3x); an unfrozen backbone costs 3x too."""
     backbone = (1 if spec.recipe.freeze_backbone else 1 + BACKWARD_FACTOR) * forward_flops(spec.backbone)

@@ -24,11 +24,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from . import shapes
 from . import weights as W
 from .backend import Backend, get_backend
-from .data import gan_batch
+from .inputs import gan_batch
 from .spec.model import GANSpec
 
+REFERENCE = "torch"  # the backend every check compares the other with
 RTOL = 1e-5  # forward, gradients, one step (fp32)
 NOISE_FACTOR = 4.0
 LOCKSTEP_RTOL = 1e-3  # relative loss difference in the lockstep run
@@ -163,12 +165,8 @@ class Runner:
         losses = []
         for real, noise in zip(self.inputs.real[:steps], self.inputs.noise[:steps]):
             m = tr.step(self.be.to_device(self.D, self._cast(real)), self.be.to_device(self.G, self._cast(noise)))
-            losses.append([_scalar(m[k]) for k in LOSSES])
+            losses.append([self.be.scalar(m[k]) for k in LOSSES])
         return self.state(), np.array(losses)
-
-
-def _scalar(x) -> float:
-    return float(x.item() if hasattr(x, "item") else x.asscalar())
 
 
 # -- the checks ---------------------------------------------------------------------------------
@@ -183,7 +181,7 @@ def _runners(spec, inputs, reference, candidate, naive, with_fp64):
     return rs
 
 
-def check_all(spec: GANSpec, batch: int, steps: int = 20, seed: int = 0, reference: str = "torch",
+def check_all(spec: GANSpec, batch: int, steps: int = 20, seed: int = 0, reference: str = REFERENCE,
               candidate: str = "mxnet", naive=frozenset(), with_fp64: bool = True) -> list[Check]:
     """Forward (train, eval), gradients, one step and a lockstep run: all four checks of a spec."""
     inputs = make_inputs(spec, batch, max(steps, 1), seed)
@@ -268,8 +266,6 @@ class ShapeCheck:
 def check_shapes(backend_name: str, spec: GANSpec, batch: int = 2, device: str = "cpu") -> ShapeCheck:
     """Build G and D natively; every layer's output shape, every tensor's shape and the parameter
     counts must equal what common.shapes infers from the spec."""
-    from . import shapes
-
     be = get_backend(backend_name)
     t0 = time.perf_counter()
     nets = {n: be.build(m, device=device) for n, m in spec.nets.items()}

@@ -1,4 +1,4 @@
-"""Output-shape and parameter-count inference in pure Python, with the seeds' formulas.
+"""Output-shape and parameter-count inference in pure Python, with the sources' formulas.
 
 Conv2d (000, D_block):          n' = floor((n + 2p - k) / s) + 1
 MaxPool2d (000, ResNet stem):   n' = floor((n + 2p - k) / s) + 1   (floor mode, as both frameworks)
@@ -158,6 +158,35 @@ def infer(model: ModelSpec) -> list[LayerInfo]:
         infos.append(LayerInfo(i, where, layer, shape, out, tensors, n_params))
         shape = out
     return infos
+
+
+def leaves(model: ModelSpec, sums: bool = False):
+    """(name, layer, in_shape, out_shape) of every leaf layer in spec order, containers opened up
+    ('backbone.4.0.body.1'); with sums=True a Residual also yields itself after its leaves, named
+    '<block> (sum)' (the porting table's row for relu(body(x) + downsample(x)))."""
+
+    def walk(layers: tuple, in_shape: Shape, prefix: str):
+        shape = tuple(in_shape)
+        for i, layer in enumerate(layers):
+            name, out = f"{prefix}.{i}", output_shape(layer, shape)
+            if isinstance(layer, Sequential):
+                yield from walk(layer.layers, shape, name)
+            elif isinstance(layer, Residual):
+                yield from walk(layer.body, shape, f"{name}.body")
+                yield from walk(layer.downsample, shape, f"{name}.downsample")
+                if sums:
+                    yield f"{name} (sum)", layer, shape, out
+            else:
+                yield name, layer, shape, out
+            shape = out
+
+    yield from walk(model.layers, model.input_shape, model.name)
+
+
+def tensor_owners(model: ModelSpec) -> dict[str, Layer]:
+    """Every tensor name -> the leaf layer that owns it, in spec order (a backend asks it how its
+    framework names that tensor: Gluon calls a BatchNorm's weight 'gamma')."""
+    return {f"{name}.{t}": layer for name, layer, _, _ in leaves(model) for t in tensor_names(layer)}
 
 
 def output_of(model: ModelSpec) -> Shape:

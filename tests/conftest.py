@@ -7,8 +7,8 @@ import importlib.util
 
 import pytest
 
-from common.backend import BACKENDS
-from common.registry import GAN_SPECS, get_spec
+from ganparity.common.backend import BACKENDS
+from ganparity.common.spec.registry import GAN_SPECS, get_spec
 
 SMALL = dict(nz=8, ngf=4, ndf=4, image_size=16)
 
@@ -21,7 +21,7 @@ def small_spec(name: str, **extra):
 def need(name: str):
     """Skip unless the framework behind backend `name` is installed; return the backend."""
     pytest.importorskip(BACKENDS[name][1])
-    from common.backend import get_backend
+    from ganparity.common.backend import get_backend
 
     return get_backend(name)
 

@@ -6,15 +6,16 @@ import sys
 import numpy as np
 import pytest
 
-from common.cli import build_parser, main
+from ganparity.common.cli import build_parser, main
 
 from .conftest import need
 
-SUBCOMMANDS = ["specs", "porting", "init", "forward", "convert", "parity", "report"]
+SUBCOMMANDS = ["specs", "porting", "init", "forward", "convert", "parity", "report", "train", "sample", "bench",
+               "finetune"]
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "common.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "ganparity", *args], capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("sub", SUBCOMMANDS)
@@ -26,7 +27,9 @@ def test_every_subcommand_has_help(sub, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["specs", "wgan"], "unknown spec 'wgan'; valid: gan-gaussian, dcgan, dcgan-d2l, dcgan-gluon"),
+    (["specs", "wgan"], "unknown spec 'wgan'; valid: gan-gaussian, dcgan, dcgan-d2l, dcgan-gluon, resnet34-finetune"),
+    (["init", "--spec", "resnet34-finetune", "--out", "w.npz"],
+     "unknown GAN spec 'resnet34-finetune'; valid: gan-gaussian, dcgan, dcgan-d2l, dcgan-gluon"),
     (["specs", "dcgan", "--set", "image_size=48"],
      "dcgan: G's last layer G.10 outputs (3, 32, 32) but D takes (3, 48, 48)"),
     (["specs", "dcgan", "--set", "ngf"], "--set takes KEY=VALUE, got 'ngf'"),
@@ -42,7 +45,7 @@ def test_bad_input_is_one_line_without_traceback(args, message):
 def test_specs_prints_the_porting_table(capsys):
     assert main(["specs", "dcgan-d2l"]) == 0
     text = capsys.readouterr().out
-    assert "nn.BatchNorm2d(512, eps=0.8)" in text  # BatchNorm2d(c, 0.8) as the seed wrote it
+    assert "nn.BatchNorm2d(512, eps=0.8)" in text  # BatchNorm2d(c, 0.8) as the source wrote it
     assert "nn.BatchNorm(momentum=0.9, epsilon=0.8, in_channels=512)" in text
     assert "3,576,704 parameters" in text
 
@@ -88,8 +91,8 @@ def test_forward_outputs_agree_across_backends(tmp_path, both):
 @pytest.mark.parametrize("src, dst", [("torch", "mxnet"), ("mxnet", "torch")])
 def test_convert_native_checkpoints(tmp_path, src, dst, capsys):
     a, b = need(src), need(dst)
-    from common import weights as W
-    from common.registry import get_spec
+    from ganparity.common import weights as W
+    from ganparity.common.spec.registry import get_spec
 
     spec = get_spec("dcgan", ngf=4, ndf=4)
     arrays = W.init_arrays(spec, 5)

@@ -8,10 +8,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from common import parity
-from common.differences import DIFFERENCES
-from common.spec.layers import Linear
-from common.spec.model import Adam, ModelSpec
+from ganparity.common import parity
+from ganparity.common.differences import DIFFERENCES
+from ganparity.common.spec.layers import Linear
+from ganparity.common.spec.model import Adam, ModelSpec
 
 from .conftest import small_spec
 
@@ -35,7 +35,7 @@ def rel(a: dict, b: dict, prefix: str = "") -> float:
 
 def pair(name, naive, dtype="float32", batch=8, spec=None):
     """(torch runner, mxnet handled runner, mxnet naive runner) on the same weights and inputs."""
-    from common.backend import get_backend
+    from ganparity.common.backend import get_backend
 
     spec = spec or small_spec(name)
     inputs = parity.make_inputs(spec, batch, 1, 0)
@@ -139,7 +139,7 @@ def test_bce_clamps_like_pytorch():
     import mxnet as mx
     import torch
 
-    from backends.mxnet.train import _loss
+    from ganparity.backends.mxnet.train import _loss
 
     p = np.array([0.0, 1e-30, 0.3, 1.0], np.float32)
     y = np.array([1.0, 1.0, 1.0, 0.0], np.float32)
@@ -164,7 +164,7 @@ def test_bce_clamps_like_pytorch():
 
 @covers("leaky-slope")
 def test_leaky_relu_slope_is_explicit():
-    from common.backend import get_backend
+    from ganparity.common.backend import get_backend
 
     spec = small_spec("dcgan")
     inputs = parity.make_inputs(spec, 8, 1, 0)
@@ -178,7 +178,7 @@ def test_leaky_relu_slope_is_explicit():
 
 @covers("dense-flatten")
 def test_dense_does_not_flatten():
-    from common.backend import get_backend
+    from ganparity.common.backend import get_backend
 
     model = ModelSpec("X", (4, 2), (Linear(2, 3),))
     x = np.random.default_rng(0).standard_normal((5, 4, 2)).astype(np.float32)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from common import gpu
-from common.registry import get_spec
+from ganparity.common import gpu
+from ganparity.common.spec.registry import get_spec
 
 from .conftest import small_spec
 
@@ -11,13 +11,13 @@ from .conftest import small_spec
 @pytest.mark.parametrize("cap, runs", [((9, 0), False), ((8, 9), True), ((8, 6), True), ((7, 5), True),
                                        ((12, 0), False), ((3, 5), False)])
 def test_mxnet_191_cuda_build_compatibility(cap, runs):
-    from backends.mxnet.device import MXNET_191_CUDA_ARCHS, MXNET_191_HAS_PTX  # imports mxnet
+    from ganparity.backends.mxnet.device import MXNET_191_CUDA_ARCHS, MXNET_191_HAS_PTX  # imports mxnet
 
     assert gpu.runs_on(cap, MXNET_191_CUDA_ARCHS, MXNET_191_HAS_PTX) is runs
 
 
 def test_mxnet_cuda_request_is_refused_with_a_reason(both):
-    from common.errors import GanparityError
+    from ganparity.common.errors import GanparityError
 
     _, mx_backend = both
     with pytest.raises(GanparityError, match="(no CUDA support|cannot run on GPU|sees no GPU)"):
@@ -26,11 +26,11 @@ def test_mxnet_cuda_request_is_refused_with_a_reason(both):
 
 @pytest.mark.gpu
 def test_torch_gan_step_on_cuda():
-    from common.backend import get_backend
+    from ganparity.common.backend import get_backend
 
     be = get_backend("torch")
     spec = small_spec("dcgan")
-    from common import parity
+    from ganparity.common import parity
 
     inputs = parity.make_inputs(spec, 8, 1)
     runner = parity.Runner(be, spec, inputs, device="cuda")

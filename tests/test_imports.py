@@ -2,22 +2,39 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-LIGHT = ("common", "backends", "common.cli", "common.registry", "common.shapes", "common.porting",
-         "common.parity", "common.report", "common.weights", "common.differences",
-         "common.data", "common.quality", "common.plots", "common.train", "common.train_cli",
-         "backends.torch.layers", "backends.mxnet.layers")
+ROOT = Path(__file__).resolve().parents[1]
+# The backend files that are pure data (how a framework spells layers and names files).
+PURE_BACKEND_FILES = ("layers", "zoo")
 
 
-def test_import_common_and_backends_loads_no_framework():
-    code = ("import sys\n" + "".join(f"import {m}\n" for m in LIGHT)
-            + "from common.porting import porting_sheet; porting_sheet()\n"
-            + "heavy = sorted(m for m in ('torch', 'mxnet') if m in sys.modules)\n"
+def light_modules() -> list[str]:
+    """Every module of the package that must import without a framework: all of common/ and
+    benchmarks/ (but the pytest-benchmark suite), and the pure-data files of each backend."""
+    mods = ["ganparity"]
+    for folder in ("common", "benchmarks"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path.name.startswith("test_"):
+                continue
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            parts = parts[:-1] if parts[-1] == "__init__" else parts
+            mods.append(".".join(("ganparity", *parts)))
+    mods += [f"ganparity.backends.{b}.{f}" for b in ("torch", "mxnet") for f in PURE_BACKEND_FILES]
+    return mods
+
+
+def test_import_ganparity_loads_no_framework():
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in light_modules())
+            + "from ganparity.common.porting import porting_sheet; porting_sheet()\n"
+            + "from ganparity.common.cli import build_parser; build_parser()\n"
+            + "heavy = sorted(m for m in ('torch', 'torchvision', 'mxnet') if m in sys.modules)\n"
             + "print(','.join(heavy))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
     assert out.stdout.strip() == "", f"imported at import time: {out.stdout.strip()}"
+    assert len(light_modules()) > 40
 
 
 def test_both_frameworks_import_in_one_process():
@@ -25,7 +42,7 @@ def test_both_frameworks_import_in_one_process():
     pytest.importorskip("torch")
     pytest.importorskip("mxnet")
     code = ("import numpy, torch, mxnet\n"
-            "from common.backend import get_backend\n"
+            "from ganparity.common.backend import get_backend\n"
             "get_backend('torch'); get_backend('mxnet')\n"
             "print(numpy.__version__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -37,8 +54,8 @@ def test_both_frameworks_import_in_one_process():
 def test_missing_backend_names_the_extra(monkeypatch):
     import importlib.util as iu
 
-    from common import backend
-    from common.errors import GanparityError
+    from ganparity.common import backend
+    from ganparity.common.errors import GanparityError
 
     real = iu.find_spec
     monkeypatch.setattr(backend.importlib.util, "find_spec",
@@ -48,8 +65,8 @@ def test_missing_backend_names_the_extra(monkeypatch):
 
 
 def test_unknown_backend_lists_valid_ones():
-    from common.backend import get_backend
-    from common.errors import GanparityError
+    from ganparity.common.backend import get_backend
+    from ganparity.common.errors import GanparityError
 
     with pytest.raises(GanparityError, match="unknown backend 'jax'; valid: torch, mxnet"):
         get_backend("jax")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from common import parity
+from ganparity.common import parity
 
 from .conftest import small_spec
 

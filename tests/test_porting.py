@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from common.porting import porting_sheet
+from ganparity.common.porting import porting_sheet
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "porting.md"
 
@@ -12,8 +12,8 @@ def test_porting_sheet_is_in_sync():
 
 
 def test_sheet_lists_every_difference_and_spec():
-    from common.differences import DIFFERENCES
-    from common.registry import GAN_SPECS
+    from ganparity.common.differences import DIFFERENCES
+    from ganparity.common.spec.registry import GAN_SPECS
 
     text = porting_sheet()
     assert all(f"| {d.key} |" in text for d in DIFFERENCES)

@@ -4,8 +4,7 @@ import json
 
 import pytest
 
-from common import report
-from common.cli import main
+from ganparity.common.cli import main, report
 
 
 def test_parity_command_writes_json(tmp_path, both, capsys):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from common import parity
-from common.registry import get_spec
+from ganparity.common import parity
+from ganparity.common.spec.registry import get_spec
 
 from .conftest import need
 

@@ -1,12 +1,12 @@
-"""Shape and parameter-count inference, against the numbers the seeds print."""
+"""Shape and parameter-count inference, against the numbers the sources print."""
 
 import pytest
 
-from common import shapes
-from common.errors import GanparityError
-from common.registry import GAN_SPECS, get_spec
-from common.spec.gans import d_block, g_block
-from common.spec.model import ModelSpec
+from ganparity.common import shapes
+from ganparity.common.errors import GanparityError
+from ganparity.common.spec.gans import d_block, g_block
+from ganparity.common.spec.model import ModelSpec
+from ganparity.common.spec.registry import GAN_SPECS, get_spec
 
 
 def test_dcgan_seed_shapes_and_counts():

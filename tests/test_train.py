@@ -1,7 +1,7 @@
 """Training: the shared loop, run directories, checkpoints, resume, hand-over, the guards.
 
 Models are tiny (SMALL widths, 16 px) and datasets a few dozen items, so the file runs in well
-under a minute on two CPU cores; the gan-gaussian runs use the full recipe of seed 003.
+under a minute on two CPU cores; the gan-gaussian runs use the full recipe of source 003.
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ import warnings
 import numpy as np
 import pytest
 
-from common import data as Dt
-from common.errors import GanparityError
-from common.train import CHECKPOINT, Diverged, TrainConfig, load_checkpoint, train
+from ganparity.common.errors import GanparityError
+from ganparity.common.gan import data as Dt
+from ganparity.common.gan.loop import Diverged, TrainConfig, train
+from ganparity.common.gan.run import CHECKPOINT, load_checkpoint
+from ganparity.common.inputs import GAUSSIAN_B
 
 from .conftest import SMALL, need
 
-# W2 to the true Gaussian after seed 003's recipe (20 epochs, batch 8, 1000 points, lr_D 0.05,
+# W2 to the true Gaussian after source 003's recipe (20 epochs, batch 8, 1000 points, lr_D 0.05,
 # lr_G 0.005, seed 0), measured on CPU: torch 0.2005, mxnet 0.1502. Bounds: twice that.
 W2_BOUND = {"torch": 0.40, "mxnet": 0.30}
 BACKEND_NAMES = ("torch", "mxnet")
@@ -148,7 +150,7 @@ def test_missing_empty_and_unreadable_folders_are_clear_errors(tmp_path):
 
 
 def test_default_datasets_per_spec():
-    from common.registry import get_spec
+    from ganparity.common.spec.registry import get_spec
 
     g = Dt.dataset_for(get_spec("gan-gaussian"))
     assert g.name == "gaussian" and g.array.shape == (1000, 2)
@@ -162,7 +164,7 @@ def test_default_datasets_per_spec():
 
 
 def test_w2_closed_form():
-    from common.quality import sqrtm_psd, w2_gaussians
+    from ganparity.common.gan.quality import sqrtm_psd, w2_gaussians
 
     s = np.array([[2.0, 0.5], [0.5, 1.0]])
     r = sqrtm_psd(s)
@@ -174,7 +176,7 @@ def test_w2_closed_form():
 
 
 def test_swd_tells_discs_from_noise():
-    from common.quality import swd
+    from ganparity.common.gan.quality import swd
 
     a = Dt.to_float(Dt.discs_dataset(64, 16, 3, seed=0, holdout=0).array)
     b = Dt.to_float(Dt.discs_dataset(64, 16, 3, seed=7, holdout=0).array)
@@ -196,7 +198,7 @@ def test_gan_gaussian_reaches_the_true_distribution(name, tmp_path):
     assert (res.epochs_done, res.step) == (20, 2500)
     assert w2 < W2_BOUND[name], f"W2 {w2:.4f} (at init {w2_init:.4f})"
     assert w2 < w2_init / 8
-    np.testing.assert_allclose(res.quality["mean"], Dt.GAUSSIAN_B, atol=0.25)
+    np.testing.assert_allclose(res.quality["mean"], GAUSSIAN_B, atol=0.25)
     assert (tmp_path / "run" / "samples" / "epoch_020.png").is_file()
 
 
@@ -321,7 +323,7 @@ def test_guards_on_run_directories_and_fid(tmp_path):
 
 def test_cli_train_then_sample(tmp_path, capsys):
     need("torch")
-    from common.cli import main
+    from ganparity.common.cli import main
 
     run = tmp_path / "run"
     assert main(["train", "--spec", "dcgan", "--backend", "torch", "--set", "ngf=4", "--set", "ndf=4",
@@ -339,7 +341,7 @@ def test_cli_train_then_sample(tmp_path, capsys):
 
 
 def test_cli_help_covers_every_option(capsys):
-    from common.cli import build_parser
+    from ganparity.common.cli import build_parser
 
     p = build_parser()
     for cmd, opts in (("train", ["--spec", "--backend", "--data", "--dataset", "--epochs", "--batch-size",

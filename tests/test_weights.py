@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from common import shapes
-from common import weights as W
-from common.errors import GanparityError
-from common.registry import get_spec
+from ganparity.common import shapes
+from ganparity.common import weights as W
+from ganparity.common.errors import GanparityError
+from ganparity.common.spec.registry import get_spec
 
 from .conftest import small_spec
 

@@ -1,2 +1,2 @@
-"""MXNet Gluon backend. Import backends.mxnet.api (through common.backend.get_backend) to use it;
-this package itself imports nothing, so `import backends.mxnet.layers` stays framework-free."""
+"""The mxnet backend. common.backend.get_backend('mxnet') imports its api.py; this package itself
+imports nothing, so the pure-data files (layers.py, zoo.py) stay framework-free."""

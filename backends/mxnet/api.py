@@ -1,5 +1,5 @@
-"""The mxnet backend as common.backend.get_backend('mxnet') hands it out: one flat namespace,
-the same names in backends/torch/api.py and backends/mxnet/api.py."""
+"""The mxnet backend as common.backend.get_backend('mxnet') hands it out: one flat namespace, the same
+names in backends/torch/api.py and backends/mxnet/api.py, every member of common.backend.Backend."""
 
 from .build import (  # noqa: F401
     build,
@@ -8,14 +8,28 @@ from .build import (  # noqa: F401
     get_grads,
     layer_outputs,
     param_count,
+    scalar,
     set_arrays,
     to_device,
-)  # noqa: F401
-from .checkpoint import SUFFIX, load_native, save_native  # noqa: F401
-from .device import DEVICES, describe, resolve, sync  # noqa: F401
-from .layers import layer_call  # noqa: F401
+)
+from .checkpoint import PRETRAINED_SUFFIX, SUFFIX, load_native, load_pretrained, save_native, save_pretrained  # noqa: F401
+from .device import (  # noqa: F401
+    DEVICES,
+    describe,
+    effective_precision,
+    flags,
+    peak_memory,
+    reset_peak_memory,
+    resolve,
+    set_threads,
+    speed_flags,
+    sync,
+)
+from .finetune import FinetuneTrainer, logits  # noqa: F401
+from .inception import INCEPTION_SUFFIXES, inception_features, load_inception  # noqa: F401
+from .layers import layer_call, recipe_calls  # noqa: F401
 from .state import load_optimizer_state, optimizer_state  # noqa: F401
-from .train import GANTrainer  # noqa: F401
+from .train import OPTIONS, GANTrainer  # noqa: F401
 
 NAME = "mxnet"
 

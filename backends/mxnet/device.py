@@ -1,4 +1,5 @@
-"""Where MXNet runs: 'cpu' or 'cuda' (mx.gpu(0)), checked before any work starts.
+"""Where MXNet runs ('cpu' or 'cuda' = mx.gpu(0), checked before any work starts) and how it is set
+up for a measurement: threads, peak memory, the speed flags.
 
 mxnet 1.9.1 is the last release. Its CUDA wheels (mxnet-cu11x) carry kernels for sm_50, 60, 70,
 80 and 86 only, and no PTX, so they cannot run on Hopper (sm_90: H100, H200) or anything newer.
@@ -7,14 +8,21 @@ Rather than crash inside the first kernel launch, resolve() refuses with that re
 
 from __future__ import annotations
 
+import ctypes
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import mxnet as mx
 
-from common import gpu
-from common.errors import GanparityError, choose
+from ...common import gpu
+from ...common.errors import GanparityError, choose
 
 DEVICES = ("cpu", "cuda")
 MXNET_191_CUDA_ARCHS = ((5, 0), (6, 0), (7, 0), (8, 0), (8, 6))
 MXNET_191_HAS_PTX = False
+# MXNet's speed flags are environment variables its operators read when they are created.
+SPEED_FLAGS = {"cudnn.benchmark": "MXNET_CUDNN_AUTOTUNE_DEFAULT"}
 
 
 def resolve(device: str) -> mx.Context:
@@ -38,10 +46,52 @@ def resolve(device: str) -> mx.Context:
     return mx.gpu(0)
 
 
-def sync(ctx: mx.Context) -> None:
+def sync(device: mx.Context) -> None:
     """MXNet is asynchronous even on CPU: wait for every queued operation."""
     mx.nd.waitall()
 
 
-def describe(ctx: mx.Context) -> str:
-    return str(ctx)
+def describe(device: mx.Context) -> str:
+    return str(device)
+
+
+def set_threads(n: int) -> None:
+    """OpenMP threads of MXNet's operators (MXNet's own call: MXSetNumOMPThreads)."""
+    mx.base._LIB.MXSetNumOMPThreads(ctypes.c_int(n))
+
+
+def peak_memory(device: mx.Context) -> tuple[int | None, str]:
+    """MXNet's storage pool keeps no allocation peak, on CPU or GPU."""
+    return None, "MXNet keeps no allocation peak"
+
+
+def reset_peak_memory(device: mx.Context) -> None:
+    """Nothing to reset (see peak_memory)."""
+
+
+def flags() -> dict[str, object]:
+    """The speed flags as they stand now (recorded beside every measurement)."""
+    return {k: os.environ.get(var) for k, var in SPEED_FLAGS.items()}
+
+
+@contextmanager
+def speed_flags(settings: dict) -> Iterator[None]:
+    """Set MXNet's speed flags ({'cudnn.benchmark': True}) for a block, then restore them."""
+    for k in settings:
+        choose("mxnet speed flag", k, SPEED_FLAGS)
+    old = {k: os.environ.get(SPEED_FLAGS[k]) for k in settings}
+    try:
+        for k, v in settings.items():
+            os.environ[SPEED_FLAGS[k]] = "1" if v else "0"
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(SPEED_FLAGS[k], None)
+            else:
+                os.environ[SPEED_FLAGS[k]] = v
+
+
+def effective_precision(device: mx.Context, precision: str) -> str:
+    """MXNet computes fp32 in fp32 (no TF32 by default)."""
+    return precision

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.spec.layers import (
+from ...common.spec.layers import (
     BatchNorm,
     Conv2d,
     ConvTranspose2d,
@@ -23,7 +23,7 @@ from common.spec.layers import (
     Sigmoid,
     Tanh,
 )
-from common.spec.model import GANSpec
+from ...common.spec.model import GANSpec
 
 Call = tuple[str, tuple, dict]
 

@@ -12,12 +12,10 @@ import numpy as np
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
-from common.errors import choose
-from common.spec.model import Adam, GANSpec
+from ...common.errors import choose
+from ...common.spec.model import Adam, GANSpec
 
-from .build import to_device  # noqa: F401  (re-exported through api)
-
-# Speed options of the step (benchmarks/harness.py), none by default. 'hybridize' compiles G and D
+# Speed options of the step (benchmarks/variants.py), none by default. 'hybridize' compiles G and D
 # to static graphs. Forward hooks do not fire inside a hybridized graph, so build.py's hook that
 # moves BatchNorm running statistics the PyTorch way does not run: with 'hybridize' the running
 # statistics stay where they were (the native update is frozen by momentum=1.0). Training outputs
@@ -83,7 +81,7 @@ def _loss(kind: str, naive: frozenset[str]):
 
 
 def _prob(output: mx.nd.NDArray, kind: str) -> mx.nd.NDArray:
-    """D's mean belief that its input is real, as the seeds log D(x) and D(G(z))."""
+    """D's mean belief that its input is real, as the sources log D(x) and D(G(z))."""
     return (output if kind == "bce" else mx.nd.sigmoid(output)).mean()
 
 
@@ -111,11 +109,12 @@ class GANTrainer:
         # Trainer.step(n) divides gradients by n: the batch size, unless ported naively.
         self.step_size = None if "loss-reduction" in naive else "batch"
         self.grad_scale = 1.0  # set per batch: 1 / batch_size, what Trainer.step applies
+        self.batch = 1  # the batch size of the last D step: Trainer.step(batch_size)
 
     def d_backward(self, real: mx.nd.NDArray, noise: mx.nd.NDArray) -> tuple[mx.nd.NDArray, dict]:
         """Gradients of the D loss into D. Returns the fake batch for the G step."""
         r, D = self.spec.recipe, self.D
-        batch = real.shape[0]
+        batch = self.batch = real.shape[0]
         self.grad_scale = 1.0 / batch if self.step_size == "batch" else 1.0
         if self.accumulate:
             D.collect_params().zero_grad()
@@ -147,13 +146,16 @@ class GANTrainer:
             err.backward()
         return {"loss_G": err.mean(), "D_G_z2": _prob(out, r.loss)}
 
+    def d_update(self) -> None:
+        self.opt_D.step(self.batch if self.step_size == "batch" else 1)
+
+    def g_update(self) -> None:
+        self.opt_G.step(self.batch if self.step_size == "batch" else 1)
+
     def step(self, real: mx.nd.NDArray, noise: mx.nd.NDArray) -> dict:
         """One full D+G step. Values are NDArrays (nothing waits here)."""
         fake, m_d = self.d_backward(real, noise)
-        self.opt_D.step(real.shape[0] if self.step_size == "batch" else 1)
+        self.d_update()
         m_g = self.g_backward(fake, noise)
-        self.opt_G.step(real.shape[0] if self.step_size == "batch" else 1)
+        self.g_update()
         return m_d | m_g
-
-    def optimizer_state(self) -> dict:
-        return {"D": self.opt_D, "G": self.opt_G}

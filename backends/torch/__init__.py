@@ -1,2 +1,2 @@
-"""PyTorch backend. Import backends.torch.api (through common.backend.get_backend) to use it;
-this package itself imports nothing, so `import backends.torch.layers` stays framework-free."""
+"""The torch backend. common.backend.get_backend('torch') imports its api.py; this package itself
+imports nothing, so the pure-data files (layers.py, zoo.py) stay framework-free."""

@@ -1,4 +1,10 @@
-"""Spec -> torch.nn.Sequential; neutral numpy arrays in and out; forwards in either mode."""
+"""Spec -> torch.nn.Sequential, one builder for every spec: layer stacks and ResNet alike
+(a Sequential nests, a Residual becomes a ResidualBlock); neutral numpy arrays in and out;
+forwards in either mode.
+
+The module's own state-dict names are the spec's tensor names without the net prefix
+('1.running_var', '4.0.body.0.weight'): nn.Sequential numbers its children as the spec does.
+"""
 
 from __future__ import annotations
 
@@ -6,58 +12,83 @@ import numpy as np
 import torch
 from torch import nn
 
-from common import shapes
-from common.spec.layers import BUFFER_NAMES
-from common.spec.model import ModelSpec
-
+from ...common import shapes
+from ...common.spec.layers import BUFFER_NAMES, Residual, Sequential
+from ...common.spec.model import ModelSpec
 from .device import resolve
 from .layers import TENSOR_ALIASES, layer_call
+
+
+class ResidualBlock(nn.Module):
+    """ReLU(body(x) + downsample(x)); an empty downsample is the identity (torchvision's BasicBlock)."""
+
+    def __init__(self, body: nn.Sequential, downsample: nn.Sequential):
+        super().__init__()
+        self.body, self.downsample = body, downsample
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + self.downsample(x))
+
+
+def _build_layers(layers: tuple, in_shape: tuple[int, ...], naive: frozenset[str]) -> nn.Sequential:
+    blocks, shape = [], tuple(in_shape)
+    for layer in layers:
+        if isinstance(layer, Sequential):
+            block = _build_layers(layer.layers, shape, naive)
+        elif isinstance(layer, Residual):
+            body, down = (_build_layers(part, shape, naive) for part in (layer.body, layer.downsample))
+            block = ResidualBlock(body, down)
+        else:
+            name, args, kwargs = layer_call(layer, shape, naive)
+            block = getattr(nn, name)(*args, **kwargs)
+        blocks.append(block)
+        shape = shapes.output_shape(layer, shape)
+    return nn.Sequential(*blocks)
 
 
 def build(model: ModelSpec, naive: frozenset[str] = frozenset(), device: str = "cpu",
           dtype: str = "float32") -> nn.Sequential:
     """One builder for every spec. Weights are PyTorch's defaults until set_arrays() loads the
     neutral ones (see common.weights.init_arrays)."""
-    calls = [layer_call(info.layer, info.in_shape, naive) for info in shapes.infer(model)]
-    net = nn.Sequential(*(getattr(nn, name)(*args, **kwargs) for name, args, kwargs in calls))
+    net = _build_layers(model.layers, model.input_shape, naive)
     return net.to(device=resolve(device), dtype=getattr(torch, dtype))
 
 
-def _tensors(net: nn.Sequential, model: ModelSpec) -> dict[str, torch.Tensor]:
-    """Spec tensor name ('G.1.weight') -> the live tensor in the module."""
+def _tensors(net: nn.Module, model: ModelSpec) -> dict[str, torch.Tensor]:
+    """Spec tensor name ('G.1.weight') -> the live parameter or buffer in the module."""
+    live = dict(net.named_parameters()) | dict(net.named_buffers())
     out = {}
-    for info, block in zip(shapes.infer(model), net):
-        aliases = TENSOR_ALIASES.get(type(info.layer), {})
-        for full in info.tensors:
-            short = full.rsplit(".", 1)[1]
-            out[full] = getattr(block, aliases.get(short, short))
+    for full, layer in shapes.tensor_owners(model).items():
+        path, short = full.split(".", 1)[1].rsplit(".", 1)
+        out[full] = live[f"{path}.{TENSOR_ALIASES.get(type(layer), {}).get(short, short)}"]
     return out
 
 
-def get_arrays(net: nn.Sequential, model: ModelSpec) -> dict[str, np.ndarray]:
+def get_arrays(net: nn.Module, model: ModelSpec) -> dict[str, np.ndarray]:
     return {k: t.detach().cpu().numpy().copy() for k, t in _tensors(net, model).items()}
 
 
-def set_arrays(net: nn.Sequential, model: ModelSpec, arrays: dict[str, np.ndarray]) -> None:
+def set_arrays(net: nn.Module, model: ModelSpec, arrays: dict[str, np.ndarray]) -> None:
     with torch.no_grad():
         for k, t in _tensors(net, model).items():
             t.copy_(torch.as_tensor(arrays[k], dtype=t.dtype))
 
 
-def get_grads(net: nn.Sequential, model: ModelSpec, scale: float = 1.0) -> dict[str, np.ndarray]:
+def get_grads(net: nn.Module, model: ModelSpec, scale: float = 1.0) -> dict[str, np.ndarray]:
     """Gradients of the trainable tensors, times scale (1: PyTorch's are already batch means)."""
-    return {k: t.grad.detach().cpu().numpy() * scale
-            for k, t in _tensors(net, model).items() if k.rsplit(".", 1)[1] not in BUFFER_NAMES}
+    return {k: t.grad.detach().cpu().numpy() * scale for k, t in _tensors(net, model).items()
+            if k.rsplit(".", 1)[1] not in BUFFER_NAMES and t.grad is not None}
 
 
-def _device(net: nn.Sequential) -> torch.device:
-    return next(iter(net.parameters()), torch.empty(0)).device
-
-
-def to_device(net: nn.Sequential, array: np.ndarray) -> torch.Tensor:
+def to_device(net: nn.Module, array: np.ndarray) -> torch.Tensor:
     """A numpy batch as a tensor on the net's device, in the net's dtype."""
     param = next(iter(net.parameters()))
     return torch.as_tensor(np.asarray(array), device=param.device, dtype=param.dtype)
+
+
+def scalar(value: torch.Tensor) -> float:
+    """A 0-d device value as a Python float (this is where the host waits for the device)."""
+    return float(value.item())
 
 
 def layer_outputs(net: nn.Sequential, x: np.ndarray, mode: str = "train",
@@ -73,11 +104,14 @@ def layer_outputs(net: nn.Sequential, x: np.ndarray, mode: str = "train",
     return outs
 
 
-def forward(net: nn.Sequential, x: np.ndarray, mode: str = "train",
+def forward(net: nn.Module, x: np.ndarray, mode: str = "train",
             naive: frozenset[str] = frozenset()) -> np.ndarray:
-    return layer_outputs(net, x, mode, naive)[-1]
+    """The net's output, in the mode's statistics as layer_outputs."""
+    net.train(mode == "train")
+    with torch.no_grad():
+        return net(to_device(net, x)).cpu().numpy()
 
 
-def param_count(net: nn.Sequential) -> int:
-    """Trainable values, counted the framework's way."""
+def param_count(net: nn.Module) -> int:
+    """Trainable values, counted the framework's way (a frozen parameter does not count)."""
     return sum(p.numel() for p in net.parameters() if p.requires_grad)

@@ -1,4 +1,5 @@
-"""PyTorch's native checkpoint for a GAN: torch.save({'G': state_dict, 'D': state_dict}) (.pt).
+"""PyTorch's own files: the native checkpoint of a spec's nets, torch.save({'G': state_dict,
+'D': state_dict}) (.pt), and torchvision's pretrained ResNet state dicts (.pth, names in zoo.py).
 
 State-dict keys are the spec's tensor names without the net prefix ('1.running_var'), so the
 neutral name is '<net>.<key>'. num_batches_tracked is PyTorch bookkeeping with no Gluon twin.
@@ -12,11 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.errors import GanparityError
-from common.spec.model import ModelSpec
-from common.weights import atomic_write
+from ...common.errors import GanparityError
+from ...common.files import atomic_write
+from ...common.spec.finetune import FinetuneSpec
+from ...common.spec.model import ModelSpec
+from . import zoo
 
 SUFFIX = ".pt"
+PRETRAINED_SUFFIX = ".pth"
 
 
 def save_native(path: str | os.PathLike, nets: dict[str, tuple[torch.nn.Module, ModelSpec]]) -> Path:
@@ -42,3 +46,14 @@ def load_native(path: str | os.PathLike, models: dict[str, ModelSpec]) -> dict[s
         raise GanparityError(f"{str(path)!r} has no state dict for {', '.join(missing)} (keys: {list(ckpt)})")
     return {f"{name}.{k}": v.cpu().numpy() for name in models for k, v in ckpt[name].items()
             if not k.endswith("num_batches_tracked")}
+
+
+def load_pretrained(path: str | os.PathLike, spec: FinetuneSpec) -> dict[str, np.ndarray]:
+    """torch.save(torchvision.models.resnet34().state_dict()) -> neutral backbone arrays (+ fc.*)."""
+    state = read_file(path)
+    return zoo.from_zoo({k: v.numpy() for k, v in state.items()}, spec, repr(str(path)))
+
+
+def save_pretrained(path: str | os.PathLike, arrays: dict[str, np.ndarray], spec: FinetuneSpec) -> Path:
+    state = {k: torch.as_tensor(v) for k, v in zoo.to_zoo(arrays, spec).items()}
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))

@@ -6,7 +6,7 @@ porting table and the model cannot disagree.
 
 from __future__ import annotations
 
-from common.spec.layers import (
+from ...common.spec.layers import (
     BatchNorm,
     Conv2d,
     ConvTranspose2d,
@@ -20,7 +20,7 @@ from common.spec.layers import (
     Sigmoid,
     Tanh,
 )
-from common.spec.model import GANSpec
+from ...common.spec.model import GANSpec
 
 Call = tuple[str, tuple, dict]
 

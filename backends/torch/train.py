@@ -9,18 +9,19 @@ import contextlib
 import torch
 from torch import nn
 
-from common.errors import choose
-from common.spec.model import Adam, GANSpec
+from ...common.errors import choose
+from ...common.spec.model import Adam, GANSpec
 
-from .build import to_device  # noqa: F401  (re-exported through api)
-
-# Speed options of the step (benchmarks/harness.py), none by default. The default step is the
-# sources' eager fp32 step; every option is checked against it by the harness's parity check.
-OPTIONS = ("channels_last", "bf16", "fused-adam", "foreach-adam", "capturable-adam", "compile")
+# Speed options of the step (benchmarks/variants.py), none by default. The default step is the
+# sources' eager fp32 step; every option is checked against it by the benchmarks' parity check.
+# 'cuda-graph' captures the whole D+G step (both Adam updates included) once and replays it.
+OPTIONS = ("channels_last", "bf16", "fused-adam", "foreach-adam", "capturable-adam", "compile", "cuda-graph")
+METRICS = ("loss_D", "D_x", "D_G_z1", "loss_G", "D_G_z2")
 
 
 def _options(options) -> frozenset[str]:
-    return frozenset(choose("torch GANTrainer option", o, OPTIONS) for o in options)
+    chosen = frozenset(choose("torch GANTrainer option", o, OPTIONS) for o in options)
+    return chosen | {"capturable-adam"} if "cuda-graph" in chosen else chosen
 
 
 def _adam(net: nn.Module, opt: Adam, naive: frozenset[str], options: frozenset[str] = frozenset()) -> torch.optim.Adam:
@@ -36,7 +37,7 @@ def _loss(kind: str, naive: frozenset[str]) -> nn.Module:
 
 
 def _prob(output: torch.Tensor, kind: str) -> torch.Tensor:
-    """D's mean belief that its input is real, as the seeds log D(x) and D(G(z))."""
+    """D's mean belief that its input is real, as the sources log D(x) and D(G(z))."""
     return (output if kind == "bce" else torch.sigmoid(output)).mean()
 
 
@@ -60,6 +61,7 @@ class GANTrainer:
         self.criterion = _loss(r.loss, naive)
         self.d_scale = 0.5 if r.d_loss == "mean" else 1.0
         self.grad_scale = 1.0  # gradients are already batch means
+        self._graph = None  # option 'cuda-graph': captured at the first step
 
     def _autocast(self, x: torch.Tensor):
         """bf16 option: the nets' forwards under torch.autocast; losses stay in fp32."""
@@ -110,13 +112,68 @@ class GANTrainer:
         err.backward()
         return {"loss_G": err.detach(), "D_G_z2": _prob(out.detach(), r.loss)}
 
-    def step(self, real: torch.Tensor, noise: torch.Tensor) -> dict:
-        """One full D+G step. Values are 0-d tensors (no host sync here)."""
-        fake, m_d = self.d_backward(real, noise)
+    def d_update(self) -> None:
         self.opt_D.step()
-        m_g = self.g_backward(fake, noise)
+
+    def g_update(self) -> None:
         self.opt_G.step()
+
+    def _step(self, real: torch.Tensor, noise: torch.Tensor) -> dict:
+        fake, m_d = self.d_backward(real, noise)
+        self.d_update()
+        m_g = self.g_backward(fake, noise)
+        self.g_update()
         return m_d | m_g
 
-    def optimizer_state(self) -> dict:
-        return {"D": self.opt_D.state_dict(), "G": self.opt_G.state_dict()}
+    def step(self, real: torch.Tensor, noise: torch.Tensor) -> dict:
+        """One full D+G step. Values are 0-d tensors (no host sync here). A NaN probability, which
+        PyTorch's BCELoss refuses with an error instead of returning NaN, gives NaN values."""
+        try:
+            if "cuda-graph" in self.options and real.is_cuda:
+                return self._graph_step(real, noise)
+            return self._step(real, noise)
+        except RuntimeError as e:
+            if "between 0 and 1" not in str(e):  # BCELoss: all elements of input should be between 0 and 1
+                raise
+            return dict.fromkeys(METRICS, torch.tensor(float("nan")))
+
+    # -- option 'cuda-graph' -----------------------------------------------------------------------
+
+    def _graph_step(self, real: torch.Tensor, noise: torch.Tensor) -> dict:
+        """Replay the captured step on static copies of the inputs; a batch of another shape (an
+        epoch's short last batch) runs eagerly on the same tensors."""
+        if self._graph is None:
+            self._capture(real, noise)
+        if real.shape != self._static[0].shape or noise.shape != self._static[1].shape:
+            return self._step(real, noise)
+        self._static[0].copy_(real)
+        self._static[1].copy_(noise)
+        self._graph.replay()
+        return self._graph_out
+
+    def _capture(self, real: torch.Tensor, noise: torch.Tensor, warmup: int = 3) -> None:
+        """PyTorch's whole-network capture: warm up on a side stream (optimizer state appears,
+        cuDNN picks its kernels), capture one step with torch.cuda.graph, then put weights,
+        buffers and Adam state back where they were, in place, so the first replay is the
+        first real step."""
+        nets = (self.G, self.D)
+        saved = [{k: v.clone() for k, v in net.state_dict().items()} for net in nets]
+        opt_saved = [{id(p): {k: v.clone() for k, v in st.items()} for p, st in opt.state.items()}
+                     for opt in (self.opt_D, self.opt_G)]
+        self._static = (real.clone(), noise.clone())
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(warmup):
+                self._step(*self._static)
+        torch.cuda.current_stream().wait_stream(side)
+        self._graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self._graph):
+            self._graph_out = self._step(*self._static)
+        with torch.no_grad():
+            for net, state in zip(nets, saved):
+                net.load_state_dict(state)
+            for opt, before in zip((self.opt_D, self.opt_G), opt_saved):
+                for p, st in opt.state.items():
+                    for k, v in st.items():
+                        v.copy_(before[id(p)][k]) if id(p) in before else v.zero_()

@@ -1,4 +1,4 @@
-"""The four GAN specs, each a function of its width knobs, each mirroring its source seed.
+"""The four GAN specs, each a function of its width knobs, each mirroring its source tutorial.
 
 Where the sources disagree, each spec keeps its own source's choice (see the table in
 README.md and `ganparity porting`).
@@ -19,7 +19,7 @@ def positive_int(name: str, value) -> int:
     return value
 
 
-# -- building blocks, named as seed 000 names them ------------------------------------------
+# -- building blocks, named as source 000 names them ------------------------------------------
 
 
 def g_block(in_channels: int, out_channels: int, kernel_size: int = 4, strides: int = 2,

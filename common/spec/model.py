@@ -24,14 +24,22 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class InitScheme:
-    """How the source draws initial weights. Every Linear/Conv/ConvTranspose weight ~ N(0, weight_std);
-    BatchNorm weight (gamma) ~ N(1, bn_weight_std) (0 means exactly 1); every bias and BatchNorm
-    beta is 0; running mean 0, running var 1."""
+    """How the source draws initial weights, tensor by tensor in spec order from one numpy stream.
+
+    weight: 'normal'           Linear/Conv/ConvTranspose weight ~ N(0, weight_std)
+            'kaiming-fan-out'  ~ N(0, 2 / fan_out), fan_out = out_channels * k * k (torchvision's ResNet)
+            'torch-linear'     ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (torch.nn.Linear's default)
+    bias:   'zeros', or 'torch-linear' (the same uniform as the weight, torch.nn.Linear's default)
+    BatchNorm weight (gamma) ~ N(1, bn_weight_std) (0 means exactly 1); BatchNorm beta 0, running
+    mean 0, running var 1.
+    """
 
     name: str
     weight_std: float = 0.02
     bn_weight_std: float = 0.02
     source_code: str = ""  # the source's own words, for the porting sheet
+    weight: Literal["normal", "kaiming-fan-out", "torch-linear"] = "normal"
+    bias: Literal["zeros", "torch-linear"] = "zeros"
 
 
 DCGAN_INIT = InitScheme(
@@ -86,7 +94,7 @@ class GANRecipe:
 @dataclass(frozen=True)
 class GANSpec:
     name: str
-    source: str  # seed file(s) it mirrors
+    source: str  # the source tutorial(s) it mirrors (../shared/seeds)
     description: str
     G: ModelSpec
     D: ModelSpec
@@ -98,3 +106,7 @@ class GANSpec:
     @property
     def nets(self) -> dict[str, ModelSpec]:
         return {"G": self.G, "D": self.D}
+
+    @property
+    def inits(self) -> dict[str, InitScheme]:
+        return {"G": self.init, "D": self.init}

@@ -1,8 +1,8 @@
-"""Datasets as numpy arrays, framework-free (numpy, Pillow and the standard library only).
+"""Training data for the GAN specs as numpy arrays (numpy, Pillow and the standard library only).
 
-gan-gaussian: seed 003's data, X·A + b with X ~ N(0, I): mean b, covariance AᵀA.
-Image specs: an image folder (decoded once into a memory-mapped uint8 cache) or the embedded
-procedural discs, so training works on a fresh machine with no download.
+gan-gaussian: source 003's 1000 points (common.inputs.gaussian). Image specs: an image folder,
+decoded once into a memory-mapped uint8 cache, or the embedded procedural discs
+(common.inputs.discs), so training works on a fresh machine with no download.
 """
 
 from __future__ import annotations
@@ -10,66 +10,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import GanparityError, choose
-from .spec.model import GANSpec
-
-GAUSSIAN_A = np.array([[1.0, 2.0], [-0.1, 0.5]])
-GAUSSIAN_B = np.array([1.0, 2.0])
-
-
-def gaussian(n: int = 1000, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Seed 003: X = N(0, 1) of shape (n, 2); data = X·A + b (float32)."""
-    rng = rng if rng is not None else np.random.default_rng(0)
-    return (rng.standard_normal((n, 2)) @ GAUSSIAN_A + GAUSSIAN_B).astype(np.float32)
-
-
-def gan_batch(spec: GANSpec, batch: int, rng: np.random.Generator) -> np.ndarray:
-    """A batch of 'real' data shaped for D: the Gaussian for 2-D specs, the discs otherwise."""
-    shape = tuple(spec.D.input_shape)
-    if shape == (2,):
-        return gaussian(batch, rng)
-    return discs(batch, shape[1], shape[0], seed=int(rng.integers(2**31)))
-
-
-# -- the embedded default: procedural discs, a distribution known in closed form -----------------
-
-DISC_RADIUS = (0.12, 0.32)  # fraction of the image side
-DISC_COUNT = (1, 3)
-
-
-def discs(n: int, size: int = 64, channels: int = 3, seed: int = 0) -> np.ndarray:
-    """n images of 1-3 soft-edged coloured discs on a dark background, in [-1, 1], (n, C, S, S).
-
-    Needs no download, is the same on every machine for a given seed, and its generating process
-    is known: centres ~ U(0.15, 0.85)^2, radii ~ U(0.12, 0.32) of the side, colours ~ U(0, 1)^C,
-    background ~ U(0, 0.25)^C. Samples a GAN makes can be checked against those facts.
-    """
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / (size - 1)
-    img = np.broadcast_to(rng.uniform(0.0, 0.25, (n, channels, 1, 1)), (n, channels, size, size)).copy()
-    counts = rng.integers(DISC_COUNT[0], DISC_COUNT[1] + 1, n)
-    for k in range(DISC_COUNT[1]):
-        cx, cy = rng.uniform(0.15, 0.85, (2, n, 1, 1))
-        r = rng.uniform(*DISC_RADIUS, (n, 1, 1))
-        colour = rng.uniform(0.0, 1.0, (n, channels, 1, 1))
-        dist = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
-        alpha = 1.0 / (1.0 + np.exp((dist - r) * size * 1.5))  # ~1.5 px soft edge
-        alpha *= (k < counts)[:, None, None]
-        img = img * (1 - alpha[:, None]) + colour * alpha[:, None]
-    return (img * 2.0 - 1.0).astype(np.float32)
-
+from ..errors import GanparityError, choose
+from ..files import atomic_write, write_json
+from ..inputs import discs, gaussian
+from ..spec.model import GANSpec
 
 # -- datasets for training: one numpy array (memory-mapped for image folders) ----------------------
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff"})
-GAUSSIAN_POINTS = 1000  # seed 003: data = X·A + b for 1000 points
+GAUSSIAN_POINTS = 1000  # source 003: data = X·A + b for 1000 points
 DISCS_IMAGES = 4096
 
 
@@ -116,9 +71,9 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 
 
 def gaussian_dataset(n: int = GAUSSIAN_POINTS, seed: int = 0) -> Dataset:
-    """Seed 003's 1000 points; its true mean b and covariance AᵀA are the reference, not held-out data."""
+    """Source 003's 1000 points; its true mean b and covariance AᵀA are the reference, not held-out data."""
     return Dataset("gaussian", gaussian(n, np.random.default_rng(seed)),
-                   description=f"2-D Gaussian X·A+b, {n} points (seed 003)")
+                   description=f"2-D Gaussian X·A+b, {n} points (source 003)")
 
 
 def discs_dataset(n: int, size: int, channels: int, seed: int = 0, holdout: int = 512) -> Dataset:
@@ -181,6 +136,39 @@ def _cache_key(root: Path, files: list[Path], size: int, channels: int) -> str:
     return h.hexdigest()[:20]
 
 
+def _decode(root: Path, files: list[Path], size: int, channels: int, npy: Path) -> dict:
+    """Decode every file into the .npy cache at `npy` (written atomically); unreadable files are
+    skipped and listed in the returned meta."""
+    from PIL import UnidentifiedImageError
+
+    meta = {"root": str(root.resolve()), "files": len(files), "images": 0, "skipped": []}
+
+    def write(tmp: str) -> None:
+        shape = (len(files), channels, size, size)
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        n = 0
+        for p in files:
+            try:
+                out[n] = load_image(p, size, channels)
+                n += 1
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+                meta["skipped"].append(f"{p.relative_to(root).as_posix()} ({type(e).__name__})")
+        out.flush()
+        del out
+        if n < len(files):  # rewrite without the unused tail, in chunks (the cache may be large)
+            full = np.load(tmp, mmap_mode="r")
+            cut = np.lib.format.open_memmap(tmp + ".cut.npy", mode="w+", dtype=np.uint8, shape=(n, *shape[1:]))
+            for i in range(0, n, 4096):
+                cut[i:i + 4096] = full[i:min(i + 4096, n)]
+            cut.flush()
+            del full, cut
+            os.replace(tmp + ".cut.npy", tmp)
+        meta["images"] = n
+
+    atomic_write(npy, write)
+    return meta
+
+
 def image_folder(root: str | os.PathLike, size: int, channels: int = 3, cache_dir: str | os.PathLike | None = None,
                  holdout: float = 0.1, max_holdout: int = 512, min_for_holdout: int = 50) -> Dataset:
     """An image folder as a uint8 array (N, C, size, size), decoded once into a memory-mapped .npy
@@ -190,8 +178,6 @@ def image_folder(root: str | os.PathLike, size: int, channels: int = 3, cache_di
     `min_for_holdout` images, a fixed `holdout` fraction (at most `max_holdout`) is kept out of
     training for the quality measures.
     """
-    from PIL import UnidentifiedImageError
-
     root = Path(root)
     if not root.is_dir():
         raise GanparityError(f"data folder {str(root)!r} does not exist or is not a folder")
@@ -206,39 +192,10 @@ def image_folder(root: str | os.PathLike, size: int, channels: int = 3, cache_di
     npy, meta_path = cache / f"{stem}.npy", cache / f"{stem}.json"
     if npy.is_file() and meta_path.is_file():
         meta = json.loads(meta_path.read_text())
-        array = np.load(npy, mmap_mode="r")
     else:
-        cache.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache, suffix=".npy.tmp")
-        os.close(fd)
-        bad: list[str] = []
-        try:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), channels, size, size))
-            n = 0
-            for p in files:
-                try:
-                    out[n] = load_image(p, size, channels)
-                    n += 1
-                except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-                    bad.append(f"{p.relative_to(root).as_posix()} ({type(e).__name__})")
-            out.flush()
-            del out
-            if n < len(files):  # rewrite without the unused tail, in chunks (the cache may be large)
-                full = np.load(tmp, mmap_mode="r")
-                cut = np.lib.format.open_memmap(tmp + ".cut.npy", mode="w+", dtype=np.uint8,
-                                                shape=(n, channels, size, size))
-                for i in range(0, n, 4096):
-                    cut[i:i + 4096] = full[i:min(i + 4096, n)]
-                cut.flush()
-                del full, cut
-                os.replace(tmp + ".cut.npy", tmp)
-            os.replace(tmp, npy)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        meta = {"root": str(root.resolve()), "files": len(files), "images": n, "skipped": bad}
-        meta_path.write_text(json.dumps(meta, indent=1))
-        array = np.load(npy, mmap_mode="r")
+        meta = _decode(root, files, size, channels, npy)
+        write_json(meta_path, meta)
+    array = np.load(npy, mmap_mode="r")
     bad = meta["skipped"]
     if bad:
         warnings.warn(f"{len(bad)} of {meta['files']} files in {str(root)!r} could not be read and were "

@@ -1,5 +1,5 @@
-"""Seed 000 end to end on tiny data: pretrained files of both frameworks, `ganparity dogs convert`,
-`dogs train` in both backends, `dogs predict` and the submission format."""
+"""Source 000 end to end on tiny data: pretrained files of both frameworks, `ganparity finetune
+convert`, `finetune train` in both backends, `finetune predict` and the submission format."""
 
 import csv
 import json
@@ -7,10 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from common import dogs_data as D
-from common.cli import main
-from common.errors import GanparityError
-from common.registry import get_classifier
+from ganparity.common import weights as W
+from ganparity.common.backend import get_backend
+from ganparity.common.cli import main
+from ganparity.common.errors import GanparityError
+from ganparity.common.finetune import images
+from ganparity.common.spec.registry import get_spec
 
 TINY_SET = ["--set", "width=8", "--set", "blocks=1", "--set", "image_size=32", "--set", "hidden=16"]
 
@@ -52,26 +54,15 @@ def files(tmp_path_factory):
 
 def _imagenet_logits(be, spec, arrays, x):
     """Our spec-built backbone, then the file's own fc: must equal the source model's logits."""
-    net = be.build_classifier(spec)
-    be.set_arrays(net, spec, arrays, strict=False)
-    if be.__name__.endswith("torch.resnet"):
-        import torch
-
-        with torch.no_grad():
-            net.eval()
-            f = net.backbone(torch.as_tensor(x)).numpy()
-    else:
-        import mxnet as mx
-
-        f = net.backbone(mx.nd.array(x)).asnumpy()
+    net = be.build(spec.backbone)
+    be.set_arrays(net, spec.backbone, W.split(arrays, "backbone"))
+    f = be.forward(net, x, "eval")
     return f.astype(np.float64) @ arrays["fc.weight"].T.astype(np.float64) + arrays["fc.bias"]
 
 
 def test_pretrained_files_load_into_both_backends(files):
-    from common.finetune import classifier_backend
-
-    spec = get_classifier("resnet34-finetune", image_size=64)
-    tb, mb = classifier_backend("torch"), classifier_backend("mxnet")
+    spec = get_spec("resnet34-finetune", image_size=64)
+    tb, mb = get_backend("torch"), get_backend("mxnet")
     from_tv = tb.load_pretrained(files["dir"] / "resnet34.pth", spec)
     from_gl = mb.load_pretrained(files["dir"] / "resnet34_v1.params", spec)
     assert len(from_tv) == len(from_gl) == 182
@@ -79,7 +70,7 @@ def test_pretrained_files_load_into_both_backends(files):
         for arrays, ref in ((from_tv, files["tv"]), (from_gl, files["gl"])):
             got = _imagenet_logits(be, spec, arrays, files["x"])
             rel = np.abs(got - ref).max() / np.abs(ref).max()
-            assert rel < 1e-5, (be.__name__, rel)
+            assert rel < 1e-5, (be.NAME, rel)
 
 
 def test_convert_torch_to_mxnet_and_back(files, tmp_path, capsys):
@@ -90,14 +81,14 @@ def test_convert_torch_to_mxnet_and_back(files, tmp_path, capsys):
 
     d = files["dir"]
     out = tmp_path / "from_torch.params"
-    assert main(["dogs", "convert", "--from", "torch", "--to", "mxnet", str(d / "resnet34.pth"), str(out)]) == 0
+    assert main(["finetune", "convert", "--from", "torch", "--to", "mxnet", str(d / "resnet34.pth"), str(out)]) == 0
     assert "verified" in capsys.readouterr().out
     gl = vision.resnet34_v1()
     gl.load_parameters(str(out))  # strict: every name of the model zoo's layout, nothing extra
     got = gl(mx.nd.array(files["x"])).asnumpy()
     assert np.abs(got - files["tv"]).max() / np.abs(files["tv"]).max() < 1e-5
     back = tmp_path / "from_mxnet.pth"
-    assert main(["dogs", "convert", "--from", "mxnet", "--to", "torch", str(d / "resnet34_v1.params"),
+    assert main(["finetune", "convert", "--from", "mxnet", "--to", "torch", str(d / "resnet34_v1.params"),
                  str(back)]) == 0
     tv = torchvision.models.resnet34(weights=None)
     tv.load_state_dict(torch.load(back, weights_only=True))  # strict
@@ -106,10 +97,10 @@ def test_convert_torch_to_mxnet_and_back(files, tmp_path, capsys):
 
 
 def test_convert_refuses_a_file_of_another_width(files, tmp_path, capsys):
-    code = main(["dogs", "convert", "--from", "torch", "--to", "mxnet", *TINY_SET,
+    code = main(["finetune", "convert", "--from", "torch", "--to", "mxnet", *TINY_SET,
                  str(files["dir"] / "resnet34.pth"), str(tmp_path / "x.params")])
     assert code == 2
-    assert "does not fit resnet34-finetune" in capsys.readouterr().err
+    assert "do not fit spec resnet34-finetune" in capsys.readouterr().err
 
 
 # -- the tiny Kaggle-shaped folder --------------------------------------------------------------
@@ -135,21 +126,21 @@ def kaggle(tmp_path_factory):
         Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(d / "test" / f"t{i}.jpg")
     (d / "labels.csv").write_text("\n".join(rows) + "\n")
     out = d / "reorg"
-    assert main(["dogs", "reorganize", "--data", str(d), "--out", str(out), "--valid-ratio", "0.25"]) == 0
+    assert main(["finetune", "reorganize", "--data", str(d), "--out", str(out), "--valid-ratio", "0.25"]) == 0
     return out
 
 
 def test_transforms_shapes_and_determinism(kaggle):
-    folder = D.image_folder(kaggle / "train")
+    folder = images.class_folder(kaggle / "train")
     assert folder.classes == tuple(BREEDS)
-    a = list(D.batches(folder, 32, 7, True, np.random.default_rng(3)))
-    b = list(D.batches(folder, 32, 7, True, np.random.default_rng(3)))
+    a = list(images.batches(folder, 32, 7, True, np.random.default_rng(3)))
+    b = list(images.batches(folder, 32, 7, True, np.random.default_rng(3)))
     assert [x.shape for x, _, _ in a] == [(7, 3, 32, 32), (7, 3, 32, 32), (4, 3, 32, 32)]
     assert all(np.array_equal(p[0], q[0]) and np.array_equal(p[1], q[1]) for p, q in zip(a, b))
-    x = D.eval_transform(folder.files[0], 32)
+    x = images.eval_transform(folder.files[0], 32)
     assert x.shape == (3, 32, 32) and x.dtype == np.float32
     for w, h in ((10, 100), (100, 10), (50, 50)):  # fallback centre crop and ordinary tries
-        left, top, cw, ch = D.random_resized_crop_box(w, h, np.random.default_rng(0))
+        left, top, cw, ch = images.random_resized_crop_box(w, h, np.random.default_rng(0))
         assert 0 <= left and left + cw <= w and 0 <= top and top + ch <= h
 
 
@@ -157,7 +148,7 @@ def test_transforms_shapes_and_determinism(kaggle):
 def test_train_one_epoch_and_predict(kaggle, tmp_path, backend, capsys):
     pytest.importorskip(backend)
     run = tmp_path / "run"
-    assert main(["dogs", "train", "--backend", backend, "--data", str(kaggle), "--epochs", "1",
+    assert main(["finetune", "train", "--backend", backend, "--data", str(kaggle), "--epochs", "1",
                  "--batch-size", "8", *TINY_SET, "--out", str(run)]) == 0
     meta = json.loads((run / "run.json").read_text())
     assert meta["classes"] == BREEDS and meta["recipe"]["lr"] == 0.03 and len(meta["history"]) == 1
@@ -167,7 +158,7 @@ def test_train_one_epoch_and_predict(kaggle, tmp_path, backend, capsys):
     for b in (backend, other):  # either backend predicts from either's run, to the same numbers
         pytest.importorskip(b)
         sub = tmp_path / f"submission_{b}.csv"
-        assert main(["dogs", "predict", "--backend", b, "--data", str(kaggle), "--run", str(run),
+        assert main(["finetune", "predict", "--backend", b, "--data", str(kaggle), "--run", str(run),
                      "--out", str(sub)]) == 0
         with open(sub, newline="") as f:
             rows = list(csv.reader(f))
@@ -181,7 +172,7 @@ def test_train_one_epoch_and_predict(kaggle, tmp_path, backend, capsys):
 
 
 def test_full_run_uses_train_valid_and_settings(kaggle, tmp_path):
-    from common.finetune import parse_settings, train
+    from ganparity.common.finetune.loop import parse_settings, train
 
     pytest.importorskip("torch")
     knobs, recipe = parse_settings(["width=8", "blocks=1", "image_size=32", "hidden=16", "bn_frozen_eval=true",

@@ -1,22 +1,21 @@
-"""`ganparity train` and `ganparity sample`, registered by common.cli through register(subparsers).
+"""`ganparity train` and `ganparity sample` over the GAN application (common/gan).
 Framework-free at import: the backend is imported when a command runs."""
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
-from .backend import BACKENDS
-from .data import DATASETS
-from .errors import GanparityError
-from .registry import REGISTRY, get_spec, parse_knobs
+from ..backend import BACKENDS
+from ..errors import GanparityError
+from ..gan.data import DATASETS
+from ..spec.registry import GAN_SPECS, get_spec, parse_knobs
 
 
 def cmd_train(a) -> None:
-    from .train import TrainConfig, describe_quality, train
+    from ..gan.loop import TrainConfig, describe_quality, train
 
     cfg = TrainConfig(spec=a.spec, backend=a.backend, knobs=parse_knobs(a.set), data=a.data, dataset=a.dataset,
                       n_data=a.n_data, cache_dir=a.cache_dir, epochs=a.epochs, batch_size=a.batch_size,
@@ -31,49 +30,36 @@ def cmd_train(a) -> None:
         print(describe_quality(res.quality))
 
 
-def _slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
-    """Spherical interpolation, the usual walk between two Gaussian latents."""
-    af, bf = a.ravel(), b.ravel()
-    omega = np.arccos(np.clip(af @ bf / (np.linalg.norm(af) * np.linalg.norm(bf)), -1, 1))
-    if omega < 1e-6:
-        return (1 - t) * a + t * b
-    return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
-
-
 def cmd_sample(a) -> None:
-    from . import weights as W
-    from .backend import get_backend
-    from .plots import save_grid, save_scatter
-    from .train import CHECKPOINT, RUN_JSON, generate, load_checkpoint
+    from .. import weights as W
+    from ..backend import get_backend
+    from ..gan.plots import save_grid, save_scatter
+    from ..gan.run import CHECKPOINT, load_checkpoint, read_run
+    from ..gan.sample import generate, is_points, walks
+    from ..inputs import gaussian
 
     run_dir = Path(a.run)
-    if not (run_dir / CHECKPOINT).is_file() or not (run_dir / RUN_JSON).is_file():
-        raise GanparityError(f"{str(run_dir)!r} is not a run directory (no {CHECKPOINT} and {RUN_JSON})")
+    run = read_run(run_dir)
     if a.n < 1:
         raise GanparityError(f"--n must be positive, got {a.n}")
-    run = json.loads((run_dir / RUN_JSON).read_text())
     meta, arrays, _, _ = load_checkpoint(run_dir / CHECKPOINT)
-    spec = get_spec(meta["spec"], **meta["params"])
+    spec = get_spec(meta["spec"], kind="gan", **meta["params"])
     backend = a.backend or meta["backend"]
     be = get_backend(backend)
     G = be.build(spec.G, device=a.device)
     be.set_arrays(G, spec.G, W.validate(W.split(arrays, "G"), spec, ("G",), what=f"{run_dir / CHECKPOINT}"))
     rng = np.random.default_rng(a.seed)
     latent = tuple(spec.latent_shape)
-    points = tuple(spec.D.input_shape) == (2,)
+    points = is_points(spec)
     if a.interpolate:
         if points:
             raise GanparityError("--interpolate draws rows of images; gan-gaussian makes 2-D points")
-        rows, steps = max(1, a.n // 8), 8
-        ends = rng.standard_normal((rows, 2, *latent)).astype(np.float32)
-        z = np.stack([_slerp(e[0], e[1], t) for e in ends for t in np.linspace(0, 1, steps)]).astype(np.float32)
+        z = walks(rng, max(1, a.n // 8), latent)
     else:
         z = rng.standard_normal((a.n, *latent)).astype(np.float32)
     fake = generate(be, G, spec, z)
     out = Path(a.out) if a.out else run_dir / ("interpolation.png" if a.interpolate else "samples.png")
     if points:
-        from .data import gaussian
-
         save_scatter(out, gaussian(len(fake), np.random.default_rng(a.seed + 1)), fake,
                      f"{spec.name}: {len(fake)} samples at step {meta['step']}")
     else:
@@ -87,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Train a GAN spec with one backend. Writes a run directory: metrics.jsonl, "
                        "per-epoch sample pictures, loss.png, progress.gif, quality.json and an atomic "
                        "checkpoint.npz that either backend can resume.")
-    s.add_argument("--spec", metavar="NAME", help=f"one of: {', '.join(REGISTRY)} (required unless --resume)")
+    s.add_argument("--spec", metavar="NAME", help=f"one of: {', '.join(GAN_SPECS)} (required unless --resume)")
     s.add_argument("--backend", metavar="NAME",
                    help=f"one of: {', '.join(BACKENDS)} (default torch; on --resume the run's own, or the "
                    "other one to hand the run over)")

@@ -1,11 +1,11 @@
-"""Seed 000's image pipeline in numpy and Pillow, shared by both backends (no torchvision).
+"""Source 000's image pipeline in numpy and Pillow, shared by both backends (no torchvision).
 
 train (transform_train): RandomResizedCrop(S, scale=(0.08, 1), ratio=(3/4, 4/3)),
     RandomHorizontalFlip(), ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4),
     ToTensor(), Normalize(ImageNet mean, std)
 test (transform_test): Resize(S * 256 / 224) of the short side, CenterCrop(S), ToTensor(), Normalize
 
-S is the spec's image_size (224 in the seed). RandomResizedCrop follows torchvision's algorithm
+S is the spec's image_size (224 in the source). RandomResizedCrop follows torchvision's algorithm
 (10 tries of area/log-ratio, then a centre crop clamped to the ratio range). ColorJitter applies
 the three factors, each ~ U(0.6, 1.4), in a random order, with Pillow's ImageEnhance (Brightness,
 Contrast, Color), which are torchvision's formulas on PIL images up to uint8 rounding. All
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GanparityError
+from ..errors import GanparityError
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -29,7 +29,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 @dataclass(frozen=True)
-class ImageFolder:
+class ClassFolder:
     """torchvision.datasets.ImageFolder's listing: classes are the sorted sub-folder names, samples
     the sorted files of each class, labels the class index."""
 
@@ -42,10 +42,10 @@ class ImageFolder:
         return len(self.files)
 
 
-def image_folder(root: str | os.PathLike) -> ImageFolder:
+def class_folder(root: str | os.PathLike) -> ClassFolder:
     root = Path(root)
     if not root.is_dir():
-        raise GanparityError(f"{str(root)!r} is not a folder (run `ganparity dogs reorganize` first)")
+        raise GanparityError(f"{str(root)!r} is not a folder (run `ganparity finetune reorganize` first)")
     classes = tuple(sorted(d.name for d in root.iterdir() if d.is_dir()))
     files, labels = [], []
     for i, c in enumerate(classes):
@@ -55,7 +55,7 @@ def image_folder(root: str | os.PathLike) -> ImageFolder:
                 labels.append(i)
     if not files:
         raise GanparityError(f"{str(root)!r} holds no images in class sub-folders")
-    return ImageFolder(root, classes, tuple(files), tuple(labels))
+    return ClassFolder(root, classes, tuple(files), tuple(labels))
 
 
 def _open(path: Path):
@@ -121,7 +121,7 @@ def eval_transform(path: Path, size: int) -> np.ndarray:
     return _to_array(im.crop((left, top, left + size, top + size)))
 
 
-def batches(folder: ImageFolder, size: int, batch_size: int, train: bool, rng: np.random.Generator | None = None):
+def batches(folder: ClassFolder, size: int, batch_size: int, train: bool, rng: np.random.Generator | None = None):
     """(x, y, files) batches: shuffled and augmented when train (DataLoader(shuffle=True)), in
     listing order with the test transform otherwise. The last batch may be smaller."""
     order = rng.permutation(len(folder)) if train else np.arange(len(folder))

@@ -1,4 +1,4 @@
-"""`ganparity bench`: the step-cost harness from the command line (registered by common.cli)."""
+"""`ganparity bench`: the step-cost benchmarks (benchmarks/) from the command line."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from common.backend import BACKENDS, available
-from common.registry import CLASSIFIER_REGISTRY, REGISTRY, parse_knobs
+from ..backend import BACKENDS, available
+from ..errors import GanparityError
+from ..spec.registry import REGISTRY, parse_knobs
 
 
 def _progress(msg: str) -> None:
@@ -17,8 +18,6 @@ def _progress(msg: str) -> None:
 
 
 def _ints(text: str) -> list[int]:
-    from common.errors import GanparityError
-
     try:
         out = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
@@ -29,12 +28,14 @@ def _ints(text: str) -> list[int]:
 
 
 def cmd_bench(a) -> None:
-    from . import harness as H
+    from ...benchmarks.environment import set_threads
+    from ...benchmarks.harness import run_matrix
+    from ...benchmarks.results import markdown, write_results
+    from ...benchmarks.variants import parse_list
 
-    threads = a.threads or os.cpu_count() or 1
-    H.set_threads(threads)  # before any framework import, so both start with the same pool
-    backends = H.parse_list(a.backends) or available()
-    specs = H.parse_list(a.spec)
+    set_threads(a.threads or os.cpu_count() or 1)  # before any framework import: both start with the same pool
+    backends = parse_list(a.backends) or available()
+    specs = parse_list(a.spec)
     out, stem = Path(a.out), a.stem or "results"
     rows: list[dict] = []
     written = []
@@ -42,33 +43,33 @@ def cmd_bench(a) -> None:
     def save(_row=None) -> None:  # after every row: Ctrl-C keeps the finished ones
         nonlocal written
         if rows:
-            written = H.write_results(rows, out, stem, with_plot=False)
+            written = write_results(rows, out, stem, with_plot=False)
 
     try:
-        H.run_matrix(specs, parse_knobs(a.set), backends, a.device, _ints(a.batch_sizes),
-                     H.parse_list(a.variants), a.rounds, a.warmup, check=not a.no_check,
-                     progress=_progress, on_row=lambda r: (rows.append(r), save()))
+        run_matrix(specs, parse_knobs(a.set), backends, a.device, _ints(a.batch_sizes),
+                   parse_list(a.variants), a.rounds, a.warmup, check=not a.no_check,
+                   progress=_progress, on_row=lambda r: (rows.append(r), save()))
     finally:
         if rows:
-            written = H.write_results(rows, out, stem)
+            written = write_results(rows, out, stem)
             _progress(f"wrote {', '.join(map(str, written))} ({len(rows)} rows)")
-    print(H.markdown(rows))
+    print(markdown(rows))
 
 
 def register(sub) -> None:
-    from .harness import all_variant_names
+    from ...benchmarks.variants import DEFAULT, all_variant_names
 
     s = sub.add_parser("bench", help="step-cost benchmark: ms/step, img/s, FLOPs, memory per backend x variant",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     s.add_argument("--spec", default="dcgan", metavar="NAMES",
-                   help=f"comma list of specs: {', '.join([*REGISTRY, *CLASSIFIER_REGISTRY])}")
+                   help=f"comma list of specs: {', '.join(REGISTRY)}")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override a width knob of the image specs, e.g. --set ngf=16 (repeatable; "
                         "gan-gaussian runs as specified)")
     s.add_argument("--backends", default="", help=f"comma list of {', '.join(BACKENDS)} (default: every installed)")
     s.add_argument("--device", default="cpu", help="cpu or cuda")
     s.add_argument("--batch-sizes", default="16,64", help="comma list of batch sizes")
-    s.add_argument("--variants", default="seed",
+    s.add_argument("--variants", default=DEFAULT,
                    help=f"comma list, or 'all': {', '.join(all_variant_names())}; each runs on the backends "
                         "that have it, CUDA-only ones are reported as skipped on cpu")
     s.add_argument("--rounds", type=int, default=10, help="timed rounds per row (median, p10, p90 over them)")

@@ -1,4 +1,4 @@
-"""Quality measures that need no download, numpy only.
+"""Quality measures that need no download, numpy only (FID's Inception network is a backend's).
 
 gan-gaussian: the generated mean and covariance against the truth (b, AᵀA) and the closed-form
 2-Wasserstein distance between two Gaussians,
@@ -9,14 +9,24 @@ Image specs: the sliced Wasserstein distance on Laplacian-pyramid patches (Karra
 "Progressive Growing of GANs", their sliced_wasserstein.py): 7x7 patches drawn at random from each
 pyramid level, normalised per channel, projected on random unit directions, the sorted projections
 compared. Reported x 1e3 per level (finest first) and averaged, as the paper does.
+
+FID (Heusel et al. 2017): |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1^1/2 S2 S1^1/2)^1/2) between the
+Inception-v3 pool features of two image sets, computed only from a local weights file: a
+torchvision state dict (.pth, the torch backend's network) or a Gluon model-zoo .params file
+(the mxnet backend's). Values depend on the weights file: compare FIDs only when they were
+computed with the same one (pytorch-fid's TF-ported weights give different numbers).
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
-from .data import GAUSSIAN_A, GAUSSIAN_B
-from .errors import GanparityError
+from ..backend import get_backend
+from ..errors import GanparityError
+from ..inputs import GAUSSIAN_A, GAUSSIAN_B
 
 
 def sqrtm_psd(m: np.ndarray) -> np.ndarray:
@@ -35,7 +45,7 @@ def w2_gaussians(m1: np.ndarray, s1: np.ndarray, m2: np.ndarray, s2: np.ndarray)
 
 
 def gaussian_report(samples: np.ndarray) -> dict:
-    """Generated mean/covariance vs seed 003's truth, and W2 between the fitted Gaussian and it."""
+    """Generated mean/covariance vs source 003's truth, and W2 between the fitted Gaussian and it."""
     x = np.asarray(samples, np.float64)
     mean, cov = x.mean(0), np.cov(x, rowvar=False)
     true_mean, true_cov = GAUSSIAN_B, GAUSSIAN_A.T @ GAUSSIAN_A
@@ -136,3 +146,35 @@ def swd(fake: np.ndarray, real: np.ndarray, seed: int = 0, patch: int = 7, per_i
     res = [size >> i for i in range(levels)]
     return {"swd_x1e3": per_level, "resolutions": res, "swd_avg_x1e3": float(np.mean(per_level)), "n": n,
             "patches_per_image": per_image}
+
+
+# -- FID ------------------------------------------------------------------------------------------
+
+# Which backend reads which Inception-v3 weights file (backends/<name>/inception.py INCEPTION_SUFFIXES).
+INCEPTION_FILES = {".pth": "torch", ".pt": "torch", ".params": "mxnet"}
+
+
+def inception_backend(path: str | os.PathLike):
+    """The backend that reads this Inception-v3 weights file, checked before any work."""
+    path = Path(path)
+    if not path.is_file():
+        raise GanparityError(f"--fid-weights {str(path)!r} does not exist (a local Inception-v3 weights file: "
+                             "torchvision's inception_v3_google-0cc3c7bd.pth, or a Gluon model-zoo .params)")
+    if path.suffix not in INCEPTION_FILES:
+        raise GanparityError(f"--fid-weights {str(path)!r}: expected one of {', '.join(INCEPTION_FILES)} "
+                             f"({', '.join(f'{s} for {b}' for s, b in INCEPTION_FILES.items())})")
+    return get_backend(INCEPTION_FILES[path.suffix])
+
+
+def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
+    m1, m2 = f1.mean(0), f2.mean(0)
+    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    r1 = sqrtm_psd(s1)
+    cross = sqrtm_psd(r1 @ s2 @ r1)
+    return float(np.sum((m1 - m2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(cross))
+
+
+def fid(fake: np.ndarray, real: np.ndarray, weights: str | os.PathLike) -> float:
+    be = inception_backend(weights)
+    net = be.load_inception(weights)
+    return frechet_distance(be.inception_features(fake, net), be.inception_features(real, net))

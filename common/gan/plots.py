@@ -8,17 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_write
 from .data import to_uint8
-from .weights import atomic_write
-
-
-def _atomic(path: Path, write) -> Path:
-    """weights.atomic_write, leaving the picture readable by others (mkstemp makes files 0600)."""
-    def write_public(tmp: str) -> None:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-
-    return atomic_write(path, write_public)
 
 
 def grid(images: np.ndarray, nrow: int = 8, padding: int = 2, normalize: bool = True) -> np.ndarray:
@@ -48,7 +39,7 @@ def save_grid(path: str | os.PathLike, images: np.ndarray, nrow: int = 8, scale:
     im = Image.fromarray(grid(images, nrow))
     if scale > 1:
         im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
-    return _atomic(Path(path), lambda tmp: im.save(tmp, format="PNG"))
+    return atomic_write(Path(path), lambda tmp: im.save(tmp, format="PNG"))
 
 
 def _figure(figsize):
@@ -61,7 +52,7 @@ def _figure(figsize):
 
 
 def save_loss_curve(path: str | os.PathLike, loss_g: list[float], loss_d: list[float], title: str = "") -> Path:
-    """Seed 001's plot: 'Generator and Discriminator Loss During Training', per iteration."""
+    """Source 001's plot: 'Generator and Discriminator Loss During Training', per iteration."""
     fig = _figure((10, 5))
     ax = fig.subplots()
     ax.set_title("Generator and Discriminator Loss During Training" + (f"\n{title}" if title else ""))
@@ -70,18 +61,18 @@ def save_loss_curve(path: str | os.PathLike, loss_g: list[float], loss_d: list[f
     ax.set_xlabel("iterations")
     ax.set_ylabel("Loss")
     ax.legend()
-    return _atomic(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=80))
+    return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=80))
 
 
 def save_scatter(path: str | os.PathLike, real: np.ndarray, fake: np.ndarray, title: str = "") -> Path:
-    """Seed 003's picture: real points in blue, generated in orange."""
+    """Source 003's picture: real points in blue, generated in orange."""
     fig = _figure((5, 5))
     ax = fig.subplots()
     ax.scatter(real[:, 0], real[:, 1], s=6, color="tab:blue", label="real")
     ax.scatter(fake[:, 0], fake[:, 1], s=6, color="tab:orange", label="generated")
     ax.set_title(title)
     ax.legend(loc="upper left")
-    return _atomic(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=80))
+    return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=80))
 
 
 def save_gif(path: str | os.PathLike, frames: list[Path], ms: int = 600) -> Path | None:
@@ -91,5 +82,5 @@ def save_gif(path: str | os.PathLike, frames: list[Path], ms: int = 600) -> Path
     if not frames:
         return None
     ims = [Image.open(f).convert("RGB") for f in frames]
-    return _atomic(Path(path), lambda tmp: ims[0].save(tmp, format="GIF", save_all=True,
+    return atomic_write(Path(path), lambda tmp: ims[0].save(tmp, format="GIF", save_all=True,
                                                        append_images=ims[1:], duration=ms, loop=0))

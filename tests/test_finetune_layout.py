@@ -4,9 +4,9 @@ import os
 
 import pytest
 
-from common.cli import main
-from common.dogs import reorganize
-from common.errors import GanparityError
+from ganparity.common.cli import main
+from ganparity.common.errors import GanparityError
+from ganparity.common.finetune.layout import reorganize
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_idempotent_and_reproducible(kaggle, tmp_path):
     out = tmp_path / "out"
     reorganize(kaggle, out, 0.2, seed=1)
     first = tree(out)
-    assert main(["dogs", "reorganize", "--data", str(kaggle), "--out", str(out), "--valid-ratio", "0.2",
+    assert main(["finetune", "reorganize", "--data", str(kaggle), "--out", str(out), "--valid-ratio", "0.2",
                  "--seed", "1"]) == 0
     assert tree(out) == first
     other = tmp_path / "other"
@@ -58,7 +58,7 @@ def test_idempotent_and_reproducible(kaggle, tmp_path):
 
 def test_ids_missing_from_labels_are_refused(kaggle, tmp_path, capsys):
     (kaggle / "train" / "stray.jpg").write_bytes(b"x")
-    assert main(["dogs", "reorganize", "--data", str(kaggle), "--out", str(tmp_path / "o")]) == 2
+    assert main(["finetune", "reorganize", "--data", str(kaggle), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "1 image(s) in" in err and "have no row in labels.csv: stray" in err
 

@@ -1,6 +1,6 @@
-"""Supervised fine-tuning specs: a frozen backbone and a trainable head, as frozen data.
+"""The fine-tune spec: a frozen backbone and a trainable head, as frozen data.
 
-resnet34_finetune mirrors seed 000's Kaggle dog-breed notebook: torchvision's ResNet-34 (v1: the
+resnet34_finetune mirrors source 000's Kaggle dog-breed notebook: torchvision's ResNet-34 (v1: the
 stride sits in the first 3x3 conv of a block, as in the Gluon model zoo's resnet34_v1), its fc
 replaced by Linear(512, 256)-ReLU-Linear(256, 120), the backbone frozen, only the head trained
 with SGD(lr 0.03, momentum 0.9, weight_decay 1e-4), lr x0.1 every 10 epochs, 20 epochs, batch 128.
@@ -34,14 +34,14 @@ from .layers import (
     Residual,
     Sequential,
 )
-from .model import ModelSpec
+from .model import InitScheme, ModelSpec
 
 
 @dataclass(frozen=True)
 class FinetuneRecipe:
-    """Seed 000's fine-tune loop.
+    """Source 000's fine-tune loop.
 
-    lr schedule:    lr * lr_decay ** (epoch // lr_period)  (set at the start of an epoch, as the seed).
+    lr schedule:    lr * lr_decay ** (epoch // lr_period)  (set at the start of an epoch, as the source).
     SGD:            PyTorch's form, buf = m * buf + (g + wd * w); w -= lr * buf. MXNet's sgd_mom_update
                     folds lr into its momentum state (mom = m * mom - lr * (g + wd * w)); the two agree
                     while lr is constant, and the mxnet backend rescales its state by lr_new / lr_old
@@ -50,7 +50,7 @@ class FinetuneRecipe:
                     per-sample SoftmaxCrossEntropyLoss with trainer.step(batch_size)).
     freeze_backbone: only the head is given to the optimizer (requires_grad False / grad_req 'null').
     bn_frozen_eval: what the frozen backbone's BatchNorm does while the head trains.
-                    False (seed 000's PyTorch port, the default here): net.train() puts every
+                    False (source 000's PyTorch port, the default here): net.train() puts every
                     BatchNorm in training mode, so the backbone normalises with batch statistics and
                     its running mean/var keep moving although no weight is trained.
                     True (the d2l MXNet version: features computed outside autograd.record()): the
@@ -71,8 +71,20 @@ class FinetuneRecipe:
         return self.lr * self.lr_decay ** (epoch // self.lr_period)
 
 
+# The ImageNet classifier a pretrained ResNet file carries beside the backbone (torchvision's fc,
+# the Gluon model zoo's output): read and written with the backbone, never part of the spec.
+IMAGENET_FC = ("fc.weight", "fc.bias")
+
+# Source 000: torchvision's ResNet-34 draws its convs kaiming_normal_(mode='fan_out'), BatchNorm
+# weight 1 and bias 0; the new head keeps torch.nn.Linear's default init.
+RESNET_INIT = InitScheme("torchvision-resnet", bn_weight_std=0.0, weight="kaiming-fan-out",
+                         source_code="torchvision.models.resnet34(): kaiming_normal_(fan_out) convs, BN 1 / 0")
+TORCH_LINEAR_INIT = InitScheme("torch-linear-default", bn_weight_std=0.0, weight="torch-linear", bias="torch-linear",
+                               source_code="nn.Linear's reset_parameters: U(-1/sqrt(fan_in), 1/sqrt(fan_in))")
+
+
 @dataclass(frozen=True)
-class ClassifierSpec:
+class FinetuneSpec:
     name: str
     source: str
     description: str
@@ -82,10 +94,16 @@ class ClassifierSpec:
     image_size: int
     recipe: FinetuneRecipe
     params: dict = field(default_factory=dict, compare=False)
+    backbone_init: InitScheme = RESNET_INIT
+    head_init: InitScheme = TORCH_LINEAR_INIT
 
     @property
     def nets(self) -> dict[str, ModelSpec]:
         return {"backbone": self.backbone, "head": self.head}
+
+    @property
+    def inits(self) -> dict[str, InitScheme]:
+        return {"backbone": self.backbone_init, "head": self.head_init}
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -115,15 +133,15 @@ def resnet_v1(width: int = 64, blocks: tuple[int, ...] = (3, 4, 6, 3), image_siz
 
 
 def resnet34_finetune(num_classes: int = 120, image_size: int = 224, width: int = 64,
-                      blocks: int | tuple[int, ...] = (3, 4, 6, 3), hidden: int = 256) -> ClassifierSpec:
-    """Seed 000's finetune_net. Width knobs for tests: width (64), blocks (an int means that many
+                      blocks: int | tuple[int, ...] = (3, 4, 6, 3), hidden: int = 256) -> FinetuneSpec:
+    """Source 000's finetune_net. Width knobs for tests: width (64), blocks (an int means that many
     per stage), hidden (256), num_classes (120), image_size (224)."""
     if isinstance(blocks, int):
         blocks = (blocks,) * 4
     backbone = resnet_v1(width, tuple(blocks), image_size)
     features = width * 2 ** (len(blocks) - 1)
     head = ModelSpec("head", (features,), (Linear(features, hidden), ReLU(), Linear(hidden, num_classes)))
-    return ClassifierSpec(
+    return FinetuneSpec(
         "resnet34-finetune", "000", "frozen ResNet-34 v1 + Linear(512,256)-ReLU-Linear(256,120)",
         backbone, head, num_classes, image_size, FinetuneRecipe(),
         dict(num_classes=num_classes, image_size=image_size, width=width, blocks=tuple(blocks), hidden=hidden))

@@ -1,7 +1,7 @@
-"""Seed 000's fine-tune, driven from numpy for either backend: `ganparity dogs train / predict`.
+"""Source 000's fine-tune, driven from numpy for either backend: `ganparity finetune train / predict`.
 
-One loop for both frameworks (common/dogs_data.py makes every batch in numpy/Pillow from one
-seeded Generator, backends/<name>/resnet.py does the step). A run folder holds:
+One loop for both frameworks (images.py makes every batch in numpy/Pillow from one seeded
+Generator, the backend's FinetuneTrainer does the step). A run folder holds:
 
     run.json      backend, spec knobs, recipe, the class names (ImageFolder order), per-epoch log
     weights.npz   the neutral arrays of backbone and head (the backbone's running statistics move
@@ -12,32 +12,25 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib
 import json
 import os
 import time
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 
-from . import dogs_data as D
-from . import pretrained as P
-from . import weights as W
-from .backend import get_backend
-from .errors import GanparityError, choose
-from .registry import get_classifier
-from .spec.classifier import ClassifierSpec, FinetuneRecipe
+from .. import weights as W
+from ..backend import Backend, build_nets, get_backend
+from ..errors import GanparityError, choose
+from ..files import atomic_write, write_json
+from ..spec.finetune import FinetuneRecipe, FinetuneSpec
+from ..spec.registry import get_spec
+from . import images
 
 SPEC = "resnet34-finetune"
 SPEC_KNOBS = ("num_classes", "image_size", "width", "blocks", "hidden")
 RECIPE_FIELDS = {f.name: f.type for f in dataclasses.fields(FinetuneRecipe)}
-
-
-def classifier_backend(name: str) -> ModuleType:
-    """backends/<name>/resnet.py, after get_backend() has checked the framework imports."""
-    get_backend(name)
-    return importlib.import_module(f"backends.{name}.resnet")
+PRETRAINED = {".pth": "torch", ".pt": "torch", ".params": "mxnet"}  # backends' PRETRAINED_SUFFIX
 
 
 def parse_settings(pairs: list[str] | None) -> tuple[dict, dict]:
@@ -63,42 +56,45 @@ def parse_settings(pairs: list[str] | None) -> tuple[dict, dict]:
     return knobs, recipe
 
 
-def load_weights_file(path: str | os.PathLike, spec: ClassifierSpec) -> dict[str, np.ndarray]:
+def load_weights_file(path: str | os.PathLike, spec: FinetuneSpec) -> dict[str, np.ndarray]:
     """A pretrained backbone by suffix: .pth (torchvision layout), .params (Gluon model zoo
-    layout) or .npz (neutral names). The ImageNet fc.* is dropped: seed 000 replaces it."""
+    layout) or .npz (neutral names). The ImageNet fc.* is dropped: source 000 replaces it."""
     suffix = Path(path).suffix
     if suffix == ".npz":
-        arrays = W.load(path)
-        back = {k: v for k, v in arrays.items() if k.startswith("backbone.")}
-        return P.from_gluon(P.to_gluon(back, spec), spec)  # validates names and shapes
-    readers = {".pth": "torch", ".pt": "torch", ".params": "mxnet"}
-    if suffix not in readers:
+        back = {k: v for k, v in W.load(path).items() if k.startswith("backbone.")}
+        return W.validate(back, spec, ("backbone",), what=f"--weights {str(path)!r}")
+    if suffix not in PRETRAINED:
         raise GanparityError(f"--weights {str(path)!r}: expected .pth/.pt (torchvision), .params (Gluon) or .npz")
-    arrays = classifier_backend(readers[suffix]).load_pretrained(path, spec)
+    arrays = get_backend(PRETRAINED[suffix]).load_pretrained(path, spec)
     return {k: v for k, v in arrays.items() if k.startswith("backbone.")}
+
+
+def _spec(knobs: dict) -> FinetuneSpec:
+    return get_spec(SPEC, kind="finetune", **knobs)
 
 
 def train(backend: str, data: str | os.PathLike, out: str | os.PathLike, full: bool = False,
           weights: str | None = None, knobs: dict | None = None, recipe: dict | None = None,
           seed: int = 0, device: str = "cpu", log=print) -> dict:
     data, out = Path(data), Path(out)
-    folder = D.image_folder(data / ("train_valid" if full else "train"))
-    valid = None if full or not (data / "valid").is_dir() else D.image_folder(data / "valid")
+    folder = images.class_folder(data / ("train_valid" if full else "train"))
+    valid = None if full or not (data / "valid").is_dir() else images.class_folder(data / "valid")
     knobs = dict(knobs or {})
     knobs.setdefault("num_classes", len(folder.classes))
     if knobs["num_classes"] != len(folder.classes):
         raise GanparityError(f"num_classes={knobs['num_classes']} but {folder.root} has {len(folder.classes)} classes")
-    spec = get_classifier(SPEC, **knobs)
+    spec = _spec(knobs)
     r = dataclasses.replace(spec.recipe, **(recipe or {}))
-    be = classifier_backend(backend)
-    net = be.build_classifier(spec, device)
-    arrays = P.init_classifier(spec, seed)
+    be = get_backend(backend)
+    nets = build_nets(be, spec, device=device)
+    arrays = W.init_arrays(spec, seed)
     if weights:
         arrays |= load_weights_file(weights, spec)
     else:
-        log("note: no --weights; the backbone is randomly initialised, not seed 000's ImageNet ResNet-34")
-    be.set_arrays(net, spec, arrays)
-    trainer = be.ClassifierTrainer(spec, net, r)
+        log("note: no --weights; the backbone is randomly initialised, not source 000's ImageNet ResNet-34")
+    for net, model in spec.nets.items():
+        be.set_arrays(nets[net], model, W.split(arrays, net))
+    trainer = be.FinetuneTrainer(spec, nets["backbone"], nets["head"], r)
     history = []
     for epoch in range(r.epochs):
         start = time.perf_counter()
@@ -107,7 +103,7 @@ def train(backend: str, data: str | os.PathLike, out: str | os.PathLike, full: b
             trainer.set_lr(lr)
         rng = np.random.default_rng([seed, epoch])
         loss_sum, n = 0.0, 0
-        for x, y, _ in D.batches(folder, spec.image_size, r.batch_size, True, rng):
+        for x, y, _ in images.batches(folder, spec.image_size, r.batch_size, True, rng):
             loss = trainer.step(x, y)
             if not np.isfinite(loss):
                 raise GanparityError(f"epoch {epoch + 1}: the loss is {loss}; training diverged")
@@ -115,24 +111,24 @@ def train(backend: str, data: str | os.PathLike, out: str | os.PathLike, full: b
             n += len(y)
         row = {"epoch": epoch + 1, "train_loss": loss_sum / n, "lr": lr}
         if valid is not None:
-            row |= evaluate(be, net, spec, valid, r.batch_size)
+            row |= evaluate(be, nets, spec, valid, r.batch_size)
         row["seconds"] = time.perf_counter() - start
         history.append(row)
         log(", ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
     out.mkdir(parents=True, exist_ok=True)
-    W.save(out / "weights.npz", be.get_arrays(net, spec))
+    W.save(out / "weights.npz", {k: v for n, m in spec.nets.items() for k, v in be.get_arrays(nets[n], m).items()})
     meta = {"spec": SPEC, "backend": backend, "knobs": {k: list(v) if isinstance(v, tuple) else v
                                                         for k, v in spec.params.items()},
             "recipe": dataclasses.asdict(r), "classes": list(folder.classes), "full": full,
             "weights": str(weights) if weights else None, "seed": seed, "history": history}
-    (out / "run.json").write_text(json.dumps(meta, indent=1))
+    write_json(out / "run.json", meta)
     return meta
 
 
-def evaluate(be: ModuleType, net, spec: ClassifierSpec, folder: D.ImageFolder, batch_size: int) -> dict:
+def evaluate(be: Backend, nets: dict, spec: FinetuneSpec, folder: images.ClassFolder, batch_size: int) -> dict:
     loss_sum, correct, n = 0.0, 0, 0
-    for x, y, _ in D.batches(folder, spec.image_size, batch_size, False):
-        logp = log_softmax(be.forward(net, x, "eval"))
+    for x, y, _ in images.batches(folder, spec.image_size, batch_size, False):
+        logp = log_softmax(be.logits(nets["backbone"], nets["head"], x, "eval"))
         loss_sum += float(-logp[np.arange(len(y)), y].sum())
         correct += int((logp.argmax(1) == y).sum())
         n += len(y)
@@ -145,33 +141,37 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
-def load_run(run: str | os.PathLike) -> tuple[dict, ClassifierSpec, dict[str, np.ndarray]]:
+def load_run(run: str | os.PathLike) -> tuple[dict, FinetuneSpec, dict[str, np.ndarray]]:
     run = Path(run)
     if not (run / "run.json").is_file():
-        raise GanparityError(f"{str(run)!r} is not a run folder (no run.json; see `ganparity dogs train`)")
+        raise GanparityError(f"{str(run)!r} is not a run folder (no run.json; see `ganparity finetune train`)")
     meta = json.loads((run / "run.json").read_text())
     knobs = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["knobs"].items()}
-    spec = get_classifier(meta["spec"], **knobs)
-    return meta, spec, P.validate(W.load(run / "weights.npz"), spec, f"{run}/weights.npz")
+    spec = _spec(knobs)
+    return meta, spec, W.validate(W.load(run / "weights.npz"), spec, what=f"{run}/weights.npz")
 
 
 def predict(backend: str, data: str | os.PathLike, run: str | os.PathLike, out: str | os.PathLike,
             batch_size: int = 128, device: str = "cpu") -> int:
-    """Seed 000's submission: 'id,<breed>,...' with softmax rows, ids in sorted file order."""
+    """Source 000's submission: 'id,<breed>,...' with softmax rows, ids in sorted file order."""
     meta, spec, arrays = load_run(run)
-    be = classifier_backend(backend)
-    net = be.build_classifier(spec, device)
-    be.set_arrays(net, spec, arrays)
-    test = D.image_folder(Path(data) / "test")
+    be = get_backend(backend)
+    nets = build_nets(be, spec, device=device)
+    for net, model in spec.nets.items():
+        be.set_arrays(nets[net], model, W.split(arrays, net))
+    test = images.class_folder(Path(data) / "test")
     rows = 0
-    tmp = Path(out).with_name(Path(out).name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["id", *meta["classes"]])
-        for x, _, files in D.batches(test, spec.image_size, batch_size, False):
-            probs = np.exp(log_softmax(be.forward(net, x, "eval")))
-            for path, p in zip(files, probs):
-                w.writerow([path.stem, *(repr(float(v)) for v in p)])
-                rows += 1
-    os.replace(tmp, out)
+
+    def write(tmp: str) -> None:
+        nonlocal rows
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(["id", *meta["classes"]])
+            for x, _, files in images.batches(test, spec.image_size, batch_size, False):
+                probs = np.exp(log_softmax(be.logits(nets["backbone"], nets["head"], x, "eval")))
+                for path, p in zip(files, probs):
+                    w.writerow([path.stem, *(repr(float(v)) for v in p)])
+                    rows += 1
+
+    atomic_write(out, write)
     return rows

@@ -1,18 +1,22 @@
-"""`ganparity report`: every spec x backend, as markdown, JSON and plots in one folder."""
+"""`ganparity report`, the main job: every spec x backend, as markdown, JSON and plots in one
+folder; and `ganparity parity`, the numerical checks of some specs, with the same tables."""
 
 from __future__ import annotations
 
-import json
+import argparse
 import platform
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import parity
-from .backend import get_backend
-from .registry import GAN_SPECS, get_spec
-from .table import md_table
+from .. import parity
+from ..backend import available, get_backend
+from ..errors import GanparityError
+from ..files import atomic_write, write_json, write_text
+from ..spec.registry import GAN_SPECS, get_spec, parse_knobs
+from ..table import md_table
+from .args import backend_list, spec_args
 
 # Parity runs small widths so the report finishes in minutes on 2 CPU cores; the architecture
 # (layer kinds, order, strides, recipe) is the spec's own. gan-gaussian is tiny and runs as is.
@@ -31,7 +35,7 @@ def run_parity(specs: list[str], backends: list[str], steps: int, knobs: dict | 
                batch: int | None = None, fp64: bool = True) -> list[parity.Check]:
     checks = []
     for name in specs:
-        spec = get_spec(name, **(knobs or PARITY_KNOBS.get(name, {})))
+        spec = get_spec(name, kind="gan", **(knobs or PARITY_KNOBS.get(name, {})))
         b = batch or PARITY_BATCH.get(name, DEFAULT_BATCH)
         _progress(f"parity {name} {spec.params} batch {b} ...")
         checks += parity.check_all(spec, b, steps, reference=backends[0], candidate=backends[1], with_fp64=fp64)
@@ -95,7 +99,7 @@ def plot_lockstep(checks: list[parity.Check], path: Path) -> Path | None:
         ax.set_ylabel("relative loss difference")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
     return path
 
@@ -144,18 +148,50 @@ def main_report(out: Path, backends: list[str], steps: int = 20) -> dict:
                parity_section(checks), ""]
         if plot:
             md += [f"![lockstep]({plot.name})", ""]
-    try:  # the step-cost section lives with the benchmarks (benchmarks/harness.py)
-        from benchmarks.harness import report_section
-    except ImportError:
-        report_section = None
-    if report_section is not None:
-        _progress("step cost (CPU) ...")
-        md += [report_section(backends, out), ""]
+    from ...benchmarks.results import report_section  # the step-cost section lives with the benchmarks
+
+    _progress("step cost (CPU) ...")
+    md += [report_section(backends, out), ""]
     md.append(f"Report took {time.perf_counter() - t0:.0f} s.")
-    (out / "report.md").write_text("\n".join(md) + "\n")
+    write_text(out / "report.md", "\n".join(md) + "\n")
     results = {"environment": env, "shapes": [asdict(r) for r in shape_results],
                "parity": [c.to_dict() for c in checks]}
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    write_json(out / "results.json", results)
     print("\n".join(md))
     print(f"\nwrote {out / 'report.md'}, {out / 'results.json'}" + (f", {plot}" if plot else ""))
     return results
+
+
+def cmd_parity(a) -> None:
+    backends = backend_list(a.backends)
+    if len(backends) != 2:
+        raise GanparityError(f"--backends takes two names (reference,candidate), got {a.backends!r}")
+    specs = [a.spec] if a.spec else list(GAN_SPECS)
+    checks = run_parity(specs, backends, a.steps, parse_knobs(a.set), a.batch, fp64=not a.no_fp64)
+    print(parity_section(checks))
+    if a.json:
+        write_json(a.json, [c.to_dict() for c in checks])
+        print(f"wrote {a.json}")
+    if not all(c.ok for c in checks):
+        raise SystemExit(1)
+
+
+def cmd_report(a) -> None:
+    main_report(Path(a.out), backend_list(a.backends) if a.backends else available(), steps=a.steps)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("parity", help="numerical parity: forward, gradients, one step, lockstep")
+    spec_args(s, required=False)
+    s.add_argument("--backends", default="torch,mxnet", help="reference,candidate (default torch,mxnet)")
+    s.add_argument("--steps", type=int, default=20, help="lockstep steps (default 20)")
+    s.add_argument("--batch", type=int, default=None, help="batch size (default: 32, gan-gaussian its own 8)")
+    s.add_argument("--no-fp64", action="store_true", help="skip the float64 control runs")
+    s.add_argument("--json", metavar="FILE", help="also write the full results as JSON")
+    s.set_defaults(fn=cmd_parity)
+
+    s = sub.add_parser("report", help="the main job: every spec x backend, written under reports/")
+    s.add_argument("--out", default="reports", help="output folder (default reports/)")
+    s.add_argument("--backends", default=None, help="comma list (default: every installed backend)")
+    s.add_argument("--steps", type=int, default=20, help="lockstep steps (default 20)")
+    s.set_defaults(fn=cmd_report)

@@ -1,0 +1,149 @@
+"""Step-cost results as files a person reads: markdown tables, plots, JSON with the run's
+metadata, and the quick CPU section of `ganparity report`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from ..common.files import atomic_write, write_json, write_text
+from ..common.table import md_table
+from .environment import set_threads
+from .harness import bench_row
+from .variants import DEFAULT, LOW_PRECISION_RTOL, VARIANTS
+
+
+def _fmt_mem(row: dict) -> str:
+    b = row.get("peak_mem_bytes")
+    if b is None:
+        return "-"
+    return f"{b / 2**20:,.0f} MiB" + (" RSS" if "RSS" in row.get("peak_mem_kind", "") else "")
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ["spec", "backend", "variant", "device", "batch", "status", "ms/step median", "p10-p90",
+            "img/s", "GFLOP/step", "TFLOP/s", "% of peak", "peak mem", "phases D / G ms", "warm-up s", "parity"]
+    out = []
+    for r in rows:
+        par = r.get("parity")
+        if par is None:
+            ptext = "-"
+        elif par["precision"] in LOW_PRECISION_RTOL:
+            cos = min(par["grad_cosine"].values(), default=float("nan"))
+            ptext = (("pass" if par["ok"] else "FAIL") + f" (losses {par['max_rel']['losses']:.0e} rel, grad cosine "
+                     f"{cos:.4f} vs {par['reference']})")
+        else:
+            ptext = ("pass" if par["ok"] else "FAIL") + (f" ({max(par['max_rel'].values()):.0e} vs "
+                                                         f"{par['reference']}, rtol {par['rtol']:g})")
+        ph = r.get("phases_ms")
+        out.append([
+            r["spec"], r["backend"], r["variant"], r.get("device_name") or r["device"], r["batch"],
+            r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}",
+            r.get("median_ms"), f"{r['p10_ms']:.2f}-{r['p90_ms']:.2f}" if "p10_ms" in r else "-",
+            r.get("img_per_s"), r["flops_per_step"] / 1e9, r.get("tflops_achieved"),
+            f"{100 * r['fraction_of_peak']:.1f}%" if r.get("fraction_of_peak") else "unknown peak",
+            _fmt_mem(r), f"{ph['D']:.2f} / {ph['G']:.2f}" if ph else "-", r.get("warmup_s"), ptext])
+    return md_table(head, out)
+
+
+def describe_run(rows: list[dict], meta: dict) -> str:
+    knobs = {r["spec"]: r["knobs"] for r in rows}
+    lines = [f"Command: `{meta.get('command', '')}`", "",
+             f"Date {meta.get('date')}, commit {meta.get('git_commit', '')[:10]}"
+             + (" (uncommitted changes)" if meta.get("git_dirty") else "")
+             + f", {meta.get('platform')}, {meta.get('processor')}, python {meta.get('python')}, "
+             f"numpy {meta.get('numpy')}; threads {meta.get('threads')}; load average at start "
+             f"{meta.get('load_average')}.", "",
+             "Specs: " + "; ".join(f"{k} {v}" for k, v in knobs.items()) + ".", "",
+             "ms/step: one full GANTrainer.step (D step + G step of the spec's recipe), median and p10-p90 over "
+             "rounds, device synced only between rounds. GFLOP/step from common/flops.py (2 FLOPs per "
+             "multiply-add; forward + backward = 3x forward per pass; the recipe's passes). Peak memory on CPU is "
+             "the process's peak RSS so far (monotonic, includes the framework), not the step's own. Phases: D step "
+             "and G step timed in separate rounds with a sync between them. Warm-up s: first step (compile, "
+             "trace) plus the other warm-up steps. Parity: one step of the variant against the reference "
+             "(see benchmarks/variants.py check_variant)."]
+    notes = sorted({f"{r['backend']}/{r['variant']}: {r['note']}" for r in rows if r.get("note")})
+    lines += ["", "Variants:", *[f"- {n}" for n in notes]]
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> Path | None:
+    ok = [r for r in rows if "median_ms" in r]
+    if not ok:
+        return None
+    try:
+        import matplotlib
+    except ImportError:  # the GPU machine may lack it: JSON and markdown still get written
+        print("benchmarks: matplotlib not installed, no plot", file=sys.stderr)
+        return None
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    specs = list(dict.fromkeys(r["spec"] for r in ok))
+    fig, axes = plt.subplots(len(specs), 2, figsize=(10, 3.6 * len(specs)), squeeze=False)
+    for ax_row, s in zip(axes, specs):
+        series = {}
+        for r in ok:
+            if r["spec"] == s:
+                series.setdefault(f"{r['backend']}/{r['variant']}", []).append(r)
+        for label, rs in series.items():
+            rs = sorted(rs, key=lambda r: r["batch"])
+            bs = [r["batch"] for r in rs]
+            ax_row[0].plot(bs, [r["median_ms"] for r in rs], "o-", label=label)
+            ax_row[1].plot(bs, [r["img_per_s"] for r in rs], "o-", label=label)
+        for ax, what in zip(ax_row, ("ms / step (median)", "images / s")):
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("batch size")
+            ax.set_ylabel(what)
+            ax.set_title(f"{s} {ok[0].get('device_name', ok[0]['device'])}", fontsize=9)
+        ax_row[0].legend(fontsize=7)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+    return path
+
+
+def write_results(rows: list[dict], out: Path, stem: str = "results", meta: dict | None = None,
+                  with_plot: bool = True) -> list[Path]:
+    """<stem>.json (rows + run metadata), <stem>.md and, unless with_plot is False, <stem>.png."""
+    out.mkdir(parents=True, exist_ok=True)
+    meta = meta or (rows[0].get("meta", {}) if rows else {})
+    paths = [out / f"{stem}.json", out / f"{stem}.md"]
+    write_json(paths[0], {"metadata": meta, "rows": rows}, default=str)
+    png = plot(rows, out / f"{stem}.png") if with_plot else None
+    md = ["# Step cost", "", describe_run(rows, meta), "", markdown(rows), ""]
+    if png:
+        md += [f"![step cost]({png.name})", ""]
+        paths.append(png)
+    write_text(paths[1], "\n".join(md))
+    return paths
+
+
+REPORT_SPECS = {"gan-gaussian": {}, "dcgan": dict(nz=32, ngf=16, ndf=16, image_size=32)}
+REPORT_BATCH = 16
+REPORT_VARIANTS = {"torch": [DEFAULT], "mxnet": [DEFAULT, "hybridize"]}
+
+
+def report_section(backends: list[str], out: Path | None = None, rounds: int = 5) -> str:
+    """The 'Step cost (CPU)' section of `ganparity report`: small widths, one batch size, the
+    default variants (and MXNet's hybridize), a few rounds; parity is the report's own section. ~10-20 s."""
+    set_threads(os.cpu_count() or 1)
+    rows = []
+    for s, k in REPORT_SPECS.items():
+        for b in backends:
+            for v in REPORT_VARIANTS.get(b, [DEFAULT]):
+                rows.append(bench_row(s, k, VARIANTS[b][v], "cpu", REPORT_BATCH, rounds, warmup=2,
+                                      check=False, phases=False))
+    if out is not None:
+        write_json(out / "step_cost.json", rows, default=str)
+    meta = rows[0]["meta"] if rows else {}
+    return "\n".join([
+        "## Step cost (CPU)", "",
+        f"One full training step (D step + G step), batch {REPORT_BATCH}, {rounds} rounds after 2 warm-up "
+        f"steps, threads {meta.get('threads', {}).get('OMP_NUM_THREADS')} for both "
+        "frameworks. Widths: " + "; ".join(f"{k} {v or 'as specified'}" for k, v in REPORT_SPECS.items())
+        + ". A quick look; `ganparity bench` measures more (variants, batch sizes, parity per variant).", "",
+        markdown(rows), ""])

@@ -1,0 +1,120 @@
+"""The porting commands over the core: specs, porting, init, forward, convert."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from .. import weights as W
+from ..backend import BACKENDS, build_nets, get_backend
+from ..errors import GanparityError
+from ..files import write_text
+from ..spec.registry import REGISTRY, get_spec, parse_knobs
+from .args import spec_args
+
+
+def cmd_specs(a) -> None:
+    from ..porting import spec_table
+
+    for name in [a.name] if a.name else list(REGISTRY):
+        print(spec_table(get_spec(name, **parse_knobs(a.set))))
+        print()
+
+
+def cmd_porting(a) -> None:
+    from ..porting import porting_sheet
+
+    text = porting_sheet([a.spec] if a.spec else None)
+    if a.out:
+        write_text(a.out, text)
+        print(f"wrote {a.out}")
+    else:
+        print(text)
+
+
+def cmd_init(a) -> None:
+    spec = get_spec(a.spec, kind="gan", **parse_knobs(a.set))
+    arrays = W.init_arrays(spec, a.seed)
+    W.save(a.out, arrays)
+    print(f"wrote {a.out}: {len(arrays)} tensors of {spec.name} {spec.params}, init {spec.init.name}, seed {a.seed}")
+
+
+def cmd_forward(a) -> None:
+    spec = get_spec(a.spec, kind="gan", **parse_knobs(a.set))
+    arrays = W.validate(W.split(W.load(a.weights), a.net), spec, (a.net,), what=f"weights {a.weights!r}")
+    x = np.load(a.input)
+    model = spec.nets[a.net]
+    if tuple(x.shape[1:]) != tuple(model.input_shape):
+        raise GanparityError(f"input {a.input!r} has shape {x.shape}; {a.net} of {spec.name} takes "
+                             f"(batch, {', '.join(map(str, model.input_shape))})")
+    be = get_backend(a.backend)
+    net = be.build(model, device=a.device)
+    be.set_arrays(net, model, arrays)
+    y = be.forward(net, x.astype(np.float32), a.mode)
+    np.save(a.out, y)
+    print(f"wrote {a.out}: {a.backend} {a.net}({tuple(x.shape)}) -> {tuple(y.shape)} in {a.mode} mode")
+
+
+def cmd_convert(a) -> None:
+    from ..parity import compare
+
+    spec = get_spec(a.spec, kind="gan", **parse_knobs(a.set))
+    src, dst = get_backend(a.src), get_backend(a.dst)
+    arrays = W.validate(src.load_native(a.input, spec.nets), spec, what=f"{a.src} checkpoint {a.input!r}")
+    nets = build_nets(dst, spec)
+    for n, m in spec.nets.items():
+        dst.set_arrays(nets[n], m, W.split(arrays, n))
+    dst.save_native(a.output, {n: (nets[n], m) for n, m in spec.nets.items()})
+    # Verify: reload what was written, and compare an eval-mode forward of both frameworks.
+    back = W.validate(dst.load_native(a.output, spec.nets), spec, what=f"written {a.output!r}")
+    src_nets = build_nets(src, spec)
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for n, m in spec.nets.items():
+        src.set_arrays(src_nets[n], m, W.split(arrays, n))
+        dst.set_arrays(nets[n], m, W.split(back, n))
+        x = rng.standard_normal((4,) + tuple(m.input_shape)).astype(np.float32)
+        diff = compare({n: src.forward(src_nets[n], x, "eval")}, {n: dst.forward(nets[n], x, "eval")})[0]
+        worst = max(worst, diff.max_rel)
+        if not diff.ok:
+            raise GanparityError(f"conversion check failed: {n} outputs differ by {diff.max_rel:.2e} (relative)")
+    print(f"wrote {a.output} ({a.dst}); verified: eval forward of G and D agree, max relative error {worst:.1e}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("specs", help="porting table of a spec: layers, shapes, params, both frameworks' calls")
+    s.add_argument("name", nargs="?", help=f"one of: {', '.join(REGISTRY)} (default: all)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", default=[], help="override a width knob")
+    s.set_defaults(fn=cmd_specs)
+
+    s = sub.add_parser("porting", help="the porting sheet: hyperparameters per backend and every framework difference")
+    s.add_argument("spec", nargs="?", help="one spec (default: all)")
+    s.add_argument("--out", metavar="FILE", help="write markdown here instead of printing it")
+    s.set_defaults(fn=cmd_porting)
+
+    s = sub.add_parser("init", help="draw a spec's initial weights in numpy and write them as .npz")
+    spec_args(s)
+    s.add_argument("--seed", type=int, default=0, help="numpy seed (default 0)")
+    s.add_argument("--out", required=True, metavar="FILE.npz", help="where to write the weights")
+    s.set_defaults(fn=cmd_init)
+
+    s = sub.add_parser("forward", help="run G or D of a backend on a .npy batch with neutral weights")
+    spec_args(s)
+    s.add_argument("--backend", required=True, help=f"one of: {', '.join(BACKENDS)}")
+    s.add_argument("--weights", required=True, metavar="FILE.npz", help="neutral weights (ganparity init)")
+    s.add_argument("--net", required=True, choices=("G", "D"), help="which network")
+    s.add_argument("--input", required=True, metavar="X.npy", help="a batch: (N, *input shape)")
+    s.add_argument("--out", required=True, metavar="Y.npy", help="where to write the output")
+    s.add_argument("--mode", default="eval", choices=("train", "eval"),
+                   help="train: batch statistics; eval: running statistics (default)")
+    s.add_argument("--device", default="cpu", help="cpu or cuda")
+    s.set_defaults(fn=cmd_forward)
+
+    s = sub.add_parser("convert", help="turn one framework's native GAN checkpoint into the other's, verified")
+    spec_args(s)
+    s.add_argument("--from", dest="src", required=True, help=f"source backend: {', '.join(BACKENDS)}")
+    s.add_argument("--to", dest="dst", required=True, help=f"target backend: {', '.join(BACKENDS)}")
+    s.add_argument("input", metavar="IN", help="native checkpoint (.pt for torch, .params for mxnet)")
+    s.add_argument("output", metavar="OUT", help="where to write the converted checkpoint")
+    s.set_defaults(fn=cmd_convert)
