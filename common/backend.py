@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .errors import GanparityError, choose
-from .spec.model import GANSpec, ModelSpec
+from .spec.model import GANSpec, ModelSpec, Semantics
 
 PACKAGE = "ganparity"  # the one import name (pyproject.toml)
 # name -> (api module, the framework it needs, the pip extra that installs it)
@@ -29,6 +29,7 @@ BACKENDS: dict[str, tuple[str, str, str]] = {
 }
 LAYER_TABLES = {name: f"{PACKAGE}.backends.{name}.layers" for name in BACKENDS}
 NAIVE = frozenset()
+TORCH = Semantics()  # the default semantics: every difference the way PyTorch computes it
 
 
 class GANTrainer(Protocol):
@@ -52,7 +53,8 @@ class FinetuneTrainer(Protocol):
 
     lr: float
 
-    def __init__(self, spec: Any, backbone: Any, head: Any, recipe: Any = None) -> None: ...
+    def __init__(self, spec: Any, backbone: Any, head: Any, recipe: Any = None,
+                 naive: frozenset[str] = NAIVE) -> None: ...
     def set_lr(self, lr: float) -> None: ...
     def backward(self, x: np.ndarray, y: np.ndarray) -> float: ...
     def update(self) -> None: ...
@@ -85,7 +87,7 @@ class Backend(Protocol):
     def effective_precision(self, device: Any, precision: str) -> str: ...
     # build.py: spec -> native net; neutral arrays in and out
     def build(self, model: ModelSpec, naive: frozenset[str] = NAIVE, device: str = "cpu",
-              dtype: str = "float32") -> Any: ...
+              dtype: str = "float32", semantics: Semantics = TORCH) -> Any: ...
     def get_arrays(self, net: Any, model: ModelSpec) -> dict[str, np.ndarray]: ...
     def set_arrays(self, net: Any, model: ModelSpec, arrays: dict[str, np.ndarray]) -> None: ...
     def get_grads(self, net: Any, model: ModelSpec, scale: float = 1.0) -> dict[str, np.ndarray]: ...
@@ -108,6 +110,9 @@ class Backend(Protocol):
     def load_optimizer_state(self, trainer: GANTrainer, state: dict[str, np.ndarray]) -> None: ...
     # finetune.py: the fine-tune forward (the trainer is FinetuneTrainer)
     def logits(self, backbone: Any, head: Any, x: np.ndarray, mode: str = "eval") -> np.ndarray: ...
+    # sources.py: the source tutorials' own loops, transcribed in this framework (tests, benchmarks)
+    def source_loop(self, spec: Any, arrays: dict[str, np.ndarray], dtype: str = "float32",
+                    device: str = "cpu") -> Any: ...
     # inception.py: FID's features from a local Inception-v3 file of the framework's model zoo
     def load_inception(self, path: Any) -> Any: ...
     def inception_features(self, images: np.ndarray, net: Any, batch: int = 32) -> np.ndarray: ...
@@ -154,5 +159,6 @@ def render_call(call: tuple[str, tuple, dict]) -> str:
 
 
 def build_nets(backend: Backend, spec, naive=NAIVE, device: str = "cpu", dtype: str = "float32") -> dict[str, Any]:
-    """Every net of a spec (G and D; backbone and head), built by one backend."""
-    return {n: backend.build(m, naive, device, dtype) for n, m in spec.nets.items()}
+    """Every net of a spec (G and D; backbone and head), built by one backend with the spec's
+    semantics (its BatchNorm statistics, difference 'bn-stats')."""
+    return {n: backend.build(m, naive, device, dtype, spec.recipe.semantics) for n, m in spec.nets.items()}

@@ -20,13 +20,14 @@ The fp64 run of both backends shows that such tensors agree once rounding is gon
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from . import shapes
+from . import sensitivity, shapes
 from . import weights as W
-from .backend import Backend, get_backend
+from .backend import Backend, build_nets, get_backend
+from .differences import SEMANTIC_KEYS, check_naive
 from .inputs import gan_batch
 from .spec.model import GANSpec
 
@@ -34,6 +35,7 @@ REFERENCE = "torch"  # the backend every check compares the other with
 RTOL = 1e-5  # forward, gradients, one step (fp32)
 NOISE_FACTOR = 4.0
 LOCKSTEP_RTOL = 1e-3  # relative loss difference in the lockstep run
+FP64_FLOOR_MIN = 1e-9  # a gap below this counts as within any fp64 floor (floors of exactly 0 happen)
 LOSSES = ("loss_D", "loss_G")
 
 
@@ -58,6 +60,7 @@ class Check:
     tensors: list[TensorDiff] = field(default_factory=list)
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    semantics: str = "torch"  # whose numbers the spec follows (and what the candidate did natively)
 
     @property
     def ok(self) -> bool:
@@ -128,9 +131,11 @@ class Runner:
 
     def __init__(self, backend: Backend, spec: GANSpec, inputs: Inputs, dtype: str = "float32",
                  naive=frozenset(), device: str = "cpu"):
-        self.be, self.spec, self.inputs, self.dtype, self.naive = backend, spec, inputs, dtype, frozenset(naive)
-        self.G = backend.build(spec.G, self.naive, device, dtype)
-        self.D = backend.build(spec.D, self.naive, device, dtype)
+        self.be, self.spec, self.inputs, self.dtype, self.naive = backend, spec, inputs, dtype, check_naive(naive)
+        nets = build_nets(backend, spec, self.naive, device, dtype)
+        self.G, self.D = nets["G"], nets["D"]
+        if "init" in self.naive:  # difference 'init', ported naively: the framework's own first weights
+            self.inputs = replace(inputs, weights=self.state())
 
     def reset(self):
         w = self.inputs.weights
@@ -159,6 +164,14 @@ class Runner:
     def state(self) -> dict[str, np.ndarray]:
         return self.be.get_arrays(self.G, self.spec.G) | self.be.get_arrays(self.D, self.spec.D)
 
+    def trajectory(self, steps: int) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
+        """`steps` full D+G steps: the state and the (loss_D, loss_G) after each."""
+        tr, out = self.reset(), []
+        for real, noise in zip(self.inputs.real[:steps], self.inputs.noise[:steps]):
+            m = tr.step(self.be.to_device(self.D, self._cast(real)), self.be.to_device(self.G, self._cast(noise)))
+            out.append((self.state(), np.array([self.be.scalar(m[k]) for k in LOSSES])))
+        return out
+
     def run_steps(self, steps: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """`steps` full D+G steps; returns the state after them and the (steps, 2) losses."""
         tr = self.reset()
@@ -172,27 +185,36 @@ class Runner:
 # -- the checks ---------------------------------------------------------------------------------
 
 
-def _runners(spec, inputs, reference, candidate, naive, with_fp64):
-    ref, cand = get_backend(reference), get_backend(candidate)
-    rs = {"ref": Runner(ref, spec, inputs), "cand": Runner(cand, spec, inputs, naive=naive)}
+def _runners(spec, inputs, reference, candidate, naive, with_fp64, candidate_spec=None):
+    ref, cand, cspec = get_backend(reference), get_backend(candidate), candidate_spec or spec
+    rs = {"ref": Runner(ref, spec, inputs), "cand": Runner(cand, cspec, inputs, naive=naive)}
     if with_fp64:
         rs["ref64"] = Runner(ref, spec, inputs, "float64")
-        rs["cand64"] = Runner(cand, spec, inputs, "float64", naive=naive)
+        rs["cand64"] = Runner(cand, cspec, inputs, "float64", naive=naive)
     return rs
 
 
+def semantics_label(spec, naive=frozenset()) -> str:
+    """'mxnet', or 'mxnet; candidate native: adam-eps, bn-stats' for a naive port of some of it."""
+    own = sorted(k for k in naive if k in SEMANTIC_KEYS)
+    return spec.recipe.semantics.name + (f"; candidate native: {', '.join(own)}" if own else "")
+
+
 def check_all(spec: GANSpec, batch: int, steps: int = 20, seed: int = 0, reference: str = REFERENCE,
-              candidate: str = "mxnet", naive=frozenset(), with_fp64: bool = True) -> list[Check]:
-    """Forward (train, eval), gradients, one step and a lockstep run: all four checks of a spec."""
+              candidate: str = "mxnet", naive=frozenset(), with_fp64: bool = True,
+              candidate_spec: GANSpec | None = None) -> list[Check]:
+    """Forward (train, eval), gradients, one step and a lockstep run: all four checks of a spec.
+    naive: difference keys the candidate ports naively (its own framework's numbers for a semantic
+    one); candidate_spec: a candidate built from another spec (a port with a mistake in it)."""
     inputs = make_inputs(spec, batch, max(steps, 1), seed)
-    rs = _runners(spec, inputs, reference, candidate, naive, with_fp64)
-    checks = []
+    rs = _runners(spec, inputs, reference, candidate, naive, with_fp64, candidate_spec)
+    checks, label = [], semantics_label(spec, naive)
 
     def run(name: str, fn, group: bool = False):
         t0 = time.perf_counter()
         res = {k: fn(r) for k, r in rs.items()}
         diffs = compare(res["ref"], res["cand"], res.get("ref64"), res.get("cand64"), group=group)
-        checks.append(Check(spec.name, name, reference, candidate, diffs, time.perf_counter() - t0))
+        checks.append(Check(spec.name, name, reference, candidate, diffs, time.perf_counter() - t0, semantics=label))
 
     for net in ("G", "D"):
         for mode in ("train", "eval"):
@@ -202,51 +224,118 @@ def check_all(spec: GANSpec, batch: int, steps: int = 20, seed: int = 0, referen
     run("one step", lambda r: r.run_steps(1)[0])
     if steps > 1:
         checks.append(lockstep(rs, spec, steps, reference, candidate))
+        checks[-1].semantics = label
     return checks
 
 
-def lockstep(rs: dict, spec: GANSpec, steps: int, reference: str, candidate: str) -> Check:
-    """`steps` steps in lockstep with shared data and noise: the relative loss difference at each
-    step and the step where it first exceeds LOCKSTEP_RTOL, the parameter differences at the end,
-    and, when fp64 runners are given, the same run in fp64 and the reference's own fp32 noise.
+def floor(reference: Runner, steps: int, jitter_size: dict[str, float] | None = None) -> list[dict]:
+    """The reference run's own sensitivity, step by step (common/sensitivity.py): the same backend,
+    dtype and inputs, perturbed by float32 scalars and by a jitter of its initial weights, each
+    compared with the unperturbed run. The jitter is `jitter_size` per tensor, or by default the
+    step-1 difference that the float32 scalars make. Per step: {'losses': rel, 'tensors':
+    {name: rel}} of the larger of the two perturbations, and each perturbation's loss gap."""
+    base, r = reference.trajectory(steps), reference
+    f32 = Runner(r.be, sensitivity.f32_scalars(r.spec), r.inputs, r.dtype, r.naive)
+    perturbed = {"f32-scalars": f32.trajectory(steps)}
+    if jitter_size is None:
+        jitter_size = sensitivity.step1_size(perturbed["f32-scalars"][0][0], base[0][0])
+    jittered = replace(r.inputs, weights=sensitivity.jitter(r.inputs.weights, jitter_size))
+    perturbed["jitter"] = Runner(r.be, r.spec, jittered, r.dtype, r.naive).trajectory(steps)
+    out = []
+    for s, (state, losses) in enumerate(base):
+        gaps = {k: (sensitivity.rel(t[s][0], state), _loss_rel(t[s][1], losses)) for k, t in perturbed.items()}
+        out.append({"losses": max(g[1] for g in gaps.values()),
+                    "tensors": {n: max(g[0][n] for g in gaps.values()) for n in state},
+                    **{f"losses {k}": g[1] for k, g in gaps.items()}})
+    return out
 
-    Agreement: every step within LOCKSTEP_RTOL, or, as for the other checks, the fp32 gap no
-    larger than NOISE_FACTOR times either backend's own fp32-vs-fp64 gap while the fp64 runs agree.
+
+def _loss_rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float((np.abs(np.asarray(a, np.float64) - b) / np.maximum(np.abs(b), 1e-12)).max())
+
+
+VERDICTS = ("agree", "within the sensitivity floor", "differ")
+
+
+def lockstep(rs: dict, spec: GANSpec, steps: int, reference: str, candidate: str) -> Check:
+    """`steps` steps in lockstep with shared data and noise, judged on the losses at every step,
+    with one of three verdicts (extra['verdict']):
+
+    agree      every step within LOCKSTEP_RTOL, or, as for the other checks, the fp32 gap no
+               larger than NOISE_FACTOR times either backend's own fp32-vs-fp64 gap while the
+               fp64 runs agree;
+    within the sensitivity floor
+               the gap, in fp32 and in fp64, stays within NOISE_FACTOR times the reference's own
+               sensitivity floor (floor(): its scalars rounded to float32, and a jitter of its
+               initial weights of the size of its own one-step error: fp32 rounding for the fp32
+               runs, float32 scalars for the fp64 runs) at every step;
+    differ     beyond the floor: extra names the first step and, at that step, the tensor
+               furthest beyond its floor. The check fails (the CLI exits non-zero).
+
+    The jitter is sized by the reference's own one-step error rather than by the cross-framework
+    difference itself, so that a real difference cannot widen the floor it is judged against;
+    for a correct port the two sizes are the same: the step-1 cross-framework difference is fp32
+    rounding in fp32, and MXNet's float32 op scalars in fp64.
     """
     t0 = time.perf_counter()
-    out = {k: r.run_steps(steps) for k, r in rs.items()}
+    out = {k: r.trajectory(steps) for k, r in rs.items()}
 
     def per_step(a: str, b: str) -> np.ndarray | None:
         if a not in out or b not in out:
             return None
-        la, lb = out[a][1], out[b][1]
-        return (np.abs(la - lb) / np.maximum(np.abs(lb), 1e-12)).max(axis=1)
+        return np.array([_loss_rel(x[1], y[1]) for x, y in zip(out[a], out[b])])
 
-    def first_over(x: np.ndarray | None) -> int | None:
-        over = np.nonzero(x > LOCKSTEP_RTOL)[0] if x is not None else []
+    def first_over(x: np.ndarray | None, limit=LOCKSTEP_RTOL) -> int | None:
+        over = np.nonzero(x > limit)[0] if x is not None else []
         return int(over[0]) + 1 if len(over) else None
 
     fp32, fp64 = per_step("cand", "ref"), per_step("cand64", "ref64")
     noise_ref, noise_cand = per_step("ref", "ref64"), per_step("cand", "cand64")
     noise = np.maximum(noise_ref, noise_cand) if noise_ref is not None else None
-    diffs = compare(out["ref"][0], out["cand"][0], rtol=float("inf"))  # reported; judged on losses
-    ok = first_over(fp32) is None or (
+    final = {k: v[-1][0] for k, v in out.items()}
+    diffs = compare(final["ref"], final["cand"], rtol=float("inf"))  # reported; judged on the losses
+    extra = {"loss_rel_per_step": fp32.tolist(), "first_step_over": first_over(fp32), "max_loss_rel": float(fp32.max()),
+             "max_param_rel": max(d.max_rel for d in diffs),
+             "losses_reference": [x[1].tolist() for x in out["ref"]],
+             "losses_candidate": [x[1].tolist() for x in out["cand"]]}
+    agree = first_over(fp32) is None or (
         fp64 is not None and fp64.max() <= RTOL and fp32.max() <= NOISE_FACTOR * noise.max())
-    for d in diffs:
-        d.ok = bool(ok)
-    check = Check(spec.name, f"lockstep {steps} steps", reference, candidate, diffs, time.perf_counter() - t0)
-    check.extra = {
-        "loss_rel_per_step": fp32.tolist(), "first_step_over": first_over(fp32), "max_loss_rel": float(fp32.max()),
-        "max_param_rel": max(d.max_rel for d in diffs),
-        "losses_reference": out["ref"][1].tolist(), "losses_candidate": out["cand"][1].tolist(),
-    }
+    verdict = "agree" if agree else None
     if fp64 is not None:
-        check.extra |= {
-            "fp64_loss_rel_per_step": fp64.tolist(), "fp64_max_loss_rel": float(fp64.max()),
-            "reference_fp32_noise_per_step": noise_ref.tolist(), "candidate_fp32_noise_per_step": noise_cand.tolist(),
-            "noise_first_step_over": first_over(noise), "noise_max": float(noise.max()),
-        }
+        extra |= {"fp64_loss_rel_per_step": fp64.tolist(), "fp64_max_loss_rel": float(fp64.max()),
+                  "reference_fp32_noise_per_step": noise_ref.tolist(),
+                  "candidate_fp32_noise_per_step": noise_cand.tolist(),
+                  "noise_first_step_over": first_over(noise), "noise_max": float(noise.max())}
+    if verdict is None and fp64 is not None:
+        verdict = _beyond_floor(rs, out, fp32, fp64, steps, extra)
+    extra["verdict"] = verdict or "differ"
+    for d in diffs:
+        d.ok = extra["verdict"] != "differ"
+    check = Check(spec.name, f"lockstep {steps} steps", reference, candidate, diffs, time.perf_counter() - t0)
+    check.extra = extra
     return check
+
+
+def _beyond_floor(rs: dict, out: dict, fp32: np.ndarray, fp64: np.ndarray, steps: int, extra: dict) -> str | None:
+    """The floor of the reference in fp32 and in fp64 (see lockstep); 'within the sensitivity
+    floor', or None (differ) with the first step and tensor beyond it written into extra."""
+    size = sensitivity.step1_size(out["ref"][0][0], out["ref64"][0][0])  # the reference's own one-step rounding
+    floors = {"fp32": floor(rs["ref"], steps, size), "fp64": floor(rs["ref64"], steps)}
+    extra |= {f"{k}_floor_per_step": [f["losses"] for f in v] for k, v in floors.items()}
+    extra |= {f"{k}_floor_{p}_per_step": [f[f"losses {p}"] for f in v]
+              for k, v in floors.items() for p in sensitivity.PERTURBATIONS}
+    for s in range(steps):
+        for kind, gap, ref, cand in (("fp32", fp32, "ref", "cand"), ("fp64", fp64, "ref64", "cand64")):
+            limit = max(NOISE_FACTOR * floors[kind][s]["losses"], FP64_FLOOR_MIN if kind == "fp64" else LOCKSTEP_RTOL)
+            if gap[s] > limit:
+                tensor_gap = sensitivity.rel(out[cand][s][0], out[ref][s][0])
+                tensor_floor = floors[kind][s]["tensors"]
+                worst = max(tensor_gap, key=lambda n: tensor_gap[n] / max(tensor_floor[n], 1e-30))
+                extra["beyond_floor"] = {"step": s + 1, "dtype": kind, "loss_gap": float(gap[s]), "limit": limit,
+                                         "tensor": worst, "tensor_gap": tensor_gap[worst],
+                                         "tensor_floor": tensor_floor[worst]}
+                return None
+    return "within the sensitivity floor"
 
 
 # -- shape parity -------------------------------------------------------------------------------
@@ -268,7 +357,7 @@ def check_shapes(backend_name: str, spec: GANSpec, batch: int = 2, device: str =
     counts must equal what common.shapes infers from the spec."""
     be = get_backend(backend_name)
     t0 = time.perf_counter()
-    nets = {n: be.build(m, device=device) for n, m in spec.nets.items()}
+    nets = build_nets(be, spec, device=device)
     build_seconds = time.perf_counter() - t0
     mismatches, counts = [], {}
     rng = np.random.default_rng(0)

@@ -7,7 +7,7 @@ import math
 
 from . import shapes
 from .backend import BACKENDS, layer_table, render_call
-from .differences import DIFFERENCES
+from .differences import DIFFERENCES, native
 from .spec.layers import BUFFER_NAMES, Residual
 from .spec.model import GANSpec
 from .spec.registry import GAN_SPECS, get_spec
@@ -36,6 +36,19 @@ def spec_table(spec) -> str:
     return "\n".join(parts)
 
 
+def semantics_table(semantics, tables) -> str:
+    """Per semantic difference: whose numbers the spec follows, and per backend 'native' or how
+    it emulates them."""
+    rows = []
+    for d in DIFFERENCES:
+        if d.kind != "semantics":
+            continue
+        how = {"torch": d.in_torch, "mxnet": d.in_mxnet}
+        rows.append([d.key, semantics.follows(d.key)]
+                    + ["native" if native(semantics, d.key, b) else how[b] for b in tables])
+    return md_table(["difference", "follows"] + [f"backends/{b}" for b in tables], rows)
+
+
 def porting_sheet(names: list[str] | None = None) -> str:
     """Per spec, the hyperparameters and calls each backend really uses; then every difference
     between the frameworks and what each backend does about it."""
@@ -53,11 +66,17 @@ def porting_sheet(names: list[str] | None = None) -> str:
         calls = {b: t.recipe_calls(spec) for b, t in tables.items()}
         keys = list(next(iter(calls.values())))
         out += [md_table(["what"] + list(calls), [[k] + [calls[b][k] for b in calls] for k in keys]), ""]
+        out += [f"Semantics: {spec.name} follows **{r.semantics.name}** (source {spec.source}), sampling in "
+                f"{r.sample_mode} mode. How each backend gets there:", "", semantics_table(r.semantics, tables), ""]
     out += ["## The differences and how they are handled", "",
-            "Each has a test that builds the naive port (`naive={key}`) and shows it diverging, "
-            "and the handled port agreeing (tests/test_differences.py).", ""]
-    out.append(md_table(["key", "difference", "PyTorch", "MXNet Gluon", "handled by", "naive port"],
-                        [[d.key, d.title, d.torch, d.gluon, d.handling, d.naive] for d in DIFFERENCES]))
+            "Each has a test in both directions (tests/test_differences.py): a naive port into PyTorch "
+            "and into Gluon (`naive={key}`) diverges, and the handled port agrees. For a `semantics` "
+            "difference the spec names whose numbers it follows; the backend of that framework is "
+            "native, the other emulates it.", ""]
+    out.append(md_table(["key", "kind", "difference", "PyTorch", "MXNet Gluon", "backends/torch", "backends/mxnet",
+                         "naive port into PyTorch", "naive port into Gluon"],
+                        [[d.key, d.kind, d.title, d.torch, d.gluon, d.in_torch, d.in_mxnet, d.naive_torch,
+                          d.naive_mxnet] for d in DIFFERENCES]))
     out += ["", "Weight layouts already agree: Linear/Dense (out, in), Conv2d (out, in, k, k), "
             "ConvTranspose2d (in, out, k, k); the neutral .npz needs no transposes.", ""]
     return "\n".join(out)

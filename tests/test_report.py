@@ -12,10 +12,25 @@ def test_parity_command_writes_json(tmp_path, both, capsys):
     code = main(["parity", "--spec", "gan-gaussian", "--steps", "3", "--json", str(out)])
     text = capsys.readouterr().out
     assert code == 0
-    assert "| gan-gaussian | one step | pass |" in text
+    assert "| gan-gaussian | torch | one step | pass |" in text
     rows = json.loads(out.read_text())
     assert {r["check"] for r in rows} >= {"forward G train", "gradients D", "one step", "lockstep 3 steps"}
     assert all(r["ok"] for r in rows)
+
+
+def test_parity_under_the_other_semantics_and_natively(both, capsys):
+    """--set semantics=mxnet runs the spec with MXNet's numbers (torch emulates them); --native has
+    the candidate port naively: dcgan-gluon's Gluon numbers computed by mxnet while the torch
+    reference follows the spec (semantics=torch) show what porting natively changes."""
+    assert main(["parity", "--spec", "gan-gaussian", "--steps", "3", "--set", "semantics=mxnet"]) == 0
+    assert "| gan-gaussian | mxnet | one step | pass |" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["parity", "--spec", "dcgan-gluon", "--set", "semantics=torch", "--native", "--steps", "2",
+              "--set", "nz=8", "--set", "ngf=4", "--set", "ndf=4", "--set", "image_size=16", "--no-fp64"])
+    text = capsys.readouterr().out
+    assert e.value.code == 1
+    assert "| dcgan-gluon | torch; candidate native: adam-betas, adam-eps, bce-clamp, bn-stats" in text
+    assert "| one step | FAIL |" in text
 
 
 def test_report_covers_every_spec_and_backend(tmp_path, both, monkeypatch):

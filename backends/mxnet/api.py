@@ -28,6 +28,7 @@ from .device import (  # noqa: F401
 from .finetune import FinetuneTrainer, logits  # noqa: F401
 from .inception import INCEPTION_SUFFIXES, inception_features, load_inception  # noqa: F401
 from .layers import layer_call, recipe_calls  # noqa: F401
+from .sources import source_loop  # noqa: F401
 from .state import load_optimizer_state, optimizer_state  # noqa: F401
 from .train import OPTIONS, GANTrainer  # noqa: F401
 

@@ -17,10 +17,13 @@ from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
 from ...common import shapes
+from ...common.differences import native
 from ...common.spec.layers import BUFFER_NAMES, BatchNorm, Residual, Sequential
-from ...common.spec.model import ModelSpec
+from ...common.spec.model import ModelSpec, Semantics
 from .device import resolve
 from .layers import TENSOR_ALIASES, layer_call
+
+TORCH = Semantics()
 
 
 class ResidualBlock(nn.HybridBlock):
@@ -34,55 +37,64 @@ class ResidualBlock(nn.HybridBlock):
         return F.relu(self.body(x) + self.downsample(x))
 
 
-def _running_stats_hook(gluon_momentum: float):
-    """Difference 'bn-variance': the native update (biased variance, in backward) is frozen by
-    momentum=1.0; this hook moves the running stats in every train-mode forward, as PyTorch does,
-    with the unbiased batch variance: running = m * running + (1 - m) * batch (Gluon's m)."""
+class EmulatedStatsBatchNorm(nn.BatchNorm):
+    """Difference 'bn-stats', emulating PyTorch: the native update (biased variance, in backward)
+    is frozen by momentum=1.0, and every train-mode forward moves the running stats as PyTorch
+    does, with the unbiased batch variance: running = m * running + (1 - m) * batch (Gluon's m).
+    Same parameters and names as nn.BatchNorm. A hybridized graph never calls this forward."""
 
-    def hook(block: nn.BatchNorm, inputs, output) -> None:
-        x = inputs[0]
-        if not autograd.is_training() or not isinstance(x, mx.nd.NDArray):
-            return  # hybridize traces with Symbols, and its compiled graph runs no hooks at all
+    def __init__(self, momentum: float = 0.9, **kwargs):
+        super().__init__(momentum=1.0, **kwargs)
+        self.gluon_momentum = momentum
+
+    def forward(self, x):
+        out = super().forward(x)
+        if autograd.is_training() and isinstance(x, mx.nd.NDArray):  # not while hybridize traces Symbols
+            self._move(x)
+        return out
+
+    def _move(self, x: mx.nd.NDArray) -> None:
+        m = self.gluon_momentum
         with autograd.pause():
             axes = (0,) + tuple(range(2, x.ndim))
             n = x.size // x.shape[1]
             mean = x.mean(axis=axes)
             centred = x - mean.reshape((1, -1) + (1,) * (x.ndim - 2))
             var = (centred * centred).sum(axis=axes) / max(n - 1, 1)
-            rm, rv = block.running_mean.data(x.context), block.running_var.data(x.context)
-            rm[:] = gluon_momentum * rm + (1 - gluon_momentum) * mean
-            rv[:] = gluon_momentum * rv + (1 - gluon_momentum) * var
-
-    return hook
+            rm, rv = self.running_mean.data(x.context), self.running_var.data(x.context)
+            rm[:] = m * rm + (1 - m) * mean
+            rv[:] = m * rv + (1 - m) * var
 
 
-def _build_layers(layers: tuple, in_shape: tuple[int, ...], naive: frozenset[str]) -> nn.HybridSequential:
+def _leaf(layer, shape: tuple[int, ...], naive: frozenset[str], semantics: Semantics) -> nn.Block:
+    name, args, kwargs = layer_call(layer, shape, naive)
+    if isinstance(layer, BatchNorm) and not native(semantics, "bn-stats", "mxnet", naive):
+        return EmulatedStatsBatchNorm(*args, **kwargs)
+    return getattr(nn, name)(*args, **kwargs)
+
+
+def _build_layers(layers: tuple, in_shape: tuple, naive: frozenset[str], semantics: Semantics) -> nn.HybridSequential:
     seq, shape = nn.HybridSequential(), tuple(in_shape)
     for layer in layers:
         if isinstance(layer, Sequential):
-            block = _build_layers(layer.layers, shape, naive)
+            block = _build_layers(layer.layers, shape, naive, semantics)
         elif isinstance(layer, Residual):
-            body, down = (_build_layers(part, shape, naive) for part in (layer.body, layer.downsample))
+            body, down = (_build_layers(part, shape, naive, semantics) for part in (layer.body, layer.downsample))
             block = ResidualBlock(body, down)
         else:
-            name, args, kwargs = layer_call(layer, shape, naive)
-            hooked = isinstance(layer, BatchNorm) and "bn-variance" not in naive
-            if hooked:
-                gluon_momentum, kwargs = kwargs["momentum"], dict(kwargs, momentum=1.0)
-            block = getattr(nn, name)(*args, **kwargs)
-            if hooked:
-                block.register_forward_hook(_running_stats_hook(gluon_momentum))
+            block = _leaf(layer, shape, naive, semantics)
         seq.add(block)
         shape = shapes.output_shape(layer, shape)
     return seq
 
 
 def build(model: ModelSpec, naive: frozenset[str] = frozenset(), device: str = "cpu",
-          dtype: str = "float32") -> nn.HybridSequential:
+          dtype: str = "float32", semantics: Semantics = TORCH) -> nn.HybridSequential:
     """One builder for every spec. Weights are Gluon's defaults until set_arrays() loads the
-    neutral ones (see common.weights.init_arrays)."""
+    neutral ones (see common.weights.init_arrays). `semantics` decides the BatchNorm statistics
+    (difference 'bn-stats': native, or PyTorch's emulated)."""
     ctx = resolve(device)
-    net = _build_layers(model.layers, model.input_shape, naive)
+    net = _build_layers(model.layers, model.input_shape, naive, semantics)
     net.initialize(ctx=ctx)  # in_units / in_channels given: parameters exist now, not at first forward
     if dtype != "float32":
         net.cast(dtype)

@@ -10,6 +10,7 @@ import numpy as np
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
+from ...common.differences import emulated
 from ...common.spec.finetune import FinetuneRecipe, FinetuneSpec
 from ...common.spec.layers import BUFFER_NAMES
 from .build import _mode, _tensors, to_device
@@ -31,9 +32,11 @@ class FinetuneTrainer:
     (no graph to keep). bn_frozen_eval=False runs it under autograd.train_mode() (batch statistics,
     running statistics moving, as source 000's PyTorch port does); True in predict mode."""
 
-    def __init__(self, spec: FinetuneSpec, backbone: nn.Block, head: nn.Block, recipe: FinetuneRecipe | None = None):
+    def __init__(self, spec: FinetuneSpec, backbone: nn.Block, head: nn.Block, recipe: FinetuneRecipe | None = None,
+                 naive: frozenset[str] = frozenset()):
         self.spec, self.backbone, self.head, self.recipe = spec, backbone, head, recipe or spec.recipe
         r = self.recipe
+        self.emulate = emulated(r.semantics, "mxnet", naive)
         for name, p in backbone.collect_params().items():
             if not name.endswith(BUFFER_NAMES):
                 p.grad_req = "null" if r.freeze_backbone else "write"
@@ -47,12 +50,14 @@ class FinetuneTrainer:
         self.batch = 1
 
     def set_lr(self, lr: float) -> None:
-        """MXNet keeps lr inside its momentum state (state = m * state + lr * (g + wd * w)); scaling
-        the state by lr_new / lr_old makes the decay act as PyTorch's param_group['lr'] = lr does."""
-        for updater in self.trainer._updaters:
-            for state in updater.states.values():
-                if state is not None:
-                    state *= lr / self.lr
+        """trainer.set_learning_rate(lr). MXNet keeps lr inside its momentum state (state = m * state
+        - lr * (g + wd * w)); emulating PyTorch ('sgd-momentum'), the state is scaled by lr_new /
+        lr_old, so the decay acts as PyTorch's param_group['lr'] = lr does."""
+        if "sgd-momentum" in self.emulate:
+            for updater in self.trainer._updaters:
+                for state in updater.states.values():
+                    if state is not None:
+                        state *= lr / self.lr
         self.trainer.set_learning_rate(lr)
         self.lr = lr
 

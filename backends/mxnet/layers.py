@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...common.differences import native
 from ...common.spec.layers import (
     BatchNorm,
     Conv2d,
@@ -70,16 +71,18 @@ def layer_call(layer: Layer, in_shape: tuple[int, ...], naive: frozenset[str] = 
 def recipe_calls(spec: GANSpec, naive: frozenset[str] = frozenset()) -> dict[str, str]:
     """What train.py really calls for a spec's recipe, for the porting sheet."""
     r = spec.recipe
+    own = {k: native(r.semantics, k, "mxnet", naive) for k in ("adam-eps", "adam-betas", "bce-clamp")}
 
     def adam(o) -> str:
-        b1, b2 = (float(np.float32(b)) for b in (o.beta1, o.beta2))
-        return (f"gluon.Trainer(params, Adam(learning_rate={o.lr}, beta1={b1!r}, beta2={b2!r}, "
-                f"epsilon={o.eps} * sqrt(1 - beta2^t)))")
+        b1, b2 = (b if own["adam-betas"] else float(np.float32(b)) for b in (o.beta1, o.beta2))
+        eps = f"epsilon={o.eps}" if own["adam-eps"] else f"epsilon={o.eps} * sqrt(1 - beta2^t)"
+        return f"gluon.Trainer(params, Adam(learning_rate={o.lr}, beta1={b1!r}, beta2={b2!r}, {eps}))"
 
+    bce = ("gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=True)" if own["bce-clamp"]
+           else "PyTorch's clamped BCE from native ops (per sample)")
     scale = " / 2" if r.d_loss == "mean" else ""
     return {
-        "loss": ("PyTorch's clamped BCE from native ops (per sample)" if r.loss == "bce"
-                 else "gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False)"),
+        "loss": bce if r.loss == "bce" else "gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False)",
         "optimizer D": adam(r.opt_D),
         "optimizer G": adam(r.opt_G),
         "D backward": ("grad_req='add' on D, zero_grad(); errD_real.backward(); errD_fake.backward()"

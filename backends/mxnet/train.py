@@ -5,21 +5,21 @@ returns NDArrays: MXNet is asynchronous, so nothing here waits; the caller reads
 from __future__ import annotations
 
 import math
-import warnings
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
+from ...common.differences import emulated
 from ...common.errors import choose
 from ...common.spec.model import Adam, GANSpec
 
 # Speed options of the step (benchmarks/variants.py), none by default. 'hybridize' compiles G and D
-# to static graphs. Forward hooks do not fire inside a hybridized graph, so build.py's hook that
-# moves BatchNorm running statistics the PyTorch way does not run: with 'hybridize' the running
-# statistics stay where they were (the native update is frozen by momentum=1.0). Training outputs
-# and parameters are unaffected; eval-mode outputs after training are not PyTorch's.
+# to static graphs. A hybridized graph never calls build.py's EmulatedStatsBatchNorm.forward, so
+# emulating PyTorch's BatchNorm statistics, the running statistics stay where they were (the
+# native update is frozen by momentum=1.0). Training outputs and parameters are unaffected;
+# eval-mode outputs after training are not PyTorch's.
 OPTIONS = ("hybridize",)
 
 
@@ -43,22 +43,22 @@ def _torch_bce(p: mx.nd.NDArray, y: mx.nd.NDArray) -> mx.nd.NDArray:
 
 
 class _Adam(mx.optimizer.Adam):
-    """Two Adam differences handled here.
+    """MXNet's Adam, emulating PyTorch's where the spec says so.
 
     'adam-eps': MXNet folds the bias corrections into the learning rate and leaves eps
     uncorrected; epsilon = eps * sqrt(1 - beta2^t) at step t puts it where PyTorch has it.
-    'adam-beta-f32': the adam_update op receives beta1/beta2 as float32 (0.999 -> 0.99900001),
+    'adam-betas': the adam_update op receives beta1/beta2 as float32 (0.999 -> 0.99900001),
     so its (1 - beta2) is 1.3e-5 smaller than the double-precision bias correction assumes;
     giving the optimizer the float32-rounded betas makes the two agree with each other and, to
     1e-8, with PyTorch.
     """
 
-    def __init__(self, opt: Adam, naive: frozenset[str]):
-        f32 = "adam-beta-f32" not in naive
+    def __init__(self, opt: Adam, emulate: tuple[str, ...]):
+        f32 = "adam-betas" in emulate
         super().__init__(learning_rate=opt.lr, epsilon=opt.eps,
                          beta1=float(np.float32(opt.beta1)) if f32 else opt.beta1,
                          beta2=float(np.float32(opt.beta2)) if f32 else opt.beta2)
-        self.torch_eps, self.fix_eps = opt.eps, "adam-eps" not in naive
+        self.torch_eps, self.fix_eps = opt.eps, "adam-eps" in emulate
 
     def update(self, index, weight, grad, state):
         if self.fix_eps:
@@ -67,17 +67,18 @@ class _Adam(mx.optimizer.Adam):
         super().update(index, weight, grad, state)
 
 
-def _adam(net: nn.Block, opt: Adam, naive: frozenset[str]) -> gluon.Trainer:
-    return gluon.Trainer(net.collect_params(), _Adam(opt, naive))
+def _adam(net: nn.Block, opt: Adam, emulate: tuple[str, ...]) -> gluon.Trainer:
+    return gluon.Trainer(net.collect_params(), _Adam(opt, emulate))
 
 
-def _loss(kind: str, naive: frozenset[str]):
-    """Per-sample losses (difference 'loss-reduction'): Trainer.step(batch_size) averages."""
+def _loss(kind: str, emulate: tuple[str, ...], naive: frozenset[str]):
+    """Per-sample losses (difference 'loss-reduction'): Trainer.step(batch_size) averages.
+    On probabilities: Gluon's log(p + 1e-12), or PyTorch's clamped BCE ('bce-clamp')."""
     if kind == "bce_logits":
         return gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False)
-    if "bce-clamp" in naive:
-        return gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=True)
-    return _torch_bce
+    if "bce-clamp" in emulate:
+        return _torch_bce
+    return gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=True)
 
 
 def _prob(output: mx.nd.NDArray, kind: str) -> mx.nd.NDArray:
@@ -94,17 +95,17 @@ class GANTrainer:
         self.options = _options(options)
         r = spec.recipe
         if "hybridize" in self.options:
-            with warnings.catch_warnings():  # Gluon warns that the BatchNorm hooks will not run: see OPTIONS
-                warnings.filterwarnings("ignore", message=".*hybridized while still having forward hook")
-                G.hybridize(static_alloc=True, static_shape=True)
-                D.hybridize(static_alloc=True, static_shape=True)
+            G.hybridize(static_alloc=True, static_shape=True)
+            D.hybridize(static_alloc=True, static_shape=True)
         # Difference 'grad-req': two backward() calls accumulate only with grad_req='add'.
         self.accumulate = r.d_backward == "separate" and "grad-req" not in naive
         if self.accumulate:
             D.collect_params().setattr("grad_req", "add")
-        self.opt_D = _adam(D, r.opt_D, naive)
-        self.opt_G = _adam(G, r.opt_G, naive)
-        self.criterion = _loss(r.loss, naive)
+        # The semantic differences (common/differences.py) whose PyTorch numbers this trainer emulates.
+        self.emulate = emulated(r.semantics, "mxnet", naive)
+        self.opt_D = _adam(D, r.opt_D, self.emulate)
+        self.opt_G = _adam(G, r.opt_G, self.emulate)
+        self.criterion = _loss(r.loss, self.emulate, naive)
         self.d_scale = 0.5 if r.d_loss == "mean" else 1.0
         # Trainer.step(n) divides gradients by n: the batch size, unless ported naively.
         self.step_size = None if "loss-reduction" in naive else "batch"

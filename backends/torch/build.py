@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ...common import shapes
-from ...common.spec.layers import BUFFER_NAMES, Residual, Sequential
-from ...common.spec.model import ModelSpec
+from ...common.differences import native
+from ...common.spec.layers import BUFFER_NAMES, BatchNorm, Flatten, Residual, Sequential
+from ...common.spec.model import ModelSpec, Semantics
 from .device import resolve
 from .layers import TENSOR_ALIASES, layer_call
+
+TORCH = Semantics()
 
 
 class ResidualBlock(nn.Module):
@@ -30,27 +34,70 @@ class ResidualBlock(nn.Module):
         return torch.relu(self.body(x) + self.downsample(x))
 
 
-def _build_layers(layers: tuple, in_shape: tuple[int, ...], naive: frozenset[str]) -> nn.Sequential:
+class EmulatedStatsBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Difference 'bn-stats', emulating MXNet (CPU): the running statistics move when backward
+    reaches the layer, with the biased batch variance, in backward order, and not at all for a
+    forward that no backward follows. The batch moments come from the BatchNorm op itself
+    (F.batch_norm with momentum 1.0 into scratch buffers); a hook on the output's gradient
+    applies MXNet's update, moving = m * moving + (1 - m) * batch, with Gluon's momentum m as the
+    float32 that MXNet passes its op. Same tensors and state-dict names as nn.BatchNorm2d/1d."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__(num_features, eps, momentum)
+        self.gluon_momentum = float(np.float32(1.0 - momentum))
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() not in (2, 4):
+            raise ValueError(f"expected a 2-D or 4-D input (got {x.dim()}-D)")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(x)
+        if not self.training:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        mean, var = x.new_zeros(self.num_features), x.new_ones(self.num_features)
+        y = F.batch_norm(x, mean, var, self.weight, self.bias, True, 1.0, self.eps)  # batch mean, unbiased var
+        if y.requires_grad:
+            n = x.numel() // x.shape[1]
+            y.register_hook(lambda grad: self._move(mean, var * ((n - 1) / n)))
+        return y
+
+    def _move(self, mean: torch.Tensor, biased_var: torch.Tensor) -> None:
+        m = self.gluon_momentum
+        with torch.no_grad():
+            self.running_mean.mul_(m).add_(mean, alpha=1 - m)
+            self.running_var.mul_(m).add_(biased_var, alpha=1 - m)
+
+
+def _leaf(layer, shape: tuple[int, ...], naive: frozenset[str], semantics: Semantics) -> nn.Module:
+    if isinstance(layer, Flatten) and "dense-flatten" in naive:
+        return nn.Identity()  # the naive port of a Gluon Dense drops the flatten it implied
+    name, args, kwargs = layer_call(layer, shape, naive)
+    if isinstance(layer, BatchNorm) and not native(semantics, "bn-stats", "torch", naive):
+        return EmulatedStatsBatchNorm(*args, **kwargs)
+    return getattr(nn, name)(*args, **kwargs)
+
+
+def _build_layers(layers: tuple, in_shape: tuple, naive: frozenset[str], semantics: Semantics) -> nn.Sequential:
     blocks, shape = [], tuple(in_shape)
     for layer in layers:
         if isinstance(layer, Sequential):
-            block = _build_layers(layer.layers, shape, naive)
+            block = _build_layers(layer.layers, shape, naive, semantics)
         elif isinstance(layer, Residual):
-            body, down = (_build_layers(part, shape, naive) for part in (layer.body, layer.downsample))
+            body, down = (_build_layers(part, shape, naive, semantics) for part in (layer.body, layer.downsample))
             block = ResidualBlock(body, down)
         else:
-            name, args, kwargs = layer_call(layer, shape, naive)
-            block = getattr(nn, name)(*args, **kwargs)
+            block = _leaf(layer, shape, naive, semantics)
         blocks.append(block)
         shape = shapes.output_shape(layer, shape)
     return nn.Sequential(*blocks)
 
 
 def build(model: ModelSpec, naive: frozenset[str] = frozenset(), device: str = "cpu",
-          dtype: str = "float32") -> nn.Sequential:
+          dtype: str = "float32", semantics: Semantics = TORCH) -> nn.Sequential:
     """One builder for every spec. Weights are PyTorch's defaults until set_arrays() loads the
-    neutral ones (see common.weights.init_arrays)."""
-    net = _build_layers(model.layers, model.input_shape, naive)
+    neutral ones (see common.weights.init_arrays). `semantics` decides the BatchNorm statistics
+    (difference 'bn-stats': native, or MXNet's emulated)."""
+    net = _build_layers(model.layers, model.input_shape, naive, semantics)
     return net.to(device=resolve(device), dtype=getattr(torch, dtype))
 
 
@@ -91,11 +138,18 @@ def scalar(value: torch.Tensor) -> float:
     return float(value.item())
 
 
+def _mode(net: nn.Module, mode: str, naive: frozenset[str]) -> None:
+    """mode='train' uses batch statistics, 'eval' the running ones, as module.train()/eval() say;
+    a naive port of Gluon code forgets net.eval() (difference 'train-eval')."""
+    net.train(mode == "train" or "train-eval" in naive)
+
+
 def layer_outputs(net: nn.Sequential, x: np.ndarray, mode: str = "train",
                   naive: frozenset[str] = frozenset()) -> list[np.ndarray]:
-    """Every layer's output. mode='train' uses batch statistics (and moves the running ones, as
-    PyTorch does in any train-mode forward); 'eval' uses the running statistics."""
-    net.train(mode == "train")
+    """Every layer's output, in the mode's statistics (see _mode). A train-mode forward moves the
+    running statistics, as PyTorch does in any train-mode forward (with MXNet's 'bn-stats' it
+    does not: no backward follows)."""
+    _mode(net, mode, naive)
     outs, h = [], to_device(net, x)
     with torch.no_grad():
         for block in net:
@@ -107,7 +161,7 @@ def layer_outputs(net: nn.Sequential, x: np.ndarray, mode: str = "train",
 def forward(net: nn.Module, x: np.ndarray, mode: str = "train",
             naive: frozenset[str] = frozenset()) -> np.ndarray:
     """The net's output, in the mode's statistics as layer_outputs."""
-    net.train(mode == "train")
+    _mode(net, mode, naive)
     with torch.no_grad():
         return net(to_device(net, x)).cpu().numpy()
 

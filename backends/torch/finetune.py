@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...common.differences import emulated
 from ...common.spec.finetune import FinetuneRecipe, FinetuneSpec
 from ...common.spec.layers import BUFFER_NAMES
 from .build import _tensors, to_device
@@ -32,9 +33,11 @@ class FinetuneTrainer:
     bn_frozen_eval=False leaves the backbone in train mode (source 000: batch statistics, running
     statistics moving); True puts it in eval mode for the step."""
 
-    def __init__(self, spec: FinetuneSpec, backbone: nn.Module, head: nn.Module, recipe: FinetuneRecipe | None = None):
+    def __init__(self, spec: FinetuneSpec, backbone: nn.Module, head: nn.Module, recipe: FinetuneRecipe | None = None,
+                 naive: frozenset[str] = frozenset()):
         self.spec, self.backbone, self.head, self.recipe = spec, backbone, head, recipe or spec.recipe
         r = self.recipe
+        self.emulate = emulated(r.semantics, "torch", naive)
         for p in backbone.parameters():
             p.requires_grad_(not r.freeze_backbone)
         params = list(head.parameters()) if r.freeze_backbone else [*backbone.parameters(), *head.parameters()]
@@ -43,9 +46,16 @@ class FinetuneTrainer:
         self.lr = r.lr
 
     def set_lr(self, lr: float) -> None:
-        """The source's decay: param_group['lr'] = lr (the momentum buffer is kept as it is)."""
+        """The source's decay: param_group['lr'] = lr (the momentum buffer is kept as it is).
+        Emulating MXNet ('sgd-momentum'), whose buffer holds lr * momentum: the buffers are scaled
+        by lr_old / lr_new, so the old momentum keeps the old lr inside it."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+            if "sgd-momentum" in self.emulate:
+                for p in group["params"]:
+                    buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
+                    if buf is not None:
+                        buf.mul_(self.lr / lr)
         self.lr = lr
 
     def backward(self, x: np.ndarray, y: np.ndarray) -> float:

@@ -6,6 +6,9 @@ porting table and the model cannot disagree.
 
 from __future__ import annotations
 
+import numpy as np
+
+from ...common.differences import native
 from ...common.spec.layers import (
     BatchNorm,
     Conv2d,
@@ -40,8 +43,9 @@ def layer_call(layer: Layer, in_shape: tuple[int, ...], naive: frozenset[str] = 
         kwargs = {}
         if layer.eps != 1e-5:
             kwargs["eps"] = layer.eps
-        if layer.momentum != 0.1:
-            kwargs["momentum"] = layer.momentum
+        momentum = round(1.0 - layer.momentum, 12) if "bn-momentum" in naive else layer.momentum
+        if momentum != 0.1:
+            kwargs["momentum"] = momentum
         return name, (layer.num_features,), kwargs
     if isinstance(layer, LeakyReLU):
         return "LeakyReLU", () if "leaky-slope" in naive else (layer.slope,), {}
@@ -58,13 +62,21 @@ def layer_call(layer: Layer, in_shape: tuple[int, ...], naive: frozenset[str] = 
 def recipe_calls(spec: GANSpec, naive: frozenset[str] = frozenset()) -> dict[str, str]:
     """What train.py really calls for a spec's recipe, for the porting sheet."""
     r = spec.recipe
-    adam = {n: f"optim.Adam({n}.parameters(), lr={o.lr}, betas=({o.beta1}, {o.beta2}), eps={o.eps})"
-            for n, o in (("D", r.opt_D), ("G", r.opt_G))}
+    own = {k: native(r.semantics, k, "torch", naive) for k in ("adam-eps", "adam-betas", "bce-clamp")}
+
+    def adam(o) -> str:
+        b1, b2 = (b if own["adam-betas"] else float(np.float32(b)) for b in (o.beta1, o.beta2))
+        eps = f"eps={o.eps}" if own["adam-eps"] else f"eps={o.eps} / sqrt(1 - beta2^t)"
+        lr = f"lr={o.lr}" if own["adam-betas"] else f"lr={o.lr} * (double / float32 bias corrections at t)"
+        return f"optim.Adam(params, {lr}, betas=({b1!r}, {b2!r}), {eps})"
+
+    adam_calls = {n: adam(o) for n, o in (("D", r.opt_D), ("G", r.opt_G))}
+    bce = "nn.BCELoss()" if own["bce-clamp"] else "Gluon's -(y log(p + 1e-12) + (1 - y) log(1 - p + 1e-12)), mean"
     scale = " / 2" if r.d_loss == "mean" else ""
     return {
-        "loss": "nn.BCELoss()" if r.loss == "bce" else "nn.BCEWithLogitsLoss()",
-        "optimizer D": adam["D"],
-        "optimizer G": adam["G"],
+        "loss": bce if r.loss == "bce" else "nn.BCEWithLogitsLoss()",
+        "optimizer D": adam_calls["D"],
+        "optimizer G": adam_calls["G"],
         "D backward": ("errD_real.backward(); errD_fake.backward()" if r.d_backward == "separate"
                        else f"((errD_real + errD_fake){scale}).backward()"),
         "fake seen by D": "fake.detach()" if r.detach_fake else "fake (graph through G)",

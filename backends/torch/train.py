@@ -5,11 +5,14 @@ step returns 0-d tensors: no host sync inside the step, the caller reads them wh
 from __future__ import annotations
 
 import contextlib
+import math
 
+import numpy as np
 import torch
 from torch import nn
 
-from ...common.errors import choose
+from ...common.differences import emulated
+from ...common.errors import GanparityError, choose
 from ...common.spec.model import Adam, GANSpec
 
 # Speed options of the step (benchmarks/variants.py), none by default. The default step is the
@@ -24,16 +27,50 @@ def _options(options) -> frozenset[str]:
     return chosen | {"capturable-adam"} if "cuda-graph" in chosen else chosen
 
 
-def _adam(net: nn.Module, opt: Adam, naive: frozenset[str], options: frozenset[str] = frozenset()) -> torch.optim.Adam:
+def _adam(net: nn.Module, opt: Adam, emulate: tuple[str, ...], options: frozenset[str]) -> torch.optim.Adam:
+    """torch.optim.Adam; emulating MXNet's 'adam-betas', it gets the float32-rounded betas that
+    MXNet's adam_update op uses (and _mxnet_adam_step sets lr and eps of every step)."""
     fast = {"fused": True} if "fused-adam" in options else {"foreach": True} if "foreach-adam" in options else {}
     if "capturable-adam" in options:
         fast["capturable"] = True  # CUDA graphs: the step counter stays on the device
-    return torch.optim.Adam(net.parameters(), lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps, **fast)
+    betas = tuple(float(np.float32(b)) if "adam-betas" in emulate else b for b in (opt.beta1, opt.beta2))
+    return torch.optim.Adam(net.parameters(), lr=opt.lr, betas=betas, eps=opt.eps, **fast)
 
 
-def _loss(kind: str, naive: frozenset[str]) -> nn.Module:
-    """Batch-mean losses (difference 'loss-reduction'); BCELoss clamps log at -100 ('bce-clamp')."""
-    return nn.BCELoss() if kind == "bce" else nn.BCEWithLogitsLoss()
+def _mxnet_adam_step(optimizer: torch.optim.Adam, opt: Adam, emulate: tuple[str, ...]) -> None:
+    """Before step t, the lr and eps that make torch.optim.Adam take MXNet's step (differences
+    'adam-eps' and 'adam-betas', emulating MXNet). MXNet's step, with its bias corrections
+    c1 = 1 - b1^t, c2 = 1 - b2^t in double precision and its moments from the op's betas:
+        lr * sqrt(c2) / c1 * m / (sqrt(v) + eps)           ('adam-eps': eps on the raw sqrt(v))
+    torch's, with c1', c2' from the betas it was given:
+        lr_t / c1' * m / (sqrt(v) / sqrt(c2') + eps_t)
+    equal for eps_t = E sqrt(c2) / sqrt(c2') and lr_t = lr (c1' / c1) sqrt(c2) / sqrt(c2'), where
+    E = eps / sqrt(c2) for MXNet's eps placement and eps for PyTorch's."""
+    group = optimizer.param_groups[0]
+    state = optimizer.state.get(group["params"][0])
+    t = int(state["step"]) + 1 if state else 1
+    (b1, b2), (b1_op, b2_op) = (opt.beta1, opt.beta2), group["betas"]
+    c1, c2, c1_op, c2_op = 1 - b1 ** t, 1 - b2 ** t, 1 - b1_op ** t, 1 - b2_op ** t
+    e = opt.eps / math.sqrt(c2) if "adam-eps" in emulate else opt.eps
+    group["eps"] = e * math.sqrt(c2) / math.sqrt(c2_op)
+    group["lr"] = opt.lr * (c1_op / c1) * math.sqrt(c2) / math.sqrt(c2_op)
+
+
+def _gluon_bce(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Gluon's SigmoidBinaryCrossEntropyLoss(from_sigmoid=True) per sample (difference 'bce-clamp',
+    emulating MXNet): log(p + 1e-12) instead of a clamp at -100; autograd gives its gradient."""
+    return -(y * torch.log(p + 1e-12) + (1 - y) * torch.log(1 - p + 1e-12))
+
+
+def _loss(kind: str, emulate: tuple[str, ...], naive: frozenset[str]):
+    """Batch-mean losses (difference 'loss-reduction'; a naive port of Gluon code sums them).
+    On probabilities: BCELoss, which clamps log at -100, or Gluon's formula ('bce-clamp')."""
+    reduction = "sum" if "loss-reduction" in naive else "mean"
+    if kind == "bce_logits":
+        return nn.BCEWithLogitsLoss(reduction=reduction)
+    if "bce-clamp" in emulate:
+        return lambda p, y: getattr(_gluon_bce(p, y), reduction)()
+    return nn.BCELoss(reduction=reduction)
 
 
 def _prob(output: torch.Tensor, kind: str) -> torch.Tensor:
@@ -56,9 +93,16 @@ class GANTrainer:
         # static shapes, one graph per batch size: a dynamic-shape graph ran 20x slower on CPU).
         compile_ = (lambda net: torch.compile(net, dynamic=False)) if "compile" in self.options else (lambda net: net)
         self.run_G, self.run_D = compile_(G), compile_(D)
-        self.opt_D = _adam(D, r.opt_D, naive, self.options)
-        self.opt_G = _adam(G, r.opt_G, naive, self.options)
-        self.criterion = _loss(r.loss, naive)
+        # The semantic differences (common/differences.py) whose MXNet numbers this trainer emulates.
+        self.emulate = emulated(r.semantics, "torch", naive)
+        mxnet_adam = {"adam-eps", "adam-betas"} & set(self.emulate)
+        if mxnet_adam and "capturable-adam" in self.options:
+            raise GanparityError(f"emulating MXNet's Adam ({', '.join(sorted(mxnet_adam))}) sets lr and eps per step, "
+                                 "which a captured CUDA graph or capturable Adam cannot follow; use semantics=torch")
+        self.opt_D = _adam(D, r.opt_D, self.emulate, self.options)
+        self.opt_G = _adam(G, r.opt_G, self.emulate, self.options)
+        self.criterion = _loss(r.loss, self.emulate, naive)
+        self.zero_grad = "grad-req" not in naive  # a naive port of Gluon code calls no zero_grad()
         self.d_scale = 0.5 if r.d_loss == "mean" else 1.0
         self.grad_scale = 1.0  # gradients are already batch means
         self._graph = None  # option 'cuda-graph': captured at the first step
@@ -83,7 +127,8 @@ class GANTrainer:
         r, D = self.spec.recipe, self.D
         self.G.train()
         D.train()
-        D.zero_grad()
+        if self.zero_grad:
+            D.zero_grad()
         ones = torch.full((real.shape[0],), r.real_label, device=real.device, dtype=real.dtype)
         zeros = torch.full((real.shape[0],), r.fake_label, device=real.device, dtype=real.dtype)
         out_real = self._net(self.run_D, real).view(-1)
@@ -104,7 +149,8 @@ class GANTrainer:
         """Gradients of the G loss into G (D's gradients are left dirty; D.zero_grad() comes first
         in the next D step, as in the sources)."""
         r = self.spec.recipe
-        self.G.zero_grad()
+        if self.zero_grad:
+            self.G.zero_grad()
         if r.regenerate_fake:
             fake = self._net(self.run_G, noise)
         out = self._net(self.run_D, fake).view(-1)
@@ -113,9 +159,13 @@ class GANTrainer:
         return {"loss_G": err.detach(), "D_G_z2": _prob(out.detach(), r.loss)}
 
     def d_update(self) -> None:
+        if "adam-eps" in self.emulate or "adam-betas" in self.emulate:
+            _mxnet_adam_step(self.opt_D, self.spec.recipe.opt_D, self.emulate)
         self.opt_D.step()
 
     def g_update(self) -> None:
+        if "adam-eps" in self.emulate or "adam-betas" in self.emulate:
+            _mxnet_adam_step(self.opt_G, self.spec.recipe.opt_G, self.emulate)
         self.opt_G.step()
 
     def _step(self, real: torch.Tensor, noise: torch.Tensor) -> dict:

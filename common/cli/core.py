@@ -49,7 +49,7 @@ def cmd_forward(a) -> None:
         raise GanparityError(f"input {a.input!r} has shape {x.shape}; {a.net} of {spec.name} takes "
                              f"(batch, {', '.join(map(str, model.input_shape))})")
     be = get_backend(a.backend)
-    net = be.build(model, device=a.device)
+    net = be.build(model, device=a.device, semantics=spec.recipe.semantics)
     be.set_arrays(net, model, arrays)
     y = be.forward(net, x.astype(np.float32), a.mode)
     np.save(a.out, y)

@@ -46,7 +46,7 @@ def cmd_sample(a) -> None:
     spec = get_spec(meta["spec"], kind="gan", **meta["params"])
     backend = a.backend or meta["backend"]
     be = get_backend(backend)
-    G = be.build(spec.G, device=a.device)
+    G = be.build(spec.G, device=a.device, semantics=spec.recipe.semantics)
     be.set_arrays(G, spec.G, W.validate(W.split(arrays, "G"), spec, ("G",), what=f"{run_dir / CHECKPOINT}"))
     rng = np.random.default_rng(a.seed)
     latent = tuple(spec.latent_shape)

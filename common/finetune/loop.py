@@ -28,8 +28,9 @@ from ..spec.registry import get_spec
 from . import images
 
 SPEC = "resnet34-finetune"
-SPEC_KNOBS = ("num_classes", "image_size", "width", "blocks", "hidden")
-RECIPE_FIELDS = {f.name: f.type for f in dataclasses.fields(FinetuneRecipe)}
+SPEC_KNOBS = ("num_classes", "image_size", "width", "blocks", "hidden", "semantics")
+# recipe fields --set can change (semantics is a spec knob: it sets every difference at once)
+RECIPE_FIELDS = {f.name: f.type for f in dataclasses.fields(FinetuneRecipe) if f.name != "semantics"}
 PRETRAINED = {".pth": "torch", ".pt": "torch", ".params": "mxnet"}  # backends' PRETRAINED_SUFFIX
 
 
@@ -41,9 +42,11 @@ def parse_settings(pairs: list[str] | None) -> tuple[dict, dict]:
         if not sep:
             raise GanparityError(f"--set takes KEY=VALUE, got {pair!r}")
         choose("setting", key, (*SPEC_KNOBS, *RECIPE_FIELDS))
-        kind = "int" if key in SPEC_KNOBS else RECIPE_FIELDS[key]
+        kind = ("str" if key == "semantics" else "int") if key in SPEC_KNOBS else RECIPE_FIELDS[key]
         try:
-            if kind == "bool":
+            if kind == "str":
+                knobs[key] = value
+            elif kind == "bool":
                 if value.lower() not in ("true", "false", "1", "0"):
                     raise ValueError
                 recipe[key] = value.lower() in ("true", "1")

@@ -22,11 +22,14 @@ def has_batchnorm(spec: GANSpec) -> bool:
 
 
 def generate(be, G, spec: GANSpec, noise: np.ndarray, batch: int = FIXED_IMAGES) -> np.ndarray:
-    """G(noise) in numpy, in train mode (batch statistics), as source 001 draws its grids from a G it
-    never puts in eval mode, but without side effects: BatchNorm running statistics are put back."""
-    snapshot = be.get_arrays(G, spec.G) if has_batchnorm(spec) else None
+    """G(noise) in numpy, as the spec's source draws it (recipe.sample_mode):
+    'train': batch statistics, as sources 001 and 000 draw from a G they never put in eval mode;
+             without their side effect: BatchNorm running statistics are put back afterwards.
+    'eval':  running statistics, as source 002 calls netG(latent_z) outside autograd.record()."""
+    mode = spec.recipe.sample_mode
+    snapshot = be.get_arrays(G, spec.G) if has_batchnorm(spec) and mode == "train" else None
     try:
-        return np.concatenate([be.forward(G, noise[i:i + batch], "train") for i in range(0, len(noise), batch)])
+        return np.concatenate([be.forward(G, noise[i:i + batch], mode) for i in range(0, len(noise), batch)])
     finally:
         if snapshot is not None:
             be.set_arrays(G, spec.G, snapshot)

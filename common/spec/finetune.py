@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import choose
 from .layers import (
     BatchNorm,
     Conv2d,
@@ -34,7 +35,7 @@ from .layers import (
     Residual,
     Sequential,
 )
-from .model import InitScheme, ModelSpec
+from .model import FRAMEWORKS, InitScheme, ModelSpec, Semantics
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class FinetuneRecipe:
                     its running mean/var keep moving although no weight is trained.
                     True (the d2l MXNet version: features computed outside autograd.record()): the
                     backbone runs in inference mode, running statistics used and never changed.
+    semantics:      whose numbers it follows where the frameworks differ: the BatchNorm statistics
+                    and the SGD momentum buffer across an lr change (source 000 is PyTorch's).
     """
 
     batch_size: int = 128
@@ -66,6 +69,7 @@ class FinetuneRecipe:
     lr_decay: float = 0.1
     freeze_backbone: bool = True
     bn_frozen_eval: bool = False
+    semantics: Semantics = Semantics()
 
     def lr_at(self, epoch: int) -> float:
         return self.lr * self.lr_decay ** (epoch // self.lr_period)
@@ -133,9 +137,10 @@ def resnet_v1(width: int = 64, blocks: tuple[int, ...] = (3, 4, 6, 3), image_siz
 
 
 def resnet34_finetune(num_classes: int = 120, image_size: int = 224, width: int = 64,
-                      blocks: int | tuple[int, ...] = (3, 4, 6, 3), hidden: int = 256) -> FinetuneSpec:
+                      blocks: int | tuple[int, ...] = (3, 4, 6, 3), hidden: int = 256,
+                      semantics: str = "torch") -> FinetuneSpec:
     """Source 000's finetune_net. Width knobs for tests: width (64), blocks (an int means that many
-    per stage), hidden (256), num_classes (120), image_size (224)."""
+    per stage), hidden (256), num_classes (120), image_size (224); semantics ('torch')."""
     if isinstance(blocks, int):
         blocks = (blocks,) * 4
     backbone = resnet_v1(width, tuple(blocks), image_size)
@@ -143,5 +148,7 @@ def resnet34_finetune(num_classes: int = 120, image_size: int = 224, width: int 
     head = ModelSpec("head", (features,), (Linear(features, hidden), ReLU(), Linear(hidden, num_classes)))
     return FinetuneSpec(
         "resnet34-finetune", "000", "frozen ResNet-34 v1 + Linear(512,256)-ReLU-Linear(256,120)",
-        backbone, head, num_classes, image_size, FinetuneRecipe(),
-        dict(num_classes=num_classes, image_size=image_size, width=width, blocks=tuple(blocks), hidden=hidden))
+        backbone, head, num_classes, image_size,
+        FinetuneRecipe(semantics=Semantics.of(choose("semantics", semantics, FRAMEWORKS))),
+        dict(num_classes=num_classes, image_size=image_size, width=width, blocks=tuple(blocks), hidden=hidden,
+             semantics=semantics))

@@ -7,7 +7,7 @@ sources' training loops differ, so one training step per backend can run every s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from .layers import Layer
@@ -56,6 +56,53 @@ D2L_LINEAR_INIT = InitScheme(
 )
 
 
+Framework = Literal["torch", "mxnet"]
+FRAMEWORKS: tuple[str, ...] = ("torch", "mxnet")
+
+
+@dataclass(frozen=True)
+class Semantics:
+    """Whose numbers a spec follows, for every framework difference that changes numbers
+    (common/differences.py, kind 'semantics'): 'torch' or 'mxnet'. A spec follows its source's
+    framework; each backend is native where its framework already behaves so, and emulates the
+    other framework otherwise.
+
+    adam_eps:      PyTorch adds eps to the bias-corrected sqrt(v_hat); MXNet to the raw sqrt(v)
+    adam_betas:    MXNet's adam_update op takes beta1/beta2 as float32, its bias correction doubles
+    bn_stats:      PyTorch moves BatchNorm running stats in every train-mode forward, with the
+                   unbiased variance; MXNet (CPU) in backward, with the biased one, in backward order
+    bce_clamp:     BCE on probabilities: PyTorch clamps log at -100, Gluon computes log(p + 1e-12)
+    sgd_momentum:  MXNet keeps lr inside its momentum buffer, so an lr change acts differently
+    """
+
+    adam_eps: Framework = "torch"
+    adam_betas: Framework = "torch"
+    bn_stats: Framework = "torch"
+    bce_clamp: Framework = "torch"
+    sgd_momentum: Framework = "torch"
+
+    @classmethod
+    def of(cls, framework: str) -> Semantics:
+        """Every difference the way one framework computes it."""
+        return cls(**dict.fromkeys((f.name for f in fields(cls)), framework))
+
+    def follows(self, key: str) -> str:
+        """'adam-eps' -> 'torch' or 'mxnet'."""
+        return getattr(self, key.replace("-", "_"))
+
+    @property
+    def name(self) -> str:
+        """'torch', 'mxnet', or the mixture spelled out."""
+        values = {getattr(self, f.name) for f in fields(self)}
+        if len(values) == 1:
+            return values.pop()
+        return ", ".join(f"{f.name.replace('_', '-')}={getattr(self, f.name)}" for f in fields(self))
+
+    @staticmethod
+    def keys() -> tuple[str, ...]:
+        return tuple(f.name.replace("_", "-") for f in fields(Semantics))
+
+
 @dataclass(frozen=True)
 class Adam:
     lr: float
@@ -75,6 +122,10 @@ class GANRecipe:
     detach_fake:     the D step sees fake.detach() (001, 002) or a graph through G (000, 003).
     regenerate_fake: the G step calls G(z) again (000, 002, 003) or reuses the D step's fake (001);
                      it decides how often G's BatchNorm running statistics move per step.
+    sample_mode:     how the source draws its pictures: 'train' (001 and 000 never call netG.eval():
+                     batch statistics) or 'eval' (002 calls netG outside autograd.record(): running
+                     statistics).
+    semantics:       whose numbers the recipe follows where the frameworks differ (Semantics).
     """
 
     batch_size: int
@@ -89,6 +140,8 @@ class GANRecipe:
     shuffle: bool = True
     real_label: float = 1.0
     fake_label: float = 0.0
+    sample_mode: Literal["train", "eval"] = "train"
+    semantics: Semantics = Semantics()
 
 
 @dataclass(frozen=True)

@@ -99,15 +99,22 @@ def get_spec(name: str, kind: str | None = None, **knobs) -> Spec:
     return check(entry.factory(**knobs))
 
 
-def parse_knobs(pairs: list[str] | None) -> dict[str, int]:
-    """['ngf=16', 'image_size=32'] -> {'ngf': 16, 'image_size': 32} (every knob is an integer)."""
-    out = {}
+STR_KNOBS = ("semantics",)  # every other knob is an integer
+
+
+def parse_knobs(pairs: list[str] | None) -> dict[str, int | str]:
+    """['ngf=16', 'semantics=mxnet'] -> {'ngf': 16, 'semantics': 'mxnet'}; the spec's factory
+    then checks each value (a bad one is refused naming it and the valid choices)."""
+    out: dict[str, int | str] = {}
     for pair in pairs or ():
-        key, sep, value = pair.partition("=")
+        key, sep, value = (s.strip() for s in pair.partition("="))
         if not sep:
             raise GanparityError(f"--set takes KEY=VALUE, got {pair!r}")
+        if key in STR_KNOBS:
+            out[key] = value
+            continue
         try:
-            out[key.strip()] = int(value)
+            out[key] = int(value)
         except ValueError:
             raise GanparityError(f"--set {key}: {value!r} is not an integer") from None
     return out
