@@ -24,7 +24,7 @@ from ..common.backend import BACKENDS, build_nets, get_backend
 from ..common.errors import GanparityError, choose
 from ..common.spec.registry import REGISTRY, get_spec
 from .environment import metadata, peak_tflops, set_threads
-from .timing import peak_rss, time_phases, time_rounds
+from .timing import peak_rss, time_interleaved, time_phases
 from .variants import DEFAULT, Variant, check_variant, resolve_variants
 
 
@@ -65,13 +65,63 @@ def _rate(row: dict, be, dev, precision: str, device: str) -> dict:
             "peak_precision": prec if peak else None, "fraction_of_peak": tflops / peak if peak else None}
 
 
+SEMANTICS_MODES = ("native", "faithful")
+OTHER = {"torch": "mxnet", "mxnet": "torch"}
+SOURCE_FLAG = 1.10  # a row whose step costs more than this x its source loop is flagged (never a test)
+
+
+def _arm_specs(spec_name: str, kind: str, knobs: dict, backend: str, mode: str) -> tuple[dict, str]:
+    """The row's three arms' specs: 'native' (the backend's own framework's semantics: what its
+    user writes, and what its source loop computes), 'emulating' (the other framework's), and which
+    of the two the row reports: 'native', or for mode 'faithful' the spec's own (a --set
+    semantics=... in knobs, else the source's)."""
+    choose("semantics mode", mode, SEMANTICS_MODES)
+    widths = {k: v for k, v in knobs.items() if k != "semantics"}
+    own = get_spec(spec_name, kind=kind, **knobs).recipe.semantics.name
+    specs = {"native": get_spec(spec_name, kind=kind, **widths, semantics=backend),
+             "emulating": get_spec(spec_name, kind=kind, **widths, semantics=OTHER[backend])}
+    main = "native" if mode == "native" or own == backend else "emulating"
+    return specs, main
+
+
+def _arm_columns(times: dict, refused: dict, main: str) -> dict:
+    """The row's numbers: its step (the main arm), the source loop's, their ratio (flagged above
+    SOURCE_FLAG), and what following the other framework's semantics costs over the native step."""
+    out = dict(times[main])
+    arms = {n: {k: t[k] for k in ("median_ms", "p10_ms", "p90_ms", "steps_per_round")} | {"semantics": t["semantics"]}
+            for n, t in times.items()}
+    arms |= {n: {"refused": why} for n, why in refused.items()}
+    out["arms"] = arms
+    if "source" in times:
+        ratio = times[main]["median_ms"] / times["source"]["median_ms"]
+        out |= {"source_ms": times["source"]["median_ms"], "source_how": times["source"]["how"],
+                "x_source": ratio, "over_source_flag": ratio > SOURCE_FLAG}
+    if "native" in times and "emulating" in times:
+        out["emulation_cost"] = times["emulating"]["median_ms"] / times["native"]["median_ms"] - 1
+    return out
+
+
+def _timed(arms: dict, meta: dict, sync, rounds: int, warmup: int, min_round_s: float) -> dict:
+    """time_interleaved, each arm's result with what the row says about it (its semantics, ...)."""
+    return {n: t | meta[n] for n, t in time_interleaved(arms, sync, rounds, warmup, min_round_s).items()}
+
+
 def bench_row(spec_name: str, knobs: dict, variant: Variant, device: str, batch: int, rounds: int = 10,
-              warmup: int = 3, min_round_s: float = 0.05, check: bool = True, phases: bool = True) -> dict:
+              warmup: int = 3, min_round_s: float = 0.05, check: bool = True, phases: bool = True,
+              semantics: str = "native", source: bool = True) -> dict:
     """Measure one (GAN spec, backend, variant, device, batch). Never raises for a variant that cannot
-    run here: the row's status says 'skipped' / 'unavailable' / 'failed' and why."""
-    spec = get_spec(spec_name, kind="gan", **knobs)
+    run here: the row's status says 'skipped' / 'unavailable' / 'refused' / 'failed' and why.
+
+    Three arms in the same rounds (timing.time_interleaved), from the same numpy weights and inputs:
+    the project's step with the variant in the backend's native semantics, the same with the other
+    framework's semantics (the emulation, its cost a column), and the backend's source loop
+    (backends/<name>/sources.py: the source as written, or in this framework's idioms; eager, default
+    settings). `semantics` says which project arm the row reports: 'native', or 'faithful' (the spec's
+    own semantics). source=False leaves the source arm out (a spec whose loop cannot be built)."""
+    specs, main = _arm_specs(spec_name, "gan", knobs, variant.backend, semantics)
+    spec = specs[main]
     row = _start_row(spec, variant, device, batch, flops.step_flops(spec, batch), variant.note)
-    row["flop_passes"] = flops.step_passes(spec)
+    row |= {"flop_passes": flops.step_passes(spec), "semantics_mode": semantics}
     opened, refusal = _open(variant, device)
     if refusal:
         return row | {"status": refusal[0], "reason": refusal[1], "meta": metadata(variant.backend, device)}
@@ -82,7 +132,8 @@ def bench_row(spec_name: str, knobs: dict, variant: Variant, device: str, batch:
     row["device_name"] = be.describe(dev)
     try:
         with be.speed_flags(variant.flags):
-            row |= _measure(be, dev, spec, variant, device, batch, rounds, warmup, min_round_s, phases)
+            row |= _measure(be, dev, specs, main, variant, device, batch, rounds, warmup, min_round_s, phases,
+                            source)
             row |= _rate(row, be, dev, variant.precision, device)
             row["meta"] = metadata(variant.backend, device, row["device_name"])
         if check:
@@ -92,25 +143,63 @@ def bench_row(spec_name: str, knobs: dict, variant: Variant, device: str, batch:
                 row["reason"] = "; ".join(row["parity"]["failing"])
     except KeyboardInterrupt:
         raise
+    except GanparityError as e:  # the variant refuses this spec's semantics (hybridize + emulated BatchNorm)
+        row |= {"status": "refused", "reason": str(e)}
+        row.setdefault("meta", metadata(variant.backend, device, row.get("device_name", "")))
     except Exception as e:  # a variant that fails here (no compiler for torch.compile, ...) is a result
         row |= {"status": "failed", "reason": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]}
         row.setdefault("meta", metadata(variant.backend, device, row.get("device_name", "")))
     return row
 
 
-def _measure(be, dev, spec, variant, device, batch, rounds, warmup, min_round_s, phases) -> dict:
-    inputs = parity.make_inputs(spec, batch, 1, seed=0)
+def _source_arm(be, spec, weights: dict, device: str, arms: dict, meta: dict, refused: dict, step) -> None:
+    """The backend's loop for the spec (in the backend's own semantics) as the 'source' arm, or the
+    reason there is none (the sources build their DCGANs for 64x64 images only)."""
+    try:
+        loop = be.source_loop(spec, weights, "float32", device)
+    except GanparityError as e:
+        refused["source"] = str(e)
+        return
+    arms["source"] = lambda: step(loop)
+    meta["source"] = {"semantics": spec.recipe.semantics.name, "how": loop.how}
+
+
+def _trainer(be, spec, device: str, weights: dict, options):
     nets = build_nets(be, spec, device=device)
     for n, m in spec.nets.items():
-        be.set_arrays(nets[n], m, W.split(inputs.weights, n))
-    tr = be.GANTrainer(spec, nets["G"], nets["D"], options=variant.options)
+        be.set_arrays(nets[n], m, W.split(weights, n))
+    return be.GANTrainer(spec, nets["G"], nets["D"], options=options), nets
+
+
+def _measure(be, dev, specs, main, variant, device, batch, rounds, warmup, min_round_s, phases, source) -> dict:
+    inputs = parity.make_inputs(specs[main], batch, 1, seed=0)  # the weights do not depend on semantics
+    tr, nets = _trainer(be, specs[main], device, inputs.weights, variant.options)
     real, noise = be.to_device(nets["D"], inputs.real[0]), be.to_device(nets["G"], inputs.noise[0])
     sync = lambda: be.sync(dev)
     be.reset_peak_memory(dev)
-    out = time_rounds(lambda: tr.step(real, noise), sync, rounds, warmup, min_round_s)
-    m = out.pop("last")
+    tr.step(real, noise)  # peak memory: this arm's first step, before the other arms exist
+    sync()
+    memory = _memory(be, dev)
+    arms, refused = {main: lambda: tr.step(real, noise)}, {}
+    meta = {main: {"semantics": specs[main].recipe.semantics.name}}
+    other = "emulating" if main == "native" else "native"
+    try:
+        tr_other, _ = _trainer(be, specs[other], device, inputs.weights, variant.options)
+        arms[other] = lambda: tr_other.step(real, noise)
+        meta[other] = {"semantics": specs[other].recipe.semantics.name}
+    except GanparityError as e:
+        refused[other] = str(e)
+    if source:
+        _source_arm(be, specs["native"], inputs.weights, device, arms, meta, refused,
+                    lambda loop: loop.step(real, noise))
+    times = _timed(arms, meta, sync, rounds, warmup, min_round_s)
+    m = times[main].pop("last")
     losses = {k: be.scalar(m[k]) for k in parity.LOSSES}  # read after timing
-    out |= _memory(be, dev) | {"losses_last": losses, "finite": all(math.isfinite(v) for v in losses.values())}
+    out = _arm_columns(times, refused, main) | memory
+    out |= {"losses_last": losses, "finite": all(math.isfinite(v) for v in losses.values())}
+    for t in times.values():
+        t.pop("last", None)
+    out.pop("last", None)
     if phases and "cuda-graph" not in variant.options:
         held = {}
 
@@ -128,14 +217,17 @@ def _measure(be, dev, spec, variant, device, batch, rounds, warmup, min_round_s,
 
 
 def finetune_row(spec_name: str, knobs: dict, variant: Variant, device: str, batch: int, rounds: int = 5,
-                 warmup: int = 2) -> dict:
+                 warmup: int = 2, semantics: str = "native", source: bool = True) -> dict:
     """One fine-tune step of source 000 (frozen backbone, SGD on the head) through the backend's
     FinetuneTrainer.step, which takes a numpy batch and returns the loss as a float, as the
     source's loop reads l.item() every batch: so each step includes the host-to-device copy of the
-    batch and one host sync. Only the default variant exists for this step."""
-    spec = get_spec(spec_name, kind="finetune", **knobs)
+    batch and one host sync. Only the default variant exists for this step. The same three arms
+    as bench_row: native, emulating, and the source loop (which takes the same numpy batch)."""
+    specs, main = _arm_specs(spec_name, "finetune", knobs, variant.backend, semantics)
+    spec = specs[main]
     note = "step includes the batch upload and one host sync (the source reads the loss every batch)"
     row = _start_row(spec, variant, device, batch, flops.finetune_step_flops(spec, batch), note)
+    row["semantics_mode"] = semantics
     if variant.name != DEFAULT:
         why = f"only the {DEFAULT} variant is implemented for the fine-tune step"
         return row | {"status": "skipped", "reason": why,
@@ -145,19 +237,31 @@ def finetune_row(spec_name: str, knobs: dict, variant: Variant, device: str, bat
         return row | {"status": refusal[0], "reason": refusal[1], "meta": metadata(variant.backend, device)}
     be, dev = opened
     set_threads(_threads())
-    nets = build_nets(be, spec, device=device)
     arrays = W.init_arrays(spec, 0)
-    for n, m in spec.nets.items():
-        be.set_arrays(nets[n], m, W.split(arrays, n))
-    trainer = be.FinetuneTrainer(spec, nets["backbone"], nets["head"])
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, 3, spec.image_size, spec.image_size)).astype(np.float32)
     y = rng.integers(0, spec.num_classes, batch)
     row["device_name"] = be.describe(dev)
-    be.reset_peak_memory(dev)
-    out = time_rounds(lambda: trainer.step(x, y), lambda: be.sync(dev), rounds, warmup, min_round_s=0.0)
-    loss = out.pop("last")
-    row |= out | _memory(be, dev) | {"losses_last": {"loss": loss}, "finite": math.isfinite(loss)}
+    trainers = {}
+    for arm in ("native", "emulating"):
+        nets = build_nets(be, specs[arm], device=device)
+        for n, m in spec.nets.items():
+            be.set_arrays(nets[n], m, W.split(arrays, n))
+        trainers[arm] = be.FinetuneTrainer(specs[arm], nets["backbone"], nets["head"])
+        if arm == main:
+            be.reset_peak_memory(dev)
+            trainers[arm].step(x, y)
+            memory = _memory(be, dev)
+    arms = {a: (lambda t=t: t.step(x, y)) for a, t in trainers.items()}
+    meta = {a: {"semantics": specs[a].recipe.semantics.name} for a in trainers}
+    refused: dict = {}
+    if source:
+        _source_arm(be, specs["native"], arrays, device, arms, meta, refused, lambda loop: loop.step(x, y)["loss"])
+    times = _timed(arms, meta, lambda: be.sync(dev), rounds, warmup, 0.0)
+    loss = times[main]["last"]
+    for t in times.values():
+        t.pop("last")
+    row |= _arm_columns(times, refused, main) | memory | {"losses_last": {"loss": loss}, "finite": math.isfinite(loss)}
     return row | _rate(row, be, dev, variant.precision, device) | {
         "meta": metadata(variant.backend, device, row["device_name"])}
 
@@ -165,8 +269,10 @@ def finetune_row(spec_name: str, knobs: dict, variant: Variant, device: str, bat
 def run_matrix(specs: list[str], knobs: dict, backends: list[str], device: str, batch_sizes: list[int],
                variant_names: list[str], rounds: int = 10, warmup: int = 3, check: bool = True,
                progress: Callable[[str], None] | None = None,
-               on_row: Callable[[dict], None] | None = None) -> list[dict]:
-    """Every spec x backend x variant x batch size; on_row is called after each (incremental writes)."""
+               on_row: Callable[[dict], None] | None = None, semantics: str = "native") -> list[dict]:
+    """Every spec x backend x variant x batch size; on_row is called after each (incremental writes).
+    semantics: which project arm the rows report ('native' or 'faithful', see bench_row)."""
+    choose("semantics mode", semantics, SEMANTICS_MODES)
     choose("device", device, ("cpu", "cuda"))
     for s in specs:
         choose("spec", s, REGISTRY)
@@ -177,18 +283,20 @@ def run_matrix(specs: list[str], knobs: dict, backends: list[str], device: str, 
     for s in specs:
         entry = REGISTRY[s]
         k = {key: v for key, v in knobs.items() if key in entry.knobs()}  # each spec takes its own knobs
-        if s == "gan-gaussian":
-            k = {}
+        if s == "gan-gaussian":  # no width knobs: runs as specified
+            k = {key: v for key, v in k.items() if key == "semantics"}
         for v in variants:
             for b in batch_sizes:
                 if progress:
                     progress(f"bench {s} {v.backend}/{v.name} {device} batch {b} ...")
                 if entry.kind == "finetune":
-                    row = finetune_row(s, k, v, device, b, rounds, warmup)
+                    row = finetune_row(s, k, v, device, b, rounds, warmup, semantics=semantics)
                 else:
-                    row = bench_row(s, k, v, device, b, rounds, warmup, check=check and b == batch_sizes[0])
+                    row = bench_row(s, k, v, device, b, rounds, warmup, check=check and b == batch_sizes[0],
+                                    semantics=semantics)
                 if progress:
                     progress(f"  {row['status']}" + (f" {row['median_ms']:.2f} ms/step" if "median_ms" in row else "")
+                             + (f", x{row['x_source']:.2f} its source loop" if "x_source" in row else "")
                              + (f" ({row['reason']})" if row["reason"] else ""))
                 rows.append(row)
                 if on_row:

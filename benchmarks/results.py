@@ -10,7 +10,7 @@ from pathlib import Path
 from ..common.files import atomic_write, write_json, write_text
 from ..common.table import md_table
 from .environment import set_threads
-from .harness import bench_row
+from .harness import SOURCE_FLAG, bench_row
 from .variants import DEFAULT, LOW_PRECISION_RTOL, VARIANTS
 
 
@@ -21,9 +21,27 @@ def _fmt_mem(row: dict) -> str:
     return f"{b / 2**20:,.0f} MiB" + (" RSS" if "RSS" in row.get("peak_mem_kind", "") else "")
 
 
+def _source_cells(row: dict) -> list[str]:
+    """'source loop ms (how)', 'x source' (marked '!' above SOURCE_FLAG), 'emulating other ms (+%)'."""
+    arms = row.get("arms", {})
+    src = arms.get("source", {})
+    if "source_ms" in row:
+        cells = [f"{row['source_ms']:.2f} ({row['source_how']})",
+                 f"x{row['x_source']:.2f}" + (" !" if row["over_source_flag"] else "")]
+    else:
+        cells = [f"none: {src['refused']}" if "refused" in src else "-", "-"]
+    other = arms.get("emulating" if row.get("semantics") == row.get("backend") else "native", {})
+    if "median_ms" in other and "emulation_cost" in row:
+        cells.append(f"{other['median_ms']:.2f} ({100 * row['emulation_cost']:+.0f}%)")
+    else:
+        cells.append(f"refused: {other['refused']}" if "refused" in other else "-")
+    return cells
+
+
 def markdown(rows: list[dict]) -> str:
-    head = ["spec", "backend", "variant", "device", "batch", "status", "ms/step median", "p10-p90",
-            "img/s", "GFLOP/step", "TFLOP/s", "% of peak", "peak mem", "phases D / G ms", "warm-up s", "parity"]
+    head = ["spec", "backend", "variant", "semantics", "device", "batch", "status", "ms/step median", "p10-p90",
+            "source loop ms", "x source", "emulating other ms (+%)", "img/s",
+            "GFLOP/step", "TFLOP/s", "% of peak", "peak mem", "phases D / G ms", "warm-up s", "parity"]
     out = []
     for r in rows:
         par = r.get("parity")
@@ -38,10 +56,10 @@ def markdown(rows: list[dict]) -> str:
                                                          f"{par['reference']}, rtol {par['rtol']:g})")
         ph = r.get("phases_ms")
         out.append([
-            r["spec"], r["backend"], r["variant"], r.get("device_name") or r["device"], r["batch"],
-            r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}",
+            r["spec"], r["backend"], r["variant"], r.get("semantics", "-"), r.get("device_name") or r["device"],
+            r["batch"], r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}",
             r.get("median_ms"), f"{r['p10_ms']:.2f}-{r['p90_ms']:.2f}" if "p10_ms" in r else "-",
-            r.get("img_per_s"), r["flops_per_step"] / 1e9, r.get("tflops_achieved"),
+            *_source_cells(r), r.get("img_per_s"), r["flops_per_step"] / 1e9, r.get("tflops_achieved"),
             f"{100 * r['fraction_of_peak']:.1f}%" if r.get("fraction_of_peak") else "unknown peak",
             _fmt_mem(r), f"{ph['D']:.2f} / {ph['G']:.2f}" if ph else "-", r.get("warmup_s"), ptext])
     return md_table(head, out)
@@ -61,7 +79,14 @@ def describe_run(rows: list[dict], meta: dict) -> str:
              "multiply-add; forward + backward = 3x forward per pass; the recipe's passes). Peak memory on CPU is "
              "the process's peak RSS so far (monotonic, includes the framework), not the step's own. Phases: D step "
              "and G step timed in separate rounds with a sync between them. Warm-up s: first step (compile, "
-             "trace) plus the other warm-up steps. Parity: one step of the variant against the reference "
+             "trace) plus the other warm-up steps. Semantics: the framework whose numbers the reported step "
+             "follows (BatchNorm statistics, Adam's eps and betas; `--semantics native`, the default, runs each "
+             "backend in its own framework's). Source loop: the spec's source tutorial's loop in this backend's "
+             "framework (backends/<name>/sources.py; 'transcribed' as written, or 'idiomatic' in this framework's "
+             "idioms), timed in the same rounds, interleaved, from the same weights and inputs; x source is the "
+             f"reported step over it, marked ! above {SOURCE_FLAG:.2f}. Emulating other: the same step following "
+             "the other framework's semantics, and what that costs over the native step. "
+             "Parity: one step of the variant against the reference "
              "(see benchmarks/variants.py check_variant)."]
     notes = sorted({f"{r['backend']}/{r['variant']}: {r['note']}" for r in rows if r.get("note")})
     lines += ["", "Variants:", *[f"- {n}" for n in notes]]
@@ -122,7 +147,7 @@ def write_results(rows: list[dict], out: Path, stem: str = "results", meta: dict
     return paths
 
 
-REPORT_SPECS = {"gan-gaussian": {}, "dcgan": dict(nz=32, ngf=16, ndf=16, image_size=32)}
+REPORT_SPECS = {"gan-gaussian": {}, "dcgan": dict(nz=32, ngf=16, ndf=16, image_size=64)}  # sources: 64 px
 REPORT_BATCH = 16
 REPORT_VARIANTS = {"torch": [DEFAULT], "mxnet": [DEFAULT, "hybridize"]}
 
@@ -145,5 +170,8 @@ def report_section(backends: list[str], out: Path | None = None, rounds: int = 5
         f"One full training step (D step + G step), batch {REPORT_BATCH}, {rounds} rounds after 2 warm-up "
         f"steps, threads {meta.get('threads', {}).get('OMP_NUM_THREADS')} for both "
         "frameworks. Widths: " + "; ".join(f"{k} {v or 'as specified'}" for k, v in REPORT_SPECS.items())
-        + ". A quick look; `ganparity bench` measures more (variants, batch sizes, parity per variant).", "",
+        + ". Each backend in its own framework's semantics (the fair framework comparison: what a user of "
+        "that framework writes), beside its source loop timed in the same rounds and the cost of emulating "
+        "the other framework. A quick look; `ganparity bench` measures more (variants, batch sizes, parity "
+        "per variant).", "",
         markdown(rows), ""])

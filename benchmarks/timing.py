@@ -1,8 +1,9 @@
 """Timing kept apart from training (nanoGPT's bench.py): warm-up first, timed and reported apart;
 then rounds of steps with the device synced only before and after a round; median, p10, p90.
 
-Everything here takes a step callable and the backend's sync, so the same loop times a GAN step,
-a fine-tune step or a phase of one."""
+Everything here takes step callables and the backend's sync, so the same loop times a GAN step,
+a fine-tune step, a phase of one, or several arms (the project's step and its source loop) in
+the same rounds."""
 
 from __future__ import annotations
 
@@ -20,11 +21,9 @@ def quantiles(seconds: list[float]) -> tuple[float, float, float]:
     return float(np.median(a)), float(np.percentile(a, 10)), float(np.percentile(a, 90))
 
 
-def time_rounds(step: Callable[[], object], sync: Callable[[], None], rounds: int, warmup: int,
-                min_round_s: float = 0.05, max_per_round: int = 1000) -> dict:
-    """Warm up (the first step apart: compile, autotune, graph capture, MXNet's trace), then
-    `rounds` rounds of enough steps to last min_round_s each. The step's last result comes back
-    under 'last' (read it after timing: reading a device value is a host sync)."""
+def _warm(step: Callable[[], object], sync: Callable[[], None], warmup: int) -> tuple[float, float, object]:
+    """The first step apart (compile, autotune, graph capture, MXNet's trace), then the rest of the
+    warm-up: (first step s, s per warm step, last result)."""
     t0 = time.perf_counter()
     last = step()
     sync()
@@ -34,19 +33,44 @@ def time_rounds(step: Callable[[], object], sync: Callable[[], None], rounds: in
         last = step()
     sync()
     per_step = (time.perf_counter() - t1) / max(warmup - 1, 1) if warmup > 1 else first
-    steps_per_round = max(1, min(max_per_round, math.ceil(min_round_s / max(per_step, 1e-6))))
-    times = []
-    for _ in range(rounds):
-        sync()
-        t = time.perf_counter()
-        for _ in range(steps_per_round):
-            last = step()
-        sync()  # the only host sync: after the round
-        times.append((time.perf_counter() - t) / steps_per_round)
-    med, p10, p90 = quantiles(times)
-    return {"warmup_steps": warmup, "first_step_s": first, "warmup_s": first + per_step * max(warmup - 1, 0),
-            "rounds": rounds, "steps_per_round": steps_per_round, "median_ms": med, "p10_ms": p10, "p90_ms": p90,
-            "last": last}
+    return first, per_step, last
+
+
+def time_interleaved(arms: dict[str, Callable[[], object]], sync: Callable[[], None], rounds: int, warmup: int,
+                     min_round_s: float = 0.05, max_per_round: int = 1000) -> dict[str, dict]:
+    """Several steps timed in the same rounds, so that they share the machine's state (clock,
+    caches, other load): each warms up apart, then every round runs each arm for enough steps to
+    last min_round_s, in an order that rotates from round to round. Per arm: median, p10, p90
+    ms/step over the rounds, and its last result under 'last' (read it after timing: reading a
+    device value is a host sync)."""
+    names = list(arms)
+    warm = {n: _warm(arms[n], sync, warmup) for n in names}
+    per_round = {n: max(1, min(max_per_round, math.ceil(min_round_s / max(w[1], 1e-6)))) for n, w in warm.items()}
+    last = {n: w[2] for n, w in warm.items()}
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            step = arms[n]
+            sync()
+            t = time.perf_counter()
+            for _ in range(per_round[n]):
+                last[n] = step()
+            sync()  # the only host syncs: around the round
+            times[n].append((time.perf_counter() - t) / per_round[n])
+    out = {}
+    for n in names:
+        first, per_step, _ = warm[n]
+        med, p10, p90 = quantiles(times[n])
+        out[n] = {"warmup_steps": warmup, "first_step_s": first, "warmup_s": first + per_step * max(warmup - 1, 0),
+                  "rounds": rounds, "steps_per_round": per_round[n], "median_ms": med, "p10_ms": p10,
+                  "p90_ms": p90, "last": last[n]}
+    return out
+
+
+def time_rounds(step: Callable[[], object], sync: Callable[[], None], rounds: int, warmup: int,
+                min_round_s: float = 0.05, max_per_round: int = 1000) -> dict:
+    """One step timed alone: warm-up, then `rounds` rounds (time_interleaved with one arm)."""
+    return time_interleaved({"step": step}, sync, rounds, warmup, min_round_s, max_per_round)["step"]
 
 
 def time_phases(phases: list[Callable[[], None]], sync: Callable[[], None], rounds: int) -> list[float]:

@@ -183,6 +183,10 @@ def leaves(model: ModelSpec, sums: bool = False):
     yield from walk(model.layers, model.input_shape, model.name)
 
 
+def has_batchnorm(model: ModelSpec) -> bool:
+    return any(isinstance(layer, BatchNorm) for _, layer, _, _ in leaves(model))
+
+
 def tensor_owners(model: ModelSpec) -> dict[str, Layer]:
     """Every tensor name -> the leaf layer that owns it, in spec order (a backend asks it how its
     framework names that tensor: Gluon calls a BatchNorm's weight 'gamma')."""

@@ -56,25 +56,95 @@ def test_row_has_numbers_and_metadata(name):
 
 
 def test_hybridize_row_and_parity():
+    """Native semantics: the hybridized graph follows MXNet's own BatchNorm statistics, so its parity
+    check compares every tensor, running statistics included."""
     pytest.importorskip("mxnet")
-    row = H.bench_row("dcgan", TINY, VARIANTS["mxnet"]["hybridize"], "cpu", 4, rounds=1, warmup=1, min_round_s=0)
+    row = H.bench_row("dcgan", TINY, VARIANTS["mxnet"]["hybridize"], "cpu", 4, rounds=1, warmup=1, min_round_s=0,
+                      source=False)
     assert row["status"] == "ok", row["reason"]
-    assert "running stats" in row["note"] and "running stats" in row["parity"]["note"]
+    assert row["semantics"] == "mxnet" and "refused" in row["arms"]["emulating"]
+    assert "cannot run" in row["note"] and "running stats" not in row["parity"]["note"]
 
 
-def test_hybridize_leaves_running_stats():
-    """The documented caveat: hooks do not run in a hybridized graph, so running stats stay put."""
-    pytest.importorskip("mxnet")
+def _stats_after_one_step(be, spec, opts):
     from ganparity.common import parity
+
+    state, _ = VariantRunner(be, spec, parity.make_inputs(spec, 4), opts).run_steps(1)
+    return {k: v for k, v in state.items() if k.endswith(("running_mean", "running_var"))}
+
+
+def test_hybridize_follows_mxnet_statistics_exactly():
+    pytest.importorskip("mxnet")
+    import numpy as np
+
     from ganparity.common.backend import get_backend
 
-    be, spec = get_backend("mxnet"), get_spec("dcgan", **TINY)
-    inputs = parity.make_inputs(spec, 4)
-    moved = {}
-    for opts in (frozenset(), frozenset({"hybridize"})):
-        state, _ = VariantRunner(be, spec, inputs, opts).run_steps(1)
-        moved[opts] = float(abs(state["G.1.running_mean"]).max())
-    assert moved[frozenset()] > 0 and moved[frozenset({"hybridize"})] == 0
+    be, spec = get_backend("mxnet"), get_spec("dcgan", **TINY, semantics="mxnet")
+    eager, hybrid = (_stats_after_one_step(be, spec, o) for o in (frozenset(), frozenset({"hybridize"})))
+    assert eager and eager.keys() == hybrid.keys()
+    assert float(abs(eager["G.1.running_mean"]).max()) > 0  # they moved
+    for k in eager:
+        np.testing.assert_allclose(hybrid[k], eager[k], rtol=1e-5, atol=1e-7, err_msg=k)
+
+
+def test_hybridize_refuses_emulated_statistics():
+    """A hybridized graph runs no Python, so it cannot move the statistics PyTorch's way: a spec with
+    PyTorch's BatchNorm semantics is refused in one line, never trained on other statistics."""
+    pytest.importorskip("mxnet")
+    from ganparity.common.backend import build_nets, get_backend
+
+    be, spec = get_backend("mxnet"), get_spec("dcgan", **TINY)  # seed 001: PyTorch's semantics
+    with pytest.raises(GanparityError, match="hybridize"):
+        be.GANTrainer(spec, *build_nets(be, spec).values(), options={"hybridize"})
+    row = H.bench_row("dcgan", TINY, VARIANTS["mxnet"]["hybridize"], "cpu", 4, rounds=1, warmup=1,
+                      min_round_s=0, semantics="faithful", source=False, check=False)
+    assert row["status"] == "refused" and "hybridize" in row["reason"] and "median_ms" not in row
+    gaussian = get_spec("gan-gaussian")  # no BatchNorm: nothing to emulate, nothing refused
+    be.GANTrainer(gaussian, *build_nets(be, gaussian).values(), options={"hybridize"})
+
+
+@pytest.mark.parametrize("name", ["torch", "mxnet"])
+def test_row_has_three_arms_and_their_ratios(name):
+    """Native step, the emulation of the other framework, the source loop: all timed in one run."""
+    pytest.importorskip(name)
+    knobs = dict(nz=8, ngf=4, ndf=4, image_size=64)  # the sources build 64x64 DCGANs
+    row = H.bench_row("dcgan", knobs, VARIANTS[name][DEFAULT], "cpu", 2, rounds=2, warmup=1, min_round_s=0,
+                      check=False, phases=False)
+    assert row["status"] == "ok", row["reason"]
+    arms = row["arms"]
+    assert set(arms) == {"native", "emulating", "source"}
+    assert arms["native"]["semantics"] == name == row["semantics"]
+    assert arms["emulating"]["semantics"] == H.OTHER[name]
+    assert row["median_ms"] == arms["native"]["median_ms"] and row["source_ms"] == arms["source"]["median_ms"]
+    assert row["x_source"] == pytest.approx(row["median_ms"] / row["source_ms"])
+    assert row["over_source_flag"] == (row["x_source"] > H.SOURCE_FLAG)
+    assert row["emulation_cost"] == pytest.approx(arms["emulating"]["median_ms"] / arms["native"]["median_ms"] - 1)
+    assert row["source_how"] in ("transcribed", "idiomatic")
+    faithful = H.bench_row("dcgan", knobs, VARIANTS[name][DEFAULT], "cpu", 2, rounds=1, warmup=1, min_round_s=0,
+                           check=False, phases=False, semantics="faithful")
+    assert faithful["semantics"] == "torch"  # seed 001 is PyTorch's: the faithful row reports its semantics
+
+
+def test_source_arm_refused_off_64px():
+    """The sources' DCGANs are 64x64: at another size the row says why it has no source ratio."""
+    pytest.importorskip("torch")
+    row = H.bench_row("dcgan", TINY, VARIANTS["torch"][DEFAULT], "cpu", 2, rounds=1, warmup=1, min_round_s=0,
+                      check=False, phases=False)
+    assert row["status"] == "ok" and "x_source" not in row
+    assert "64" in row["arms"]["source"]["refused"]
+
+
+def test_interleaved_timing_rotates_the_arms():
+    from ganparity.benchmarks.timing import time_interleaved
+
+    calls = []
+    arms = {n: (lambda n=n: calls.append(n) or n) for n in ("a", "b", "c")}
+    out = time_interleaved(arms, lambda: None, rounds=3, warmup=1, min_round_s=0)
+    assert set(out) == {"a", "b", "c"} and all(out[n]["last"] == n for n in out)
+    timed = calls[3:]  # after one warm-up call each
+    firsts = {timed[i] for i in range(0, len(timed), len(timed) // 3)}
+    assert firsts == {"a", "b", "c"}  # each arm leads one round: no arm always runs cold or hot
+    assert all(out[n]["p10_ms"] <= out[n]["median_ms"] <= out[n]["p90_ms"] for n in out)
 
 
 def test_cuda_only_variant_skipped_on_cpu():

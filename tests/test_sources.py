@@ -189,9 +189,56 @@ def test_dcgan_gluon_follows_its_gluon_source_including_running_stats():
         assert max(_rel(off, src).values()) > 1e-3 and max(_rel(off, stats).values()) > 0.1, backend
 
 
-def test_a_source_in_another_framework_is_refused():
+def _native_runs(name: str, framework: str) -> tuple[list, list]:
+    """(the framework's loop, the framework's backend) with the spec in that framework's semantics."""
+    if name == "resnet34-finetune":
+        spec = get_spec(name, **FINETUNE, semantics=framework)
+        loop = get_backend(framework).source_loop(spec, W.init_arrays(spec, 0), "float64")
+        src = []
+        for lr, (x, y) in zip(LRS, _batches(spec)):
+            if lr != loop.lr:
+                loop.set_lr(lr)
+            losses = loop.step(_cast(x, "float64"), y)
+            src.append((loop.state(), losses))
+        return src, _finetune_project(framework, spec, "float64")
+    spec = get_spec(name, **GAN_SOURCES[name][1], semantics=framework)
+    inputs = parity.make_inputs(spec, BATCH, STEPS, 0)
+    return _gan_source(framework, spec, inputs, "float64"), _gan_project(framework, spec, inputs, "float64")
+
+
+@pytest.mark.parametrize("framework", BACKENDS)
+@pytest.mark.parametrize("name", SPECS)
+def test_each_frameworks_loop_equals_its_backend_in_native_semantics(name, framework):
+    """Every spec has a loop in both frameworks: the source transcribed in its own, and the same
+    loop in the other framework's idioms (what that framework's user writes). With the spec in
+    that framework's semantics (what the benchmarks' native rows time), the backend's step is that
+    loop's arithmetic (fp64, 1e-9): so a row's ratio to its loop measures overhead, not other work."""
+    knobs = FINETUNE if name == "resnet34-finetune" else GAN_SOURCES[name][1]
+    loop = get_backend(framework).source_loop(get_spec(name, **knobs), _weights(name))
+    assert loop.how == ("transcribed" if framework == source_framework(name) else "idiomatic")
+    src, got = _native_runs(name, framework)
+    for step, ((s_state, s_loss), (g_state, g_loss)) in enumerate(zip(src, got), 1):
+        gaps = _rel(g_state, s_state)
+        worst = max(gaps, key=gaps.get)
+        assert gaps[worst] <= 1e-9, f"{name} {framework} step {step}: {worst} off by {gaps[worst]:.2e}"
+        for k in s_loss:
+            assert g_loss[k] == pytest.approx(s_loss[k], rel=1e-9, abs=1e-12), (step, k)
+
+
+def _weights(name: str) -> dict:
+    if name == "resnet34-finetune":
+        return W.init_arrays(get_spec(name, **FINETUNE), 0)
+    spec = get_spec(name, **GAN_SOURCES[name][1])
+    return parity.make_inputs(spec, BATCH, 1, 0).weights
+
+
+@pytest.mark.parametrize("framework", BACKENDS)
+def test_a_spec_without_a_loop_is_refused(framework):
+    import dataclasses
+
     from ganparity.common.errors import GanparityError
 
-    need("mxnet")
-    with pytest.raises(GanparityError, match="no Gluon source loop for dcgan .*Gluon's are: dcgan-gluon"):
-        get_backend("mxnet").source_loop(get_spec("dcgan", **SMALL64), {})
+    need(framework)
+    mine = dataclasses.replace(get_spec("dcgan", **SMALL64), name="my-dcgan")
+    with pytest.raises(GanparityError, match="no .* loop for my-dcgan; .* are: gan-gaussian, dcgan, "):
+        get_backend(framework).source_loop(mine, {})

@@ -11,15 +11,15 @@ import numpy as np
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
+from ...common import shapes
 from ...common.differences import emulated
-from ...common.errors import choose
+from ...common.errors import GanparityError, choose
 from ...common.spec.model import Adam, GANSpec
 
 # Speed options of the step (benchmarks/variants.py), none by default. 'hybridize' compiles G and D
 # to static graphs. A hybridized graph never calls build.py's EmulatedStatsBatchNorm.forward, so
-# emulating PyTorch's BatchNorm statistics, the running statistics stay where they were (the
-# native update is frozen by momentum=1.0). Training outputs and parameters are unaffected;
-# eval-mode outputs after training are not PyTorch's.
+# it is refused where the spec follows PyTorch's BatchNorm statistics (it would silently follow
+# none); with MXNet's own statistics (semantics=mxnet) it is MXNet's native step.
 OPTIONS = ("hybridize",)
 
 
@@ -95,6 +95,12 @@ class GANTrainer:
         self.options = _options(options)
         r = spec.recipe
         if "hybridize" in self.options:
+            with_bn = any(map(shapes.has_batchnorm, spec.nets.values()))
+            if with_bn and "bn-stats" in emulated(r.semantics, "mxnet", naive):
+                raise GanparityError(
+                    f"{spec.name} follows PyTorch's BatchNorm statistics (semantics {r.semantics.name}), which "
+                    "MXNet emulates in Python at every forward, and a hybridized graph runs no Python: use "
+                    "--set semantics=mxnet (MXNet's own statistics) or a variant without hybridize")
             G.hybridize(static_alloc=True, static_shape=True)
             D.hybridize(static_alloc=True, static_shape=True)
         # Difference 'grad-req': two backward() calls accumulate only with grad_req='add'.

@@ -1,13 +1,16 @@
-"""The sources' own training loops, transcribed in PyTorch as their tutorials write them: the
-nets as the source builds them, its labels, losses, zero_grad() and backward() calls and optimizer
-steps, its literal hyperparameters. Nothing here shares code with build.py or train.py: these
-loops are what the project's step is checked against (tests/test_sources.py).
+"""The sources' own training loops in PyTorch: the nets as the source builds them, its labels,
+losses, zero_grad() and backward() calls and optimizer steps, its literal hyperparameters. Nothing
+here shares code with build.py or train.py: these loops are what the project's step is checked
+against (tests/test_sources.py) and timed against (benchmarks: the source arm of every row).
 
-Transcribed here (the sources written in PyTorch):
+Transcribed (the sources written in PyTorch):
     gan-gaussian       003 (and 000 part 2): d2l's basic GAN, update_D / update_G
     dcgan              001 (and 004): the PyTorch DCGAN tutorial's training loop
     dcgan-d2l          000 part 3: d2l's DCGAN with G_block / D_block
     resnet34-finetune  000 part 1: the Kaggle dog-breed fine-tune (torchvision's ResNet, new fc)
+Written in PyTorch idioms (the source is Gluon; what a PyTorch user writes for the same loop,
+PyTorch's own numbers):
+    dcgan-gluon        after 002: BCEWithLogitsLoss, torch.optim.Adam, one backward of errD
 
 A loop takes neutral numpy weights, which it loads into its own modules tensor by tensor in
 their own order (their state_dict, num_batches_tracked aside): that order and every shape must
@@ -48,9 +51,10 @@ def _need_64px(spec) -> None:
 
 
 class _Loop:
-    """What every transcription shares: its nets (source order) and the spec's names for them."""
+    """What every loop shares: its nets (source order) and the spec's names for them."""
 
     source = ""
+    how = "transcribed"  # or "idiomatic": the loop as this framework's user writes it
     nets: dict[str, nn.Module]
 
     def _setup(self, spec, arrays: dict, dtype: str, device: str) -> None:
@@ -60,7 +64,10 @@ class _Loop:
             module.to(device=self.device, dtype=self.dtype)
             _load(module, arrays, self.names[n])
 
-    def _tensor(self, a: np.ndarray) -> torch.Tensor:
+    def _tensor(self, a) -> torch.Tensor:
+        """A batch from numpy (tests) or already on the device (the benchmarks' arm)."""
+        if isinstance(a, torch.Tensor):
+            return a
         return torch.as_tensor(np.asarray(a), device=self.device, dtype=self.dtype)
 
     def state(self) -> dict[str, np.ndarray]:
@@ -94,7 +101,7 @@ class _GaussianGAN(_Loop):
         loss_D = (self.loss(real_Y, ones) + self.loss(fake_Y, zeros)) / 2
         loss_D.backward()
         self.trainer_D.step()
-        return float(loss_D.sum())
+        return float(loss_D.detach().sum())  # d2l: metric.add(update_D(...)) reads it
 
     def update_G(self, Z):
         batch_size = Z.shape[0]
@@ -104,7 +111,7 @@ class _GaussianGAN(_Loop):
         loss_G = self.loss(fake_Y, ones)
         loss_G.backward()
         self.trainer_G.step()
-        return float(loss_G.sum())
+        return float(loss_G.detach().sum())
 
     def step(self, real: np.ndarray, noise: np.ndarray) -> dict[str, float]:
         X, Z = self._tensor(real), self._tensor(noise)
@@ -133,14 +140,14 @@ class _Generator(nn.Module):
 
 
 class _Discriminator(nn.Module):
-    def __init__(self, nc, ndf):
+    def __init__(self, nc, ndf, sigmoid=True):
         super().__init__()
         self.main = nn.Sequential(
             nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4), nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 8), nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid())
+            nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False), *([nn.Sigmoid()] if sigmoid else []))
 
     def forward(self, input):
         return self.main(input)
@@ -264,7 +271,7 @@ class _D2LDCGAN(_Loop):
         loss_D = (self.loss(real_Y, ones) + self.loss(fake_Y, zeros)) / 2
         loss_D.backward()
         self.trainer_D.step()
-        return float(loss_D.sum())
+        return float(loss_D.detach().sum())  # d2l: metric.add(update_D(...)) reads it
 
     def update_G(self, Z):
         batch_size = Z.shape[0]
@@ -274,7 +281,7 @@ class _D2LDCGAN(_Loop):
         loss_G = self.loss(fake_Y, ones)
         loss_G.backward()
         self.trainer_G.step()
-        return float(loss_G.sum())
+        return float(loss_G.detach().sum())
 
     def step(self, real: np.ndarray, noise: np.ndarray) -> dict[str, float]:
         X, Z = self._tensor(real), self._tensor(noise)
@@ -324,14 +331,50 @@ class _Finetune(_Loop):
         return {"loss": l.item()}
 
 
+# -- after 002, in PyTorch idioms: the Gluon DCGAN as a PyTorch user writes it -----------------------
+
+
+class _GluonDCGANInTorch(_Loop):
+    source, how = "002", "idiomatic"
+
+    def __init__(self, spec, arrays, dtype="float32", device="cpu"):
+        _need_64px(spec)
+        p = spec.params
+        self.netG, self.netD = _Generator(p["nz"], p["ngf"], p["nc"]), _Discriminator(p["nc"], p["ndf"], sigmoid=False)
+        self.nets = {"G": self.netG, "D": self.netD}
+        self._setup(spec, arrays, dtype, device)
+        lr, beta1 = 0.0002, 0.5
+        self.criterion = nn.BCEWithLogitsLoss()
+        self.optimizerD = torch.optim.Adam(self.netD.parameters(), lr=lr, betas=(beta1, 0.999))
+        self.optimizerG = torch.optim.Adam(self.netG.parameters(), lr=lr, betas=(beta1, 0.999))
+
+    def step(self, real, noise) -> dict[str, float]:
+        netD, netG, criterion = self.netD, self.netG, self.criterion
+        data, latent_z = self._tensor(real), self._tensor(noise)
+        ones = torch.ones(data.shape[0], dtype=data.dtype, device=data.device)
+        zeros = torch.zeros(data.shape[0], dtype=data.dtype, device=data.device)
+        netD.zero_grad()
+        errD_real = criterion(netD(data).view(-1), ones)
+        fake = netG(latent_z)
+        errD_fake = criterion(netD(fake.detach()).view(-1), zeros)
+        errD = errD_real + errD_fake
+        errD.backward()
+        self.optimizerD.step()
+        netG.zero_grad()
+        errG = criterion(netD(netG(latent_z)).view(-1), ones)
+        errG.backward()
+        self.optimizerG.step()
+        return {"loss_D": errD.item(), "loss_G": errG.item()}
+
+
 SOURCE_LOOPS = {"gan-gaussian": _GaussianGAN, "dcgan": _DCGAN, "dcgan-d2l": _D2LDCGAN,
-                "resnet34-finetune": _Finetune}
+                "dcgan-gluon": _GluonDCGANInTorch, "resnet34-finetune": _Finetune}
 
 
 def source_loop(spec, arrays: dict[str, np.ndarray], dtype: str = "float32", device: str = "cpu"):
     """The spec's source loop in PyTorch, from neutral weights: .step(batch...) -> losses,
-    .state() -> neutral arrays (and .set_lr(lr) for the fine-tune)."""
+    .state() -> neutral arrays (and .set_lr(lr) for the fine-tune); .how says whether it is the
+    source transcribed or the same loop in PyTorch idioms."""
     if spec.name not in SOURCE_LOOPS:
-        raise GanparityError(f"no PyTorch source loop for {spec.name} (source {spec.source} is not a PyTorch "
-                             f"tutorial); PyTorch's are: {', '.join(SOURCE_LOOPS)}")
+        raise GanparityError(f"no PyTorch loop for {spec.name}; PyTorch's are: {', '.join(SOURCE_LOOPS)}")
     return SOURCE_LOOPS[spec.name](spec, arrays, dtype, device)

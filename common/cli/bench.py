@@ -48,7 +48,7 @@ def cmd_bench(a) -> None:
     try:
         run_matrix(specs, parse_knobs(a.set), backends, a.device, _ints(a.batch_sizes),
                    parse_list(a.variants), a.rounds, a.warmup, check=not a.no_check,
-                   progress=_progress, on_row=lambda r: (rows.append(r), save()))
+                   progress=_progress, on_row=lambda r: (rows.append(r), save()), semantics=a.semantics)
     finally:
         if rows:
             written = write_results(rows, out, stem)
@@ -57,6 +57,7 @@ def cmd_bench(a) -> None:
 
 
 def register(sub) -> None:
+    from ...benchmarks.harness import SEMANTICS_MODES
     from ...benchmarks.variants import DEFAULT, all_variant_names
 
     s = sub.add_parser("bench", help="step-cost benchmark: ms/step, img/s, FLOPs, memory per backend x variant",
@@ -75,6 +76,10 @@ def register(sub) -> None:
     s.add_argument("--rounds", type=int, default=10, help="timed rounds per row (median, p10, p90 over them)")
     s.add_argument("--warmup", type=int, default=3, help="warm-up steps per row, timed apart")
     s.add_argument("--threads", type=int, default=0, help="CPU threads for both frameworks (default: all cores)")
+    s.add_argument("--semantics", default="native", choices=SEMANTICS_MODES,
+                   help="which project step a row reports: 'native' follows the backend's own framework "
+                        "(MXNet's BatchNorm statistics and Adam on mxnet, PyTorch's on torch), 'faithful' "
+                        "follows the spec's source; each row also times the other one and the source's loop")
     s.add_argument("--no-check", action="store_true", help="skip each variant's parity check")
     s.add_argument("--out", default=f"reports/bench-{time.strftime('%Y%m%d')}", help="output folder")
     s.add_argument("--stem", default="results", help="file names: STEM.json, STEM.md, STEM.png")

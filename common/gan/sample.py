@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..spec.layers import BatchNorm
+from .. import shapes
 from ..spec.model import GANSpec
 
 FIXED_IMAGES = 64  # source 001: fixed_noise = torch.randn(64, nz, 1, 1)
@@ -17,17 +17,13 @@ def is_points(spec: GANSpec) -> bool:
     return tuple(spec.D.input_shape) == (2,)
 
 
-def has_batchnorm(spec: GANSpec) -> bool:
-    return any(isinstance(layer, BatchNorm) for layer in spec.G.layers)
-
-
 def generate(be, G, spec: GANSpec, noise: np.ndarray, batch: int = FIXED_IMAGES) -> np.ndarray:
     """G(noise) in numpy, as the spec's source draws it (recipe.sample_mode):
     'train': batch statistics, as sources 001 and 000 draw from a G they never put in eval mode;
              without their side effect: BatchNorm running statistics are put back afterwards.
     'eval':  running statistics, as source 002 calls netG(latent_z) outside autograd.record()."""
     mode = spec.recipe.sample_mode
-    snapshot = be.get_arrays(G, spec.G) if has_batchnorm(spec) and mode == "train" else None
+    snapshot = be.get_arrays(G, spec.G) if shapes.has_batchnorm(spec.G) and mode == "train" else None
     try:
         return np.concatenate([be.forward(G, noise[i:i + batch], mode) for i in range(0, len(noise), batch)])
     finally:
