@@ -127,7 +127,7 @@ def bench_row(spec_name: str, knobs: dict, variant: Variant, device: str, batch:
         return row | {"status": refusal[0], "reason": refusal[1], "meta": metadata(variant.backend, device)}
     be, dev = opened
     set_threads(_threads())
-    if "compile" in variant.options:  # dynamo recompiles once more after the first steps
+    if any(o.startswith("compile") for o in variant.options):  # dynamo recompiles once more after the first steps
         warmup = max(warmup, 6)
     row["device_name"] = be.describe(dev)
     try:

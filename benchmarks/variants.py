@@ -52,6 +52,16 @@ VARIANTS: dict[str, dict[str, Variant]] = {
                 cuda_only=True, flags=_TF32, note="cudnn.benchmark + bf16 autocast + channels_last + fused Adam"),
         Variant("cuda-graph", "torch", frozenset({"cuda-graph"}), cuda_only=True,
                 note="whole D+G step captured with torch.cuda.graph, static inputs, Adam(capturable=True)"),
+        Variant("compile-max-autotune", "torch", frozenset({"compile-max-autotune"}),
+                note="torch.compile(G), torch.compile(D), mode='max-autotune'"),
+        Variant("compile-reduce-overhead", "torch", frozenset({"compile-reduce-overhead"}), cuda_only=True,
+                note="torch.compile(mode='reduce-overhead'): CUDA graphs per module"),
+        Variant("cudnn-benchmark", "torch", cuda_only=True, flags={"cudnn.benchmark": True},
+                note="torch.backends.cudnn.benchmark = True, fp32"),
+        Variant("fastest-cuda", "torch", frozenset({"bf16", "channels_last", "cuda-graph"}), "bf16",
+                cuda_only=True, flags=_TF32,
+                note="bf16 autocast + channels_last + capturable Adam + the whole D+G step in one CUDA graph "
+                     "+ cudnn.benchmark"),
     )},
     "mxnet": {v.name: v for v in (
         Variant(DEFAULT, "mxnet", note="Gluon imperative: the backend's step as is"),

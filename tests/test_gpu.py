@@ -36,3 +36,21 @@ def test_torch_gan_step_on_cuda():
     runner = parity.Runner(be, spec, inputs, device="cuda")
     state, losses = runner.run_steps(1)
     assert losses.shape == (1, 2) and all(v == v for v in losses.ravel())
+
+
+def test_gpu_check_runs_on_cpu_and_names_failures(capsys, monkeypatch):
+    """The self-check's machinery on a CPU: each check one line, CUDA-only variants skipped, a
+    failing check named in the one-line error and exit 2."""
+    pytest.importorskip("torch")
+    from ganparity.benchmarks import selfcheck
+    from ganparity.common.cli import main
+
+    rc = main(["gpu-check", "--device", "cpu", "--backends", "torch", "--variants", "default,cuda-graph",
+               "--no-train"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "pass    dcgan torch/default" in out and "skipped torch/cuda-graph" in out
+    monkeypatch.setattr(selfcheck, "check_variant", lambda *a, **k: {"ok": False, "failing": ["losses: loss_D 1e-2"],
+                                                                      "reference": "torch default"})
+    rc = main(["gpu-check", "--device", "cpu", "--backends", "torch", "--variants", "default", "--no-train"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "dcgan torch/default: losses: loss_D 1e-2" in err[0]

@@ -18,7 +18,10 @@ from ...common.spec.model import Adam, GANSpec
 # Speed options of the step (benchmarks/variants.py), none by default. The default step is the
 # sources' eager fp32 step; every option is checked against it by the benchmarks' parity check.
 # 'cuda-graph' captures the whole D+G step (both Adam updates included) once and replays it.
-OPTIONS = ("channels_last", "bf16", "fused-adam", "foreach-adam", "capturable-adam", "compile", "cuda-graph")
+OPTIONS = ("channels_last", "bf16", "fused-adam", "foreach-adam", "capturable-adam", "compile",
+           "compile-max-autotune", "compile-reduce-overhead", "cuda-graph")
+COMPILE_MODES = {"compile": "default", "compile-max-autotune": "max-autotune",
+                 "compile-reduce-overhead": "reduce-overhead"}  # option -> torch.compile(mode=...)
 METRICS = ("loss_D", "D_x", "D_G_z1", "loss_G", "D_G_z2")
 
 
@@ -91,7 +94,13 @@ class GANTrainer:
             D.to(memory_format=torch.channels_last)
         # The callables the step runs: the nets themselves, or torch.compile of them (same parameters;
         # static shapes, one graph per batch size: a dynamic-shape graph ran 20x slower on CPU).
-        compile_ = (lambda net: torch.compile(net, dynamic=False)) if "compile" in self.options else (lambda net: net)
+        modes = [COMPILE_MODES[o] for o in self.options if o in COMPILE_MODES]
+        if len(modes) > 1:
+            raise GanparityError(f"one torch.compile mode at a time, got {', '.join(sorted(modes))}")
+        if modes:  # many trainers compile the same Module.forward in one process (bench arms, gpu-check):
+            # past dynamo's default limit of 8 recompiles it would silently run them eagerly.
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        compile_ = (lambda net: torch.compile(net, dynamic=False, mode=modes[0])) if modes else (lambda net: net)
         self.run_G, self.run_D = compile_(G), compile_(D)
         # The semantic differences (common/differences.py) whose MXNet numbers this trainer emulates.
         self.emulate = emulated(r.semantics, "torch", naive)
@@ -111,7 +120,8 @@ class GANTrainer:
         """bf16 option: the nets' forwards under torch.autocast; losses stay in fp32."""
         if "bf16" not in self.options:
             return contextlib.nullcontext()
-        return torch.autocast(x.device.type, dtype=torch.bfloat16)
+        # Inside a captured CUDA graph the autocast weight cache would hold tensors of the capture.
+        return torch.autocast(x.device.type, dtype=torch.bfloat16, cache_enabled="cuda-graph" not in self.options)
 
     def _net(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if not self.options:

@@ -84,3 +84,31 @@ def register(sub) -> None:
     s.add_argument("--out", default=f"reports/bench-{time.strftime('%Y%m%d')}", help="output folder")
     s.add_argument("--stem", default="results", help="file names: STEM.json, STEM.md, STEM.png")
     s.set_defaults(fn=cmd_bench)
+    register_gpu_check(sub)
+
+
+def cmd_gpu_check(a) -> None:
+    from ...benchmarks.selfcheck import failures, run_checks
+    from ...benchmarks.variants import parse_list
+
+    t = time.perf_counter()
+    results = run_checks(a.device, parse_list(a.backends) or None, parse_list(a.variants) or None,
+                         train=not a.no_train, report=lambda line: print(line, flush=True))
+    failed = failures(results)
+    counts = {s: sum(r["status"] == s for r in results) for s in ("pass", "FAIL", "skipped")}
+    print(f"{counts['pass']} passed, {counts['FAIL']} failed, {counts['skipped']} skipped "
+          f"in {time.perf_counter() - t:.0f} s on {a.device}")
+    if failed:
+        raise GanparityError(f"{len(failed)} check(s) failed: " + " | ".join(failed))
+
+
+def register_gpu_check(sub) -> None:
+    s = sub.add_parser("gpu-check", help="self-check of every CUDA path: each variant's parity and the training "
+                                         "loop, at tiny width; exit 2 naming each failure",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
+                   help="where to run (cpu runs the checks a CPU has; the CUDA-only variants are skipped)")
+    s.add_argument("--backends", default="", help=f"comma list of {', '.join(BACKENDS)} (default: every installed)")
+    s.add_argument("--variants", default="", help="comma list of variant names (default: all)")
+    s.add_argument("--no-train", action="store_true", help="skip the one-epoch training run per backend")
+    s.set_defaults(fn=cmd_gpu_check)

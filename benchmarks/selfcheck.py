@@ -1,0 +1,92 @@
+"""`ganparity gpu-check`: the first thing to run when a GPU is lent. Every variant that runs on the
+device, at tiny width, each with its parity check (benchmarks/variants.py check_variant), then the
+training loop (`ganparity train --device ...`) for one short epoch per backend. Each result is one
+line; the exit status is non-zero when any check failed, naming each failure.
+
+On a CPU it runs the same checks for the variants a CPU has (the CUDA-only ones are listed as
+skipped), which is how the checker itself is tested without a GPU."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..common.backend import available, get_backend
+from ..common.errors import GanparityError
+from ..common.spec.registry import get_spec
+from .variants import VARIANTS, check_variant
+
+TINY = dict(nz=8, ngf=8, ndf=8, image_size=16)  # every DCGAN layer, at a width that runs in seconds
+SPECS = ("gan-gaussian", "dcgan")
+
+
+def _usable(backend: str, device: str) -> str | None:
+    """Why the backend cannot run on the device (MXNet 1.9.1 on Hopper, ...), or None."""
+    try:
+        get_backend(backend).resolve(device)
+    except GanparityError as e:
+        return str(e)
+    return None
+
+
+def _train(backend: str, device: str, out: Path) -> None:
+    from ..common.cli.main import main
+
+    rc = main(["train", "--spec", "dcgan", "--backend", backend, "--device", device, "--n-data", "64",
+               "--epochs", "1", "--batch-size", "16", "--eval-samples", "16", "--no-gif", "--progress", "lines",
+               "--out", str(out), *sum((["--set", f"{k}={v}"] for k, v in TINY.items()), [])])
+    if rc != 0:
+        raise GanparityError(f"ganparity train exited {rc}")
+    if not (out / "checkpoint.npz").is_file():
+        raise GanparityError(f"ganparity train wrote no checkpoint in {out}")
+
+
+def run_checks(device: str, backends: list[str] | None = None, variants: list[str] | None = None,
+               train: bool = True, report: Callable[[str], None] = print) -> list[dict]:
+    """Every (spec, backend, variant) check on the device, then one training run per backend.
+    Returns the results: name, status ('pass', 'FAIL', 'skipped'), seconds, detail."""
+    results: list[dict] = []
+
+    def record(name: str, status: str, seconds: float, detail: str = "") -> None:
+        results.append({"name": name, "status": status, "seconds": seconds, "detail": detail})
+        report(f"{status:7s} {name} ({seconds:.1f} s){': ' + detail if detail else ''}")
+
+    for b in backends or available():
+        why = _usable(b, device)
+        if why:
+            record(f"{b} on {device}", "skipped", 0.0, why)
+            continue
+        for v in VARIANTS[b].values():
+            if variants and v.name not in variants:
+                continue
+            if v.cuda_only and device != "cuda":
+                record(f"{b}/{v.name}", "skipped", 0.0, "CUDA only")
+                continue
+            for s in SPECS:
+                spec = get_spec(s, **({} if s == "gan-gaussian" else TINY))
+                t = time.perf_counter()
+                try:
+                    c = check_variant(spec, v, device)
+                    status = "pass" if c["ok"] else "FAIL"
+                    detail = "; ".join(c["failing"]) if not c["ok"] else f"vs {c['reference']}"
+                except GanparityError as e:  # a refusal by design (hybridize + emulated statistics)
+                    status, detail = "skipped", str(e)
+                except Exception as e:  # noqa: BLE001 - every failure is a named result
+                    status, detail = "FAIL", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                record(f"{s} {b}/{v.name}", status, time.perf_counter() - t, detail[:300])
+        if train:
+            t = time.perf_counter()
+            with tempfile.TemporaryDirectory(prefix="ganparity-gpu-check-") as tmp:
+                try:
+                    _train(b, device, Path(tmp) / "run")
+                    status, detail = "pass", "one epoch, checkpoint written"
+                except Exception as e:  # noqa: BLE001
+                    status, detail = "FAIL", f"{type(e).__name__}: {e}"
+            record(f"train dcgan {b} --device {device}", status, time.perf_counter() - t, detail[:300])
+    return results
+
+
+def failures(results: list[dict]) -> list[str]:
+    return [f"{r['name']}: {r['detail']}" for r in results if r["status"] == "FAIL"]
