@@ -1,6 +1,6 @@
 """`ganparity gpu-check`: the first thing to run when a GPU is lent. Every variant that runs on the
 device, at tiny width, each with its parity check (benchmarks/variants.py check_variant), then the
-training loop (`ganparity train --device ...`) for one short epoch per backend. Each result is one
+training loop (`ganparity train --device ...`, passed in by the CLI) for one short epoch per backend. Each result is one
 line; the exit status is non-zero when any check failed, naming each failure.
 
 On a CPU it runs the same checks for the variants a CPU has (the CUDA-only ones are listed as
@@ -31,21 +31,11 @@ def _usable(backend: str, device: str) -> str | None:
     return None
 
 
-def _train(backend: str, device: str, out: Path) -> None:
-    from ..common.cli.main import main
-
-    rc = main(["train", "--spec", "dcgan", "--backend", backend, "--device", device, "--n-data", "64",
-               "--epochs", "1", "--batch-size", "16", "--eval-samples", "16", "--no-gif", "--progress", "lines",
-               "--out", str(out), *sum((["--set", f"{k}={v}"] for k, v in TINY.items()), [])])
-    if rc != 0:
-        raise GanparityError(f"ganparity train exited {rc}")
-    if not (out / "checkpoint.npz").is_file():
-        raise GanparityError(f"ganparity train wrote no checkpoint in {out}")
-
-
 def run_checks(device: str, backends: list[str] | None = None, variants: list[str] | None = None,
-               train: bool = True, report: Callable[[str], None] = print) -> list[dict]:
-    """Every (spec, backend, variant) check on the device, then one training run per backend.
+               train: Callable[[str, str, Path], None] | None = None,
+               report: Callable[[str], None] = print) -> list[dict]:
+    """Every (spec, backend, variant) check on the device, then, given train(backend, device,
+    run_dir) (the CLI passes `ganparity train` at TINY widths), one training run per backend.
     Returns the results: name, status ('pass', 'FAIL', 'skipped'), seconds, detail."""
     results: list[dict] = []
 
@@ -80,7 +70,7 @@ def run_checks(device: str, backends: list[str] | None = None, variants: list[st
             t = time.perf_counter()
             with tempfile.TemporaryDirectory(prefix="ganparity-gpu-check-") as tmp:
                 try:
-                    _train(b, device, Path(tmp) / "run")
+                    train(b, device, Path(tmp) / "run")
                     status, detail = "pass", "one epoch, checkpoint written"
                 except Exception as e:  # noqa: BLE001
                     status, detail = "FAIL", f"{type(e).__name__}: {e}"
