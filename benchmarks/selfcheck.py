@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..common.backend import available, get_backend
-from ..common.errors import GanparityError
+from ..common.errors import GanparityError, choose
 from ..common.spec.registry import get_spec
-from .variants import VARIANTS, check_variant
+from .variants import VARIANTS, all_variant_names, check_variant
 
 TINY = dict(nz=8, ngf=8, ndf=8, image_size=16)  # every DCGAN layer, at a width that runs in seconds
 SPECS = ("gan-gaussian", "dcgan")
@@ -37,6 +37,11 @@ def run_checks(device: str, backends: list[str] | None = None, variants: list[st
     """Every (spec, backend, variant) check on the device, then, given train(backend, device,
     run_dir) (the CLI passes `ganparity train` at TINY widths), one training run per backend.
     Returns the results: name, status ('pass', 'FAIL', 'skipped'), seconds, detail."""
+    choose("device", device, ("cpu", "cuda"))
+    for b in backends or []:
+        choose("backend", b, VARIANTS)
+    for v in variants or []:
+        choose("variant", v, all_variant_names())
     results: list[dict] = []
 
     def record(name: str, status: str, seconds: float, detail: str = "") -> None:

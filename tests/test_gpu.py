@@ -54,3 +54,7 @@ def test_gpu_check_runs_on_cpu_and_names_failures(capsys, monkeypatch):
     rc = main(["gpu-check", "--device", "cpu", "--backends", "torch", "--variants", "default", "--no-train"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "dcgan torch/default: losses: loss_D 1e-2" in err[0]
+    for flag, bad, valid in (("--backends", "jax", "valid: torch, mxnet"), ("--variants", "turbo", "valid: default")):
+        assert main(["gpu-check", "--device", "cpu", flag, bad, "--no-train"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and repr(bad) in err[0] and valid in err[0]
