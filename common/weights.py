@@ -79,10 +79,11 @@ def validate(arrays: dict[str, np.ndarray], spec, nets: tuple[str, ...] | None =
     GanparityError naming every missing, extra and mis-shaped tensor. Names in `allow` may be
     there too (a pretrained file's ImageNet classifier) and are passed on."""
     want = expected(spec, nets)
-    problems = [f"missing {k} {want[k]}" for k in want if k not in arrays]
+    # mis-shaped first: a wrong width or --set shows there, before the layers it leaves missing
+    problems = [f"{k} has shape {tuple(arrays[k].shape)}, spec {spec.name} needs {want[k]}"
+                for k in want if k in arrays and tuple(arrays[k].shape) != want[k]]
+    problems += [f"missing {k} {want[k]}" for k in want if k not in arrays]
     problems += [f"extra {k}" for k in arrays if k not in want and k not in allow]
-    problems += [f"{k} has shape {tuple(arrays[k].shape)}, spec {spec.name} needs {want[k]}"
-                 for k in want if k in arrays and tuple(arrays[k].shape) != want[k]]
     if problems:
         shown = "; ".join(problems[:MAX_SHOWN])
         more = f"; and {len(problems) - MAX_SHOWN} more" if len(problems) > MAX_SHOWN else ""

@@ -17,6 +17,7 @@ import numpy as np
 from ...common import shapes
 from ...common.errors import GanparityError
 from ...common.files import atomic_write
+from ...common.readers import check_file
 from ...common.spec.finetune import FinetuneSpec
 from ...common.spec.model import ModelSpec
 from . import zoo
@@ -46,6 +47,7 @@ def save_native(path: str | os.PathLike, nets: dict[str, tuple[mx.gluon.Block, M
 
 def read_file(path: str | os.PathLike) -> dict:
     """mx.nd.load of named NDArrays, or a GanparityError naming the file."""
+    check_file(path, "MXNet file", f"an mx.nd.save file ({SUFFIX}) of named parameters")
     try:
         loaded = mx.nd.load(str(path))
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's bad input

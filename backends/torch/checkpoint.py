@@ -15,6 +15,7 @@ import torch
 
 from ...common.errors import GanparityError
 from ...common.files import atomic_write
+from ...common.readers import check_file
 from ...common.spec.finetune import FinetuneSpec
 from ...common.spec.model import ModelSpec
 from . import zoo
@@ -30,6 +31,7 @@ def save_native(path: str | os.PathLike, nets: dict[str, tuple[torch.nn.Module, 
 
 def read_file(path: str | os.PathLike) -> dict:
     """torch.load of a dict (weights only), or a GanparityError naming the file."""
+    check_file(path, "PyTorch file", f"a torch.save file ({SUFFIX} or {PRETRAINED_SUFFIX}) of state dicts")
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's bad input
@@ -44,6 +46,10 @@ def load_native(path: str | os.PathLike, models: dict[str, ModelSpec]) -> dict[s
     missing = [n for n in models if n not in ckpt]
     if missing:
         raise GanparityError(f"{str(path)!r} has no state dict for {', '.join(missing)} (keys: {list(ckpt)})")
+    bad = [n for n in models if not isinstance(ckpt[n], dict)
+           or not all(isinstance(v, torch.Tensor) for v in ckpt[n].values())]
+    if bad:
+        raise GanparityError(f"{str(path)!r}: {', '.join(bad)} is not a state dict of tensors")
     return {f"{name}.{k}": v.cpu().numpy() for name in models for k, v in ckpt[name].items()
             if not k.endswith("num_batches_tracked")}
 
@@ -51,6 +57,9 @@ def load_native(path: str | os.PathLike, models: dict[str, ModelSpec]) -> dict[s
 def load_pretrained(path: str | os.PathLike, spec: FinetuneSpec) -> dict[str, np.ndarray]:
     """torch.save(torchvision.models.resnet34().state_dict()) -> neutral backbone arrays (+ fc.*)."""
     state = read_file(path)
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise GanparityError(f"{str(path)!r} is not a state dict of tensors: {', '.join(bad[:5])} are not tensors")
     return zoo.from_zoo({k: v.numpy() for k, v in state.items()}, spec, repr(str(path)))
 
 

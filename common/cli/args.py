@@ -1,13 +1,102 @@
 """Argument rules shared by the subcommands: one place, so every command refuses a bad value the
-same way (one line naming the value and the valid choices, exit 2)."""
+same way (one line naming the value and the valid choices, exit 2, no usage dump, no traceback).
+
+Every count, epoch, step, batch and size goes through one of these types. None is the only
+"use the default" value: no `value or default` anywhere, so a 0 is refused, never replaced.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..backend import BACKENDS
-from ..errors import choose
+from ..errors import GanparityError, choose
 from ..spec.registry import GAN_SPECS
+
+DEVICES = ("cpu", "cuda")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with its errors on one line: 'ganparity train: error: argument --epochs: must be a
+    positive integer (1 or more), got '0'' (exit 2), without the usage block before it. Sub-parsers
+    inherit the class."""
+
+    def error(self, message: str):
+        text = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """A count that cannot be zero: epochs, batch size, steps, samples, rounds."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (1 or more), got {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """A count where 0 means none (warm-up steps) or a numpy seed (numpy refuses negative seeds)."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return value
+
+
+seed = nonnegative_int
+
+
+def int_at_least(minimum: int):
+    """A count with a floor above 1 (the SWD needs 2 images on each side)."""
+
+    def check(text: str) -> int:
+        value = _int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer of at least {minimum}, got {text!r}")
+        return value
+
+    check.__name__ = f"int_at_least_{minimum}"
+    return check
+
+
+def fraction(text: str) -> float:
+    """A share in [0, 1): the part of a data set held out."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text!r}")
+    return value
+
+
+def positive_int_list(text: str) -> list[int]:
+    """'16,64' -> [16, 64]: each a positive integer, at least one."""
+    parts = [t.strip() for t in text.split(",") if t.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"expected a comma list of positive integers, got {text!r}")
+    for t in parts:
+        try:
+            ok = int(t) >= 1
+        except ValueError:
+            ok = False
+        if not ok:
+            raise argparse.ArgumentTypeError(f"expected a comma list of positive integers, got {t!r} in {text!r}")
+    return [int(t) for t in parts]
+
+
+def backend_name(text: str) -> str:
+    try:
+        return choose("backend", text, BACKENDS)
+    except GanparityError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def backend_list(text: str) -> list[str]:
@@ -15,6 +104,30 @@ def backend_list(text: str) -> list[str]:
     for b in names:
         choose("backend", b, BACKENDS)
     return names
+
+
+def output_file(text: str) -> str:
+    """A file to write: refused at once if a folder is in the way (the parent is created)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a file name, got ''")
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder, expected a file name")
+    return text
+
+
+def output_dir(text: str) -> str:
+    """A folder to write into (created if missing): refused at once if a file is in the way."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder name, got ''")
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a file, expected a folder (created if missing)")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise argparse.ArgumentTypeError(f"{text!r} cannot be created: {str(parent)!r} is a file")
+            break
+    return text
 
 
 def spec_args(p: argparse.ArgumentParser, required: bool = True) -> None:

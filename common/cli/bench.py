@@ -11,20 +11,11 @@ from pathlib import Path
 from ..backend import BACKENDS, available
 from ..errors import GanparityError
 from ..spec.registry import REGISTRY, parse_knobs
+from .args import DEVICES, nonnegative_int, output_dir, positive_int, positive_int_list
 
 
 def _progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        out = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise GanparityError(f"--batch-sizes takes a comma list of integers, got {text!r}") from None
-    if not out or min(out) < 1:
-        raise GanparityError(f"--batch-sizes takes positive integers, got {text!r}")
-    return out
 
 
 def cmd_bench(a) -> None:
@@ -33,7 +24,8 @@ def cmd_bench(a) -> None:
     from ...benchmarks.results import markdown, write_results
     from ...benchmarks.variants import parse_list
 
-    set_threads(a.threads or os.cpu_count() or 1)  # before any framework import: both start with the same pool
+    # before any framework import: both start with the same pool
+    set_threads(a.threads if a.threads is not None else os.cpu_count() or 1)
     backends = parse_list(a.backends) or available()
     specs = parse_list(a.spec)
     out, stem = Path(a.out), a.stem or "results"
@@ -46,7 +38,7 @@ def cmd_bench(a) -> None:
             written = write_results(rows, out, stem, with_plot=False)
 
     try:
-        run_matrix(specs, parse_knobs(a.set), backends, a.device, _ints(a.batch_sizes),
+        run_matrix(specs, parse_knobs(a.set), backends, a.device, a.batch_sizes,
                    parse_list(a.variants), a.rounds, a.warmup, check=not a.no_check,
                    progress=_progress, on_row=lambda r: (rows.append(r), save()), semantics=a.semantics)
     finally:
@@ -68,20 +60,21 @@ def register(sub) -> None:
                    help="override a width knob of the image specs, e.g. --set ngf=16 (repeatable; "
                         "gan-gaussian runs as specified)")
     s.add_argument("--backends", default="", help=f"comma list of {', '.join(BACKENDS)} (default: every installed)")
-    s.add_argument("--device", default="cpu", help="cpu or cuda")
-    s.add_argument("--batch-sizes", default="16,64", help="comma list of batch sizes")
+    s.add_argument("--device", default="cpu", choices=DEVICES, help="cpu or cuda")
+    s.add_argument("--batch-sizes", default="16,64", type=positive_int_list, help="comma list of batch sizes")
     s.add_argument("--variants", default=DEFAULT,
                    help=f"comma list, or 'all': {', '.join(all_variant_names())}; each runs on the backends "
                         "that have it, CUDA-only ones are reported as skipped on cpu")
-    s.add_argument("--rounds", type=int, default=10, help="timed rounds per row (median, p10, p90 over them)")
-    s.add_argument("--warmup", type=int, default=3, help="warm-up steps per row, timed apart")
-    s.add_argument("--threads", type=int, default=0, help="CPU threads for both frameworks (default: all cores)")
+    s.add_argument("--rounds", type=positive_int, default=10, help="timed rounds per row (median, p10, p90 over them)")
+    s.add_argument("--warmup", type=nonnegative_int, default=3, help="warm-up steps per row, timed apart")
+    s.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads for both frameworks (default: all cores)")
     s.add_argument("--semantics", default="native", choices=SEMANTICS_MODES,
                    help="which project step a row reports: 'native' follows the backend's own framework "
                         "(MXNet's BatchNorm statistics and Adam on mxnet, PyTorch's on torch), 'faithful' "
                         "follows the spec's source; each row also times the other one and the source's loop")
     s.add_argument("--no-check", action="store_true", help="skip each variant's parity check")
-    s.add_argument("--out", default=f"reports/bench-{time.strftime('%Y%m%d')}", help="output folder")
+    s.add_argument("--out", default=f"reports/bench-{time.strftime('%Y%m%d')}", type=output_dir, help="output folder")
     s.add_argument("--stem", default="results", help="file names: STEM.json, STEM.md, STEM.png")
     s.set_defaults(fn=cmd_bench)
     register_gpu_check(sub)

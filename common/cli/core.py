@@ -9,9 +9,10 @@ import numpy as np
 from .. import weights as W
 from ..backend import BACKENDS, build_nets, get_backend
 from ..errors import GanparityError
-from ..files import write_text
+from ..files import write_npy, write_text
+from ..readers import read_npy, read_npz
 from ..spec.registry import REGISTRY, get_spec, parse_knobs
-from .args import spec_args
+from .args import DEVICES, backend_name, output_file, seed, spec_args
 
 
 def cmd_specs(a) -> None:
@@ -42,17 +43,15 @@ def cmd_init(a) -> None:
 
 def cmd_forward(a) -> None:
     spec = get_spec(a.spec, kind="gan", **parse_knobs(a.set))
-    arrays = W.validate(W.split(W.load(a.weights), a.net), spec, (a.net,), what=f"weights {a.weights!r}")
-    x = np.load(a.input)
     model = spec.nets[a.net]
-    if tuple(x.shape[1:]) != tuple(model.input_shape):
-        raise GanparityError(f"input {a.input!r} has shape {x.shape}; {a.net} of {spec.name} takes "
-                             f"(batch, {', '.join(map(str, model.input_shape))})")
+    arrays = W.validate(W.split(read_npz(a.weights, "--weights"), a.net), spec, (a.net,),
+                        what=f"weights {a.weights!r}")
+    x = read_npy(a.input, f"--input (a batch for {a.net} of {spec.name})", shape=(None, *model.input_shape))
     be = get_backend(a.backend)
     net = be.build(model, device=a.device, semantics=spec.recipe.semantics)
     be.set_arrays(net, model, arrays)
     y = be.forward(net, x.astype(np.float32), a.mode)
-    np.save(a.out, y)
+    write_npy(a.out, y)
     print(f"wrote {a.out}: {a.backend} {a.net}({tuple(x.shape)}) -> {tuple(y.shape)} in {a.mode} mode")
 
 
@@ -90,31 +89,33 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     s = sub.add_parser("porting", help="the porting sheet: hyperparameters per backend and every framework difference")
     s.add_argument("spec", nargs="?", help="one spec (default: all)")
-    s.add_argument("--out", metavar="FILE", help="write markdown here instead of printing it")
+    s.add_argument("--out", metavar="FILE", type=output_file, help="write markdown here instead of printing it")
     s.set_defaults(fn=cmd_porting)
 
     s = sub.add_parser("init", help="draw a spec's initial weights in numpy and write them as .npz")
     spec_args(s)
-    s.add_argument("--seed", type=int, default=0, help="numpy seed (default 0)")
-    s.add_argument("--out", required=True, metavar="FILE.npz", help="where to write the weights")
+    s.add_argument("--seed", type=seed, default=0, help="numpy seed (default 0)")
+    s.add_argument("--out", required=True, metavar="FILE.npz", type=output_file, help="where to write the weights")
     s.set_defaults(fn=cmd_init)
 
     s = sub.add_parser("forward", help="run G or D of a backend on a .npy batch with neutral weights")
     spec_args(s)
-    s.add_argument("--backend", required=True, help=f"one of: {', '.join(BACKENDS)}")
+    s.add_argument("--backend", required=True, type=backend_name, help=f"one of: {', '.join(BACKENDS)}")
     s.add_argument("--weights", required=True, metavar="FILE.npz", help="neutral weights (ganparity init)")
     s.add_argument("--net", required=True, choices=("G", "D"), help="which network")
     s.add_argument("--input", required=True, metavar="X.npy", help="a batch: (N, *input shape)")
-    s.add_argument("--out", required=True, metavar="Y.npy", help="where to write the output")
+    s.add_argument("--out", required=True, metavar="Y.npy", type=output_file,
+                   help="where to write the output (this exact name)")
     s.add_argument("--mode", default="eval", choices=("train", "eval"),
                    help="train: batch statistics; eval: running statistics (default)")
-    s.add_argument("--device", default="cpu", help="cpu or cuda")
+    s.add_argument("--device", default="cpu", choices=DEVICES, help="cpu or cuda (default cpu)")
     s.set_defaults(fn=cmd_forward)
 
     s = sub.add_parser("convert", help="turn one framework's native GAN checkpoint into the other's, verified")
     spec_args(s)
-    s.add_argument("--from", dest="src", required=True, help=f"source backend: {', '.join(BACKENDS)}")
-    s.add_argument("--to", dest="dst", required=True, help=f"target backend: {', '.join(BACKENDS)}")
+    s.add_argument("--from", dest="src", required=True, type=backend_name,
+                   help=f"source backend: {', '.join(BACKENDS)}")
+    s.add_argument("--to", dest="dst", required=True, type=backend_name, help=f"target backend: {', '.join(BACKENDS)}")
     s.add_argument("input", metavar="IN", help="native checkpoint (.pt for torch, .params for mxnet)")
-    s.add_argument("output", metavar="OUT", help="where to write the converted checkpoint")
+    s.add_argument("output", metavar="OUT", type=output_file, help="where to write the converted checkpoint")
     s.set_defaults(fn=cmd_convert)

@@ -8,6 +8,7 @@ import numpy as np
 from .. import weights as W
 from ..backend import BACKENDS, build_nets, get_backend
 from ..errors import GanparityError
+from .args import DEVICES, backend_name, fraction, output_dir, output_file, positive_int, seed
 
 
 def cmd_reorganize(a) -> None:
@@ -75,40 +76,43 @@ def register(sub) -> None:
     fsub = p.add_subparsers(dest="finetune_command", required=True, metavar="STEP")
     r = fsub.add_parser("reorganize", help="lay out train/valid/train_valid/test as source 000 does, with links")
     r.add_argument("--data", required=True, metavar="KAGGLE_DIR", help="folder with labels.csv, train/, test/")
-    r.add_argument("--out", required=True, metavar="DIR", help="where to lay out the splits")
-    r.add_argument("--valid-ratio", type=float, default=0.1, help="share of train/ held out (default 0.1)")
-    r.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
+    r.add_argument("--out", required=True, metavar="DIR", type=output_dir, help="where to lay out the splits")
+    r.add_argument("--valid-ratio", type=fraction, default=0.1, help="share of train/ held out, in [0, 1) "
+                   "(default 0.1)")
+    r.add_argument("--seed", type=seed, default=0, help="shuffle seed (default 0)")
     r.set_defaults(fn=cmd_reorganize)
 
     t = fsub.add_parser("train", help="fine-tune resnet34-finetune (frozen backbone, SGD head) on a reorganised folder")
-    t.add_argument("--backend", required=True, help=f"one of: {', '.join(BACKENDS)}")
+    t.add_argument("--backend", required=True, type=backend_name, help=f"one of: {', '.join(BACKENDS)}")
     t.add_argument("--data", required=True, metavar="DIR", help="the output of `ganparity finetune reorganize`")
     t.add_argument("--full", action="store_true", help="train on train_valid, no validation (the source's second run)")
     t.add_argument("--weights", metavar="PATH", help="pretrained backbone: .pth (torchvision resnet34 state_dict), "
                    ".params (Gluon model zoo resnet34_v1) or .npz (neutral); default: random init")
-    t.add_argument("--epochs", type=int, help="default 20")
-    t.add_argument("--batch-size", type=int, help="default 128")
+    t.add_argument("--epochs", type=positive_int, help="default 20")
+    t.add_argument("--batch-size", type=positive_int, help="default 128")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VAL", help=SET_HELP)
-    t.add_argument("--seed", type=int, default=0, help="numpy seed for init, shuffling and augmentation (default 0)")
-    t.add_argument("--device", default="cpu", help="cpu or cuda")
-    t.add_argument("--out", default="runs/finetune", metavar="RUN_DIR", help="where run.json and weights.npz go")
+    t.add_argument("--seed", type=seed, default=0, help="numpy seed for init, shuffling and augmentation (default 0)")
+    t.add_argument("--device", default="cpu", choices=DEVICES, help="cpu or cuda")
+    t.add_argument("--out", default="runs/finetune", metavar="RUN_DIR", type=output_dir,
+                   help="where run.json and weights.npz go")
     t.set_defaults(fn=cmd_train)
 
     q = fsub.add_parser("predict", help="write the Kaggle submission.csv from a run: id + softmax per breed")
-    q.add_argument("--backend", required=True,
+    q.add_argument("--backend", required=True, type=backend_name,
                    help=f"one of: {', '.join(BACKENDS)} (either predicts from either's run)")
     q.add_argument("--data", required=True, metavar="DIR", help="the reorganised folder (reads test/unknown)")
     q.add_argument("--run", required=True, metavar="RUN_DIR", help="a `ganparity finetune train` output folder")
-    q.add_argument("--out", default="submission.csv", metavar="CSV", help="default submission.csv")
-    q.add_argument("--batch-size", type=int, default=128, help="default 128")
-    q.add_argument("--device", default="cpu", help="cpu or cuda")
+    q.add_argument("--out", default="submission.csv", metavar="CSV", type=output_file, help="default submission.csv")
+    q.add_argument("--batch-size", type=positive_int, default=128, help="default 128")
+    q.add_argument("--device", default="cpu", choices=DEVICES, help="cpu or cuda")
     q.set_defaults(fn=cmd_predict)
 
     c = fsub.add_parser("convert", help="pretrained ResNet file: torchvision state_dict (.pth) <-> Gluon model zoo "
                         "resnet34_v1 .params, verified by an eval forward in both frameworks")
-    c.add_argument("--from", dest="src", required=True, help="torch (torchvision layout) or mxnet (Gluon layout)")
-    c.add_argument("--to", dest="dst", required=True, help="torch or mxnet")
+    c.add_argument("--from", dest="src", required=True, type=backend_name,
+                   help="torch (torchvision layout) or mxnet (Gluon layout)")
+    c.add_argument("--to", dest="dst", required=True, type=backend_name, help="torch or mxnet")
     c.add_argument("input", metavar="IN", help="the source file")
-    c.add_argument("output", metavar="OUT", help="where to write the converted file")
+    c.add_argument("output", metavar="OUT", type=output_file, help="where to write the converted file")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VAL", help="spec knobs for a non-standard width")
     c.set_defaults(fn=cmd_convert)

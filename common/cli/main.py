@@ -9,13 +9,14 @@ import sys
 
 from ..errors import GanparityError
 from . import bench, core, finetune, report, train
+from .args import OneLineParser
 
 # Subcommands live beside their code: module.register(subparsers) adds them, in this order.
 COMMANDS = (core, train, finetune, bench, report)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ganparity", description=(
+    p = OneLineParser(prog="ganparity", description=(
         "One framework-neutral spec per model; PyTorch and MXNet Gluon backends; proof, with "
         "numbers, that they agree; and what each costs."))
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.fn(args)
     except GanparityError as e:
-        print(f"ganparity: error: {e}", file=sys.stderr)
+        print(f"ganparity: error: {str(e).replace(chr(10), ' ')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ganparity: interrupted", file=sys.stderr)

@@ -13,11 +13,11 @@ from pathlib import Path
 from .. import parity
 from ..backend import available, get_backend
 from ..differences import SEMANTIC_KEYS
-from ..errors import GanparityError
+from ..errors import GanparityError, choose
 from ..files import atomic_write, write_json, write_text
 from ..spec.registry import GAN_SPECS, REGISTRY, get_spec, parse_knobs
 from ..table import md_table
-from .args import backend_list, spec_args
+from .args import backend_list, output_dir, output_file, positive_int, spec_args
 
 # Parity runs small widths so the report finishes in minutes on 2 CPU cores; the architecture
 # (layer kinds, order, strides, recipe) is the spec's own. gan-gaussian is tiny and runs as is.
@@ -39,10 +39,10 @@ def run_parity(specs: list[str], backends: list[str], steps: int, knobs: dict | 
     checks = []
     naive = frozenset(SEMANTIC_KEYS) if native else frozenset()
     for name in specs:
-        own = REGISTRY[name].knobs()
+        own = REGISTRY[choose("GAN spec", name, GAN_SPECS)].knobs()
         spec = get_spec(name, kind="gan", **(PARITY_KNOBS.get(name, {}) | {k: v for k, v in (knobs or {}).items()
                                                                               if k in own}))
-        b = batch or PARITY_BATCH.get(name, DEFAULT_BATCH)
+        b = batch if batch is not None else PARITY_BATCH.get(name, DEFAULT_BATCH)
         _progress(f"parity {name} {spec.params} batch {b} ...")
         checks += parity.check_all(spec, b, steps, reference=backends[0], candidate=backends[1], with_fp64=fp64,
                                    naive=naive)
@@ -187,8 +187,12 @@ def cmd_parity(a) -> None:
     backends = backend_list(a.backends)
     if len(backends) != 2:
         raise GanparityError(f"--backends takes two names (reference,candidate), got {a.backends!r}")
-    specs = [a.spec] if a.spec else list(GAN_SPECS)
-    checks = run_parity(specs, backends, a.steps, parse_knobs(a.set), a.batch, fp64=not a.no_fp64, native=a.native)
+    specs = [choose("GAN spec", a.spec, GAN_SPECS)] if a.spec else list(GAN_SPECS)
+    knobs = parse_knobs(a.set)
+    known = {k for name in specs for k in REGISTRY[name].knobs()}
+    for k in knobs:
+        choose(f"knob for {', '.join(specs)}", k, sorted(known))
+    checks = run_parity(specs, backends, a.steps, knobs, a.batch, fp64=not a.no_fp64, native=a.native)
     print(parity_section(checks))
     if a.json:
         write_json(a.json, [c.to_dict() for c in checks])
@@ -205,18 +209,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("parity", help="numerical parity: forward, gradients, one step, lockstep")
     spec_args(s, required=False)
     s.add_argument("--backends", default="torch,mxnet", help="reference,candidate (default torch,mxnet)")
-    s.add_argument("--steps", type=int, default=20, help="lockstep steps (default 20)")
-    s.add_argument("--batch", type=int, default=None, help="batch size (default: 32, gan-gaussian its own 8)")
+    s.add_argument("--steps", type=positive_int, default=20, help="lockstep steps (default 20)")
+    s.add_argument("--batch", type=positive_int, default=None, help="batch size (default: 32, gan-gaussian its own 8)")
     s.add_argument("--no-fp64", action="store_true", help="skip the float64 control runs")
     s.add_argument("--native", action="store_true",
                    help="the candidate computes every semantic difference (adam-eps, adam-betas, bn-stats, bce-clamp, "
                         "sgd-momentum) its own framework's way, as a native port would: shows what porting "
                         "natively rather than faithfully changes")
-    s.add_argument("--json", metavar="FILE", help="also write the full results as JSON")
+    s.add_argument("--json", metavar="FILE", type=output_file, help="also write the full results as JSON")
     s.set_defaults(fn=cmd_parity)
 
     s = sub.add_parser("report", help="the main job: every spec x backend, written under reports/")
-    s.add_argument("--out", default="reports", help="output folder (default reports/)")
+    s.add_argument("--out", default="reports", type=output_dir, help="output folder (default reports/)")
     s.add_argument("--backends", default=None, help="comma list (default: every installed backend)")
-    s.add_argument("--steps", type=int, default=20, help="lockstep steps (default 20)")
+    s.add_argument("--steps", type=positive_int, default=20, help="lockstep steps (default 20)")
     s.set_defaults(fn=cmd_report)

@@ -54,7 +54,8 @@ def class_folder(root: str | os.PathLike) -> ClassFolder:
                 files.append(f)
                 labels.append(i)
     if not files:
-        raise GanparityError(f"{str(root)!r} holds no images in class sub-folders")
+        raise GanparityError(f"{str(root)!r} holds no images in class sub-folders "
+                             "(run `ganparity finetune reorganize` first)")
     return ClassFolder(root, classes, tuple(files), tuple(labels))
 
 

@@ -10,27 +10,36 @@ again with the same settings changes nothing; other settings on the same DIR are
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import random
 from pathlib import Path
 
 from ..errors import GanparityError
 from ..files import write_json
+from ..readers import read_csv, read_json
 
 MANIFEST = "reorganize.json"
 
 
 def read_labels(path: Path) -> dict[str, str]:
-    """labels.csv: a header, then id,breed per row."""
-    if not path.is_file():
+    """labels.csv: a header, then id,breed per row (each id once, none empty)."""
+    if not path.exists():
         raise GanparityError(f"{str(path)!r} not found: a Kaggle dog-breed folder has labels.csv, train/ and test/")
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows or [c.strip() for c in rows[0][:2]] != ["id", "breed"]:
-        raise GanparityError(f"{str(path)!r} must start with the header 'id,breed'")
-    return {r[0].strip(): r[1].strip() for r in rows[1:] if len(r) >= 2}
+    rows = read_csv(path, "labels", ("id", "breed"))
+    if not rows:
+        raise GanparityError(f"labels {str(path)!r} has a header and no rows, expected one id,breed row per image")
+    labels: dict[str, str] = {}
+    for line, (i, breed, *_) in enumerate(rows, start=2):
+        if not i or not breed:
+            raise GanparityError(f"labels {str(path)!r} line {line}: empty id or breed in {i!r},{breed!r}")
+        if labels.get(i, breed) != breed:
+            raise GanparityError(f"labels {str(path)!r} line {line}: id {i!r} is {labels[i]!r} and {breed!r}")
+        labels[i] = breed
+    return labels
+
+
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -59,12 +68,18 @@ def reorganize(data: str | os.PathLike, out: str | os.PathLike, valid_ratio: flo
     train_files = sorted(p for p in train_dir.iterdir() if p.is_file())
     missing = [p.stem for p in train_files if p.stem not in labels]
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise GanparityError(f"{len(missing)} image(s) in {str(train_dir)!r} have no row in labels.csv: {shown}")
+        raise GanparityError(f"{len(missing)} image(s) in {str(train_dir)!r} have no row in labels.csv: "
+                             f"{_shown(missing)}")
+    stems = {p.stem for p in train_files}
+    lacking = sorted(i for i in labels if i not in stems)
+    if lacking:
+        found = f"it holds {len(train_files)} files" if train_files else "it is empty"
+        raise GanparityError(f"{len(lacking)} of the {len(labels)} ids in labels.csv have no image in "
+                             f"{str(train_dir)!r} ({found}), expected <id>.jpg for each: {_shown(lacking)}")
     settings = {"data": str(data.resolve()), "valid_ratio": valid_ratio, "seed": seed}
     manifest = out / MANIFEST
     if manifest.is_file():
-        before = json.loads(manifest.read_text())
+        before = read_json(manifest, "reorganize record")
         if before != settings:
             raise GanparityError(f"{str(out)!r} was reorganised with other settings {before}; "
                                  "use a new --out or delete it")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import os
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from .. import weights as W
 from ..backend import Backend, build_nets, get_backend
 from ..errors import GanparityError, choose
 from ..files import atomic_write, write_json
+from ..readers import read_json, read_npz
 from ..spec.finetune import FinetuneRecipe, FinetuneSpec
 from ..spec.registry import get_spec
 from . import images
@@ -32,6 +32,10 @@ SPEC_KNOBS = ("num_classes", "image_size", "width", "blocks", "hidden", "semanti
 # recipe fields --set can change (semantics is a spec knob: it sets every difference at once)
 RECIPE_FIELDS = {f.name: f.type for f in dataclasses.fields(FinetuneRecipe) if f.name != "semantics"}
 PRETRAINED = {".pth": "torch", ".pt": "torch", ".params": "mxnet"}  # backends' PRETRAINED_SUFFIX
+# The least value of each number --set can change (None: no rule); 0 is refused where it makes no sense.
+LEAST = {"num_classes": 1, "image_size": 1, "width": 1, "blocks": 1, "hidden": 1, "epochs": 1, "batch_size": 1,
+         "lr_period": 1, "lr": 0.0, "momentum": 0.0, "weight_decay": 0.0, "lr_decay": 0.0}
+POSITIVE = ("lr", "lr_decay")  # must be more than their LEAST, not equal
 
 
 def parse_settings(pairs: list[str] | None) -> tuple[dict, dict]:
@@ -56,6 +60,11 @@ def parse_settings(pairs: list[str] | None) -> tuple[dict, dict]:
                 (knobs if key in SPEC_KNOBS else recipe)[key] = int(value)
         except ValueError:
             raise GanparityError(f"--set {key}: {value!r} is not a valid {kind}") from None
+        got = knobs.get(key, recipe.get(key))
+        least = LEAST.get(key)
+        if least is not None and (got < least or (key in POSITIVE and got <= least)):
+            rule = f"more than {least:g}" if key in POSITIVE else f"at least {least:g}"
+            raise GanparityError(f"--set {key}: must be {rule}, got {value!r}")
     return knobs, recipe
 
 
@@ -64,7 +73,7 @@ def load_weights_file(path: str | os.PathLike, spec: FinetuneSpec) -> dict[str, 
     layout) or .npz (neutral names). The ImageNet fc.* is dropped: source 000 replaces it."""
     suffix = Path(path).suffix
     if suffix == ".npz":
-        back = {k: v for k, v in W.load(path).items() if k.startswith("backbone.")}
+        back = {k: v for k, v in read_npz(path, "--weights").items() if k.startswith("backbone.")}
         return W.validate(back, spec, ("backbone",), what=f"--weights {str(path)!r}")
     if suffix not in PRETRAINED:
         raise GanparityError(f"--weights {str(path)!r}: expected .pth/.pt (torchvision), .params (Gluon) or .npz")
@@ -80,6 +89,8 @@ def train(backend: str, data: str | os.PathLike, out: str | os.PathLike, full: b
           weights: str | None = None, knobs: dict | None = None, recipe: dict | None = None,
           seed: int = 0, device: str = "cpu", log=print) -> dict:
     data, out = Path(data), Path(out)
+    if out.exists() and not out.is_dir():
+        raise GanparityError(f"--out {str(out)!r} is a file, expected a run folder")
     folder = images.class_folder(data / ("train_valid" if full else "train"))
     valid = None if full or not (data / "valid").is_dir() else images.class_folder(data / "valid")
     knobs = dict(knobs or {})
@@ -148,10 +159,14 @@ def load_run(run: str | os.PathLike) -> tuple[dict, FinetuneSpec, dict[str, np.n
     run = Path(run)
     if not (run / "run.json").is_file():
         raise GanparityError(f"{str(run)!r} is not a run folder (no run.json; see `ganparity finetune train`)")
-    meta = json.loads((run / "run.json").read_text())
+    meta = read_json(run / "run.json", "run record", "the run.json that `ganparity finetune train` writes")
+    lacking = [k for k in ("knobs", "classes") if k not in meta]
+    if lacking or not isinstance(meta.get("knobs"), dict):
+        raise GanparityError(f"run record {str(run / 'run.json')!r} has no {', '.join(lacking or ['knobs'])}")
     knobs = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["knobs"].items()}
     spec = _spec(knobs)
-    return meta, spec, W.validate(W.load(run / "weights.npz"), spec, what=f"{run}/weights.npz")
+    weights = read_npz(run / "weights.npz", "run weights")
+    return meta, spec, W.validate(weights, spec, what=f"weights {str(run / 'weights.npz')!r}")
 
 
 def predict(backend: str, data: str | os.PathLike, run: str | os.PathLike, out: str | os.PathLike,

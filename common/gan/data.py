@@ -8,7 +8,6 @@ decoded once into a memory-mapped uint8 cache, or the embedded procedural discs
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import numpy as np
 from ..errors import GanparityError, choose
 from ..files import atomic_write, write_json
 from ..inputs import discs, gaussian
+from ..readers import read_json, read_npy
 from ..spec.model import GANSpec
 
 # -- datasets for training: one numpy array (memory-mapped for image folders) ----------------------
@@ -169,6 +169,21 @@ def _decode(root: Path, files: list[Path], size: int, channels: int, npy: Path) 
     return meta
 
 
+def _cached(npy: Path, meta_path: Path, n_files: int) -> tuple[dict | None, np.ndarray | None]:
+    """A cache written by _decode, or (None, None) when it is missing or does not read back whole."""
+    if not (npy.is_file() and meta_path.is_file()):
+        return None, None
+    try:
+        meta = read_json(meta_path, "image cache record")
+        array = read_npy(npy, "image cache", mmap=True)
+    except GanparityError as e:
+        warnings.warn(f"decoding again: {e}", stacklevel=3)
+        return None, None
+    if meta.get("files") != n_files or len(array) != meta.get("images"):
+        return None, None
+    return meta, array
+
+
 def image_folder(root: str | os.PathLike, size: int, channels: int = 3, cache_dir: str | os.PathLike | None = None,
                  holdout: float = 0.1, max_holdout: int = 512, min_for_holdout: int = 50) -> Dataset:
     """An image folder as a uint8 array (N, C, size, size), decoded once into a memory-mapped .npy
@@ -190,12 +205,11 @@ def image_folder(root: str | os.PathLike, size: int, channels: int = 3, cache_di
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir(root)
     stem = f"{root.resolve().name or 'data'}-{_cache_key(root, files, size, channels)}-{size}px{channels}c"
     npy, meta_path = cache / f"{stem}.npy", cache / f"{stem}.json"
-    if npy.is_file() and meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-    else:
+    meta, array = _cached(npy, meta_path, len(files))
+    if array is None:  # no cache yet, or a damaged one: decode (again)
         meta = _decode(root, files, size, channels, npy)
         write_json(meta_path, meta)
-    array = np.load(npy, mmap_mode="r")
+        array = np.load(npy, mmap_mode="r")
     bad = meta["skipped"]
     if bad:
         warnings.warn(f"{len(bad)} of {meta['files']} files in {str(root)!r} could not be read and were "
@@ -230,8 +244,8 @@ def dataset_for(spec: GANSpec, data: str | os.PathLike | None = None, dataset: s
     if (name == "gaussian") != (shape == (2,)):
         raise GanparityError(f"dataset {name!r} does not fit {spec.name}, whose D takes {shape}")
     if name == "gaussian":
-        return gaussian_dataset(n or GAUSSIAN_POINTS, seed)
-    return discs_dataset(n or DISCS_IMAGES, shape[1], shape[0], seed)
+        return gaussian_dataset(GAUSSIAN_POINTS if n is None else n, seed)
+    return discs_dataset(DISCS_IMAGES if n is None else n, shape[1], shape[0], seed)
 
 
 DATASETS = ("gaussian", "discs")

@@ -3,7 +3,10 @@
 numpy is the only currency: the data batches, the noise, the shuffling (a numpy Generator, per the
 recipe's `shuffle` flag) and the fixed noise of the progress pictures are made here, then handed to
 the backend with to_device. What a run directory holds is in common/gan/run.py. On CPU, resuming
-gives the same numbers as never stopping; Ctrl-C saves a checkpoint between two steps.
+gives the same numbers as never stopping, bit for bit (Ctrl-C mid-epoch, or kill -9 at any moment
+and a resume from the last epoch's checkpoint); Ctrl-C saves a checkpoint between two steps. A
+run directory has one writer at a time (run.lock) and a corrupt checkpoint falls back to the
+previous one (common/gan/run.py).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 from .. import weights as W
 from ..backend import build_nets, get_backend
 from ..errors import GanparityError
-from ..files import write_json, write_text
+from ..files import reason, write_json, write_text
 from . import run as R
 from .data import Dataset, dataset_for
 from .quality import fid as fid_of
@@ -36,7 +39,10 @@ class Diverged(GanparityError):
 
 @dataclass
 class TrainConfig:
-    """What `ganparity train` takes. None means: the spec's recipe, or on --resume the run's own."""
+    """What `ganparity train` takes. None means: the default (the spec's recipe for epochs and batch
+    size, 0 for the seed, 512 evaluation samples, a picture every epoch, a GIF), or on --resume the
+    run's own setting. Given on --resume, a setting must match the run's (common/gan/run.py KEPT),
+    except the overrides: epochs, backend, device, data (a moved folder) and cache_dir."""
 
     spec: str | None = None
     backend: str | None = None
@@ -48,12 +54,12 @@ class TrainConfig:
     epochs: int | None = None
     batch_size: int | None = None
     device: str = "cpu"
-    seed: int = 0
+    seed: int | None = None
     out: str | None = None
     resume: bool = False
-    eval_samples: int = 512
-    sample_every: int = 1  # epochs between sample pictures (the last epoch always gets one)
-    gif: bool = True
+    eval_samples: int | None = None  # generated and reference images of the final SWD (default 512)
+    sample_every: int | None = None  # epochs between sample pictures (default 1; the last epoch always gets one)
+    gif: bool | None = None
     fid_weights: str | None = None
     progress: bool | None = None  # None: a tqdm bar when stderr is a terminal, else a line per epoch
 
@@ -66,6 +72,7 @@ class RunResult:
     interrupted: bool = False
     quality: dict = field(default_factory=dict)
     seconds: float = 0.0
+    backend: str = ""
 
 
 def quality(be, G, spec, ds: Dataset, seed: int, n: int = 512, fid_weights: str | None = None) -> dict:
@@ -153,24 +160,36 @@ class _Session:
         self.trainer = self.be.GANTrainer(spec, self.G, self.D)
         self.n_batches = math.ceil(len(self.ds) / spec.recipe.batch_size)
         self.state = self._restore()
+        self.saved_step: int | None = self.state.step if run.resumed else None  # of the last good checkpoint
         R.write_record(run, cfg.backend, cfg.device, self.state.step, self.ds.description)
         rows = R.read_metrics(run.dir / R.METRICS, self.state.step)  # drop lines past the checkpoint
         write_text(run.dir / R.METRICS, "".join(json.dumps(r) + "\n" for r in rows))
+        if is_points(spec) and (run.dir / R.QUALITY_LOG).exists():
+            q = R.read_metrics(run.dir / R.QUALITY_LOG, self.state.step)
+            write_text(run.dir / R.QUALITY_LOG, "".join(json.dumps(r) + "\n" for r in q))
         self.losses = {"G": [r["loss_G"] for r in rows], "D": [r["loss_D"] for r in rows]}
         self.values = {k: rows[-1][k] if rows else math.nan for k in R.FIELDS}
         (run.dir / R.SAMPLES).mkdir(exist_ok=True)
 
     def _restore(self) -> _State:
         run, cfg, spec, be = self.run, self.cfg, self.spec, self.be
-        if not run.resumed:
-            run.dir.mkdir(parents=True, exist_ok=True)
+        if not run.resumed or (not R.has_checkpoint(run.dir) and not run.record.get("checkpoints")):
+            if run.resumed:  # stopped before its first checkpoint: start it again, with its settings
+                _log(f"{run.dir}: no checkpoint yet; starting from step 0 with the run's settings")
             arrays, state = W.init_arrays(spec, cfg.seed), _State(np.random.default_rng(cfg.seed))
         else:
-            meta, arrays, opt_state, perm = R.load_checkpoint(run.dir / R.CHECKPOINT)
-            arrays = W.validate(arrays, spec, what=f"checkpoint {str(run.dir / R.CHECKPOINT)!r}")
-            be.load_optimizer_state(self.trainer, opt_state)
+            meta, arrays, opt_state, perm, path = R.load_best(run.dir, run.record, spec,
+                                                              lambda m: _log(f"ganparity: {m}"))
+            run.latest_ok = path.name == R.CHECKPOINT
             rng = np.random.default_rng()
-            rng.bit_generator.state = meta["rng"]
+            try:
+                rng.bit_generator.state = meta["rng"]
+            except (TypeError, ValueError, KeyError) as e:
+                raise GanparityError(f"checkpoint {str(path)!r} has a damaged RNG state ({e})") from None
+            if cfg.epochs is not None and spec.recipe.epochs < meta["epoch"]:
+                raise GanparityError(f"--epochs {cfg.epochs} is fewer than the {meta['epoch']} epochs run "
+                                     f"{str(run.dir)!r} has trained; pass more to train further")
+            be.load_optimizer_state(self.trainer, opt_state)
             state = _State(rng, meta["epoch"], meta["batch_in_epoch"], meta["step"], perm)
             if meta["backend"] != cfg.backend:
                 _log(f"handing run over from {meta['backend']} to {cfg.backend} at step {state.step}: "
@@ -188,7 +207,18 @@ class _Session:
                 "backend": self.cfg.backend, "epoch": s.epoch, "batch_in_epoch": s.batch_done, "step": s.step,
                 "rng": s.rng.bit_generator.state, "seed": self.cfg.seed}
         arrays = self.be.get_arrays(self.G, spec.G) | self.be.get_arrays(self.D, spec.D)
-        return R.save_checkpoint(self.run.dir / R.CHECKPOINT, arrays, self.be.optimizer_state(self.trainer), meta, perm)
+        try:
+            path = R.save_checkpoint(self.run, arrays, self.be.optimizer_state(self.trainer), meta, perm)
+        except GanparityError as e:  # a full disk: say what is left, and how to go on
+            raise GanparityError(f"{e}; {self._kept()}; free some space and continue with: "
+                                 f"ganparity train --resume --out {self.run.dir}") from e
+        self.saved_step = s.step
+        return path
+
+    def _kept(self) -> str:
+        if self.saved_step is None:
+            return "no checkpoint had been written yet"
+        return f"the last good checkpoint {str(self.run.dir / R.CHECKPOINT)!r} (step {self.saved_step}) is kept"
 
     def quality(self, n: int = 512, fid_weights: str | None = None) -> dict:
         return quality(self.be, self.G, self.spec, self.ds, self.cfg.seed, n, fid_weights)
@@ -202,11 +232,8 @@ class _Session:
         values = {k: be.scalar(out[k]) for k in R.FIELDS}
         if not all(math.isfinite(v) for v in values.values()):
             bad = ", ".join(f"{k}={v}" for k, v in values.items() if not math.isfinite(v))
-            ckpt = self.run.dir / R.CHECKPOINT
-            kept = (f"the last good checkpoint {str(ckpt)!r} is kept" if ckpt.exists()
-                    else "no checkpoint had been written yet")
             raise Diverged(f"training diverged at step {s.step + 1} (epoch {s.epoch + 1}, batch {s.batch_done + 1}): "
-                           f"{bad}; run stopped, {kept}")
+                           f"{bad}; run stopped, {self._kept()}")
         return values
 
     def end_of_epoch(self, rate: float) -> None:
@@ -214,7 +241,7 @@ class _Session:
         s, cfg, spec, run = self.state, self.cfg, self.spec, self.run
         epochs = spec.recipe.epochs
         picture = run.dir / R.SAMPLES / f"epoch_{s.epoch:03d}.png"
-        draw = s.epoch % max(1, cfg.sample_every) == 0 or s.epoch == epochs
+        draw = s.epoch % cfg.sample_every == 0 or s.epoch == epochs
         fake = generate(self.be, self.G, spec, fixed_noise(spec, cfg.seed)) if draw else None
         if is_points(spec):
             from .plots import save_scatter
@@ -243,7 +270,7 @@ class _Session:
                             f"{self.spec.name}, {run.record['backend']}")
         if cfg.gif and not is_points(self.spec):
             save_gif(run.dir / "progress.gif", sorted((run.dir / R.SAMPLES).glob("epoch_*.png")))
-        result = RunResult(run.dir, s.epoch, s.step, interrupted)
+        result = RunResult(run.dir, s.epoch, s.step, interrupted, backend=cfg.backend)
         if not interrupted and s.epoch >= self.spec.recipe.epochs and s.step > 0:
             result.quality = self.quality(cfg.eval_samples, cfg.fid_weights)
             result.quality.update(epoch=s.epoch, step=s.step, backend=cfg.backend)
@@ -262,16 +289,53 @@ def _bar(progress: bool, total: int, initial: int, desc: str):
 def train(cfg: TrainConfig, dataset: Dataset | None = None, on_step=None) -> RunResult:
     """Train (or continue) a run. `dataset` replaces the configured data (tests); `on_step(step,
     values)` is called after every step (tests use it to send Ctrl-C)."""
+    t_start = time.perf_counter()
     if cfg.fid_weights is not None:  # refused before any work if the file is not there
         inception_backend(cfg.fid_weights)
-    t_start = time.perf_counter()
-    session = _Session(R.open_run(cfg), dataset)
-    s, spec, run = session.state, session.spec, session.run
+    with R.open_run(cfg) as run:  # holds run.lock until the end
+        if run.cfg.fid_weights is not None and cfg.fid_weights is None:  # the run's own, on --resume
+            inception_backend(run.cfg.fid_weights)
+        result = _train(_Session(run, dataset), on_step)
+    result.seconds = time.perf_counter() - t_start
+    return result
+
+
+class _AppendLog:
+    """metrics.jsonl, appended line by line; a failed write (a full disk) is a one-line error."""
+
+    def __init__(self, path: Path, kept):
+        self.path, self.kept, self.f = path, kept, None
+
+    def __enter__(self) -> _AppendLog:
+        self.f = self._do(lambda: self.path.open("a"))
+        return self
+
+    def _do(self, fn):
+        try:
+            return fn()
+        except OSError as e:
+            raise GanparityError(f"cannot write {str(self.path)!r}: {reason(e)}; {self.kept()}") from e
+
+    def write(self, text: str) -> None:
+        self._do(lambda: self.f.write(text))
+
+    def flush(self) -> None:
+        self._do(self.f.flush)
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.f.close()
+        except OSError:
+            pass
+
+
+def _train(session: _Session, on_step) -> RunResult:
+    s, spec, run, cfg = session.state, session.spec, session.run, session.cfg
     recipe, progress = spec.recipe, sys.stderr.isatty() if cfg.progress is None else cfg.progress
     if is_points(spec) and s.step == 0:
         write_text(run.dir / R.QUALITY_LOG, json.dumps({"epoch": 0, "step": 0, **session.quality()}) + "\n")
     interrupted = False
-    with _Interrupt() as stop, (run.dir / R.METRICS).open("a") as mf:
+    with _Interrupt() as stop, _AppendLog(run.dir / R.METRICS, session._kept) as mf:
         while s.epoch < recipe.epochs and not interrupted:
             if s.batch_done == 0 or s.perm is None:
                 s.perm = s.rng.permutation(len(session.ds)) if recipe.shuffle else np.arange(len(session.ds))
@@ -310,6 +374,4 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None, on_step=None) -> Run
                 break
             s.epoch, s.batch_done = s.epoch + 1, 0
             session.end_of_epoch(seen / max(time.perf_counter() - t_epoch, 1e-9))
-    result = session.finish(interrupted)
-    result.seconds = time.perf_counter() - t_start
-    return result
+    return session.finish(interrupted)

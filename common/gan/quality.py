@@ -27,6 +27,7 @@ import numpy as np
 from ..backend import get_backend
 from ..errors import GanparityError
 from ..inputs import GAUSSIAN_A, GAUSSIAN_B
+from ..readers import check_file
 
 
 def sqrtm_psd(m: np.ndarray) -> np.ndarray:
@@ -129,7 +130,8 @@ def swd(fake: np.ndarray, real: np.ndarray, seed: int = 0, patch: int = 7, per_i
     level in all (4 to 128 per image), which keeps the sorts to a second or two on a CPU.
     """
     n = min(len(fake), len(real))
-    per_image = per_image or int(np.clip(descriptors // max(n, 1), 4, 128))
+    if per_image is None:
+        per_image = int(np.clip(descriptors // max(n, 1), 4, 128))
     if n < 2:
         raise GanparityError(f"SWD needs at least 2 images on each side, got {len(fake)} and {len(real)}")
     size = fake.shape[-1]
@@ -157,9 +159,10 @@ INCEPTION_FILES = {".pth": "torch", ".pt": "torch", ".params": "mxnet"}
 def inception_backend(path: str | os.PathLike):
     """The backend that reads this Inception-v3 weights file, checked before any work."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise GanparityError(f"--fid-weights {str(path)!r} does not exist (a local Inception-v3 weights file: "
                              "torchvision's inception_v3_google-0cc3c7bd.pth, or a Gluon model-zoo .params)")
+    check_file(path, "--fid-weights", "a local Inception-v3 weights file (.pth for torch, .params for mxnet)")
     if path.suffix not in INCEPTION_FILES:
         raise GanparityError(f"--fid-weights {str(path)!r}: expected one of {', '.join(INCEPTION_FILES)} "
                              f"({', '.join(f'{s} for {b}' for s, b in INCEPTION_FILES.items())})")
