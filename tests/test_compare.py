@@ -192,8 +192,13 @@ def test_resnet18_torchvision_against_gluon_model_zoo_agrees(resnet18):
     assert mapping["layer3.1.bn2.running_var"] == "features.6.1.body.4.running_var"
     assert mapping["bn1.weight"] == "features.1.gamma" and mapping["fc.weight"] == "output.weight"
     assert report.fp64 == "run"
+    by_check = {c.name: c for c in report.checks}
+    compared = [p for p in report.pairs if p.torch.out_shape is not None]
+    for mode in ("train", "eval"):  # every paired layer's output, and the model's output
+        assert len(by_check[f"forward {mode}"].tensors) == len(compared) + 1
+    assert len(by_check["gradients"].tensors) == 62  # every parameter: 20 convs, 20 x 2 BatchNorm, fc x 2
+    assert len(by_check["step 1"].tensors) == 102  # the parameters and the 40 BatchNorm statistics
     tensors = [t for c in report.checks for t in c.tensors]
-    assert len(tensors) > 300
     # The fp32 gaps are rounding: with both models in float64 they all but vanish (the step's
     # 2.4e-7 is MXNet's BatchNorm momentum held as float32, 0.9 -> 0.89999998).
     assert max(t.fp64_rel for t in tensors) < 1e-6
