@@ -42,7 +42,6 @@ import importlib.util
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,7 +105,7 @@ def load_factory(ref: str, what: str) -> Any:
         raise GanparityError(f"{what} {ref!r}: cannot import {mod_name!r}: {type(e).__name__}: "
                              f"{_first_line(e)}") from None
     if not hasattr(module, attr):
-        close = difflib.get_close_matches(attr, [n for n in dir(module) if not n.startswith("_")], 3)
+        close = difflib.get_close_matches(attr, [n for n in dir(module) if not n.startswith("_")], 3, 0.8)
         also = f"; did you mean {', '.join(close)}?" if close else ""
         raise GanparityError(f"{what} {ref!r}: module {mod_name!r} has no attribute {attr!r}{also}")
     factory = getattr(module, attr)
@@ -329,10 +328,11 @@ def config_hints(t: Layer, m: Layer) -> list[Hint]:
         if tc.get("momentum") is None:
             add("bn-momentum", "torch momentum=None (a cumulative average) has no Gluon equivalent", {"stats"})
         elif _differ(t, m, "momentum"):
+            known = BY_KEY["bn-momentum"]
             add("bn-momentum", f"torch momentum={_fmt(tc['momentum'])} is Gluon momentum="
-                f"{_fmt(round(1 - tc['momentum'], 12))}; the mxnet BatchNorm has momentum={_fmt(mc['momentum_native'])} "
-                f"(= torch {_fmt(mc['momentum'])}). {BY_KEY['bn-momentum'].torch}; Gluon: {BY_KEY['bn-momentum'].gluon}",
-                {"stats"})
+                f"{_fmt(round(1 - tc['momentum'], 12))}; the mxnet BatchNorm has "
+                f"momentum={_fmt(mc['momentum_native'])} (= torch {_fmt(mc['momentum'])}). "
+                f"{known.torch}; Gluon: {known.gluon}", {"stats"})
         if _differ(t, m, "eps"):
             add("bn-eps", f"torch eps={_fmt(tc['eps'])}, mxnet epsilon={_fmt(mc['eps'])}: both default to 1e-5, "
                 "so one side dropped (or mistyped) a non-default eps", _NUMBERS)
@@ -481,7 +481,7 @@ def pair_layers(tl: list[Layer], ml: list[Layer], mapping: MappingFile, t_state:
     owner_t = {name: t for t in t_own for name in t.tensors.values()}
     owner_m = {name: m for m in m_own for name in m.tensors.values()}
     for tn, mn in mapping.tensors.items():
-        for name, owner, fw, state in ((tn, owner_t, "torch", t_state), (mn, owner_m, "mxnet", m_state)):
+        for name, fw, state in ((tn, "torch", t_state), (mn, "mxnet", m_state)):
             if name not in state:
                 close = difflib.get_close_matches(name, list(state), 3)
                 raise GanparityError(f"mapping {src!r}: the {fw} model has no tensor {name!r}"
@@ -529,14 +529,15 @@ def pair_layers(tl: list[Layer], ml: list[Layer], mapping: MappingFile, t_state:
     left_m += [m for layer in m_own if layer.index not in taken_m for m in layer.tensors.values()]
     left_t += [n for n in t_state if n not in owned_t and n not in tensor_map]
     left_m += [n for n in m_state if n not in owned_m and n not in tensor_map.values()]
-    for fw, left in (("torch", left_t), ("mxnet", left_m)):
+    for fw in FRAMEWORKS:
         for name in mapping.ignore[fw]:
             if name not in (t_state if fw == "torch" else m_state):
                 raise GanparityError(f"mapping {src!r}: ignore lists {name!r}, which the {fw} model does not have")
     left_t = [n for n in dict.fromkeys(left_t) if n not in mapping.ignore["torch"]]
     left_m = [n for n in dict.fromkeys(left_m) if n not in mapping.ignore["mxnet"]]
     if left_t or left_m:
-        raise GanparityError(_unpaired_message(left_t, left_m, tl, ml, t_own, m_own, taken_t, taken_m, t_state, m_state))
+        raise GanparityError(_unpaired_message(left_t, left_m, tl, ml, t_own, m_own, taken_t, taken_m,
+                                               t_state, m_state))
     pairs.sort(key=lambda p: p.torch.index)
     pairs = _align_rest(tl, ml, pairs)
     return Mapping(pairs, tensor_map, mapping.ignore)
@@ -584,8 +585,8 @@ def _align_rest(tl: list[Layer], ml: list[Layer], pairs: list[Pair]) -> list[Pai
     for (t0, m0), (t1, m1) in zip(bounds, bounds[1:]):
         seg_t = [t for t in tl[t0 + 1:t1] if t.index not in paired_t]
         seg_m = [m for m in ml[m0 + 1:m1] if m.index not in paired_m]
-        sm = difflib.SequenceMatcher(None, [(t.kind, t.out_shape) for t in seg_t], [(m.kind, m.out_shape) for m in seg_m],
-                                     autojunk=False)
+        sm = difflib.SequenceMatcher(None, [(t.kind, t.out_shape) for t in seg_t],
+                                     [(m.kind, m.out_shape) for m in seg_m], autojunk=False)
         for a, b, size in sm.get_matching_blocks():
             for i in range(size):
                 t, m = seg_t[a + i], seg_m[b + i]
@@ -677,7 +678,8 @@ def _translate_bn(states: list[dict], initial: dict, bn: list[tuple[str, float, 
 class _Run:
     """What one dtype's run of both models produced."""
 
-    forward: dict = field(default_factory=dict)  # mode -> (torch {path: out}, mxnet {path: out}, torch outs, mxnet outs)
+    # mode -> (torch {path: out}, mxnet {path: out}, torch outs, mxnet outs)
+    forward: dict = field(default_factory=dict)
     inputs: dict = field(default_factory=dict)  # mode -> (torch {path: its input}, mxnet {path: its input})
     grads: tuple | None = None  # (torch loss, mxnet loss, torch grads, mxnet grads by torch name)
     steps: list = field(default_factory=list)  # [(torch loss, mxnet loss, torch state, mxnet state by torch name)]
@@ -813,10 +815,14 @@ class Report:
         others = [h for h in pair.hints if category not in h.affects]
         if relevant:
             return relevant + others
+        if check.category == "forward" and check.inputs_agree.get(tensor) is False:
+            # the layer got a different input while every layer before it agreed: not this layer
+            return [Hint("unexplained", pair.torch.path, CONFIG_HINTS["unexplained"], frozenset({category}))] + others
         grads = next((c for c in self.checks if c.name == "gradients"), None)
         if check.category == "step" and category == "grad" and grads is not None and grads.ok:
             return [Hint("optimizer", pair.torch.path, CONFIG_HINTS["optimizer"], frozenset({"grad"}))] + others
-        return kind_hints(pair, category, {"torch": self.torch, "mxnet": self.mxnet, "mode": self.options["mode"]}) + others
+        info = {"torch": self.torch, "mxnet": self.mxnet, "mode": self.options["mode"]}
+        return kind_hints(pair, category, info) + others
 
     def summary(self) -> str:
         """A few lines: the verdict, the first divergence with its hints, the checks."""

@@ -107,8 +107,9 @@ def _kind(m: nn.Module) -> tuple[str, dict]:
         return "dropout", {"rate": m.p}
     if isinstance(m, nn.Upsample):  # UpsamplingNearest2d / UpsamplingBilinear2d too
         align = m.align_corners if m.align_corners is not None else False
+        interpolates = m.mode in ("linear", "bilinear", "bicubic", "trilinear")
         return "upsample", {"mode": m.mode, "scale": m.scale_factor, "size": m.size,
-                            "align_corners": align if m.mode in ("linear", "bilinear", "bicubic", "trilinear") else None}
+                            "align_corners": align if interpolates else None}
     if isinstance(m, nn.Embedding):
         return "embedding", {"num": m.num_embeddings, "dim": m.embedding_dim}
     if isinstance(m, nn.LayerNorm):
@@ -177,7 +178,8 @@ def walk(model: nn.Module, x: np.ndarray, mode: str) -> tuple[list[dict], list[n
     refuses raises Rejected naming the innermost module running when it failed."""
     names, records, stack, calls, handles = _named(model), [], [], {}, []
     recorded = {id(m) for _, m in model.named_modules()
-                if not list(m.children()) or any(t is not None for t in [*m._parameters.values(), *m._buffers.values()])}
+                if not list(m.children())
+                or any(t is not None for t in [*m._parameters.values(), *m._buffers.values()])}
 
     def pre(path):
         def hook(m, inputs):
