@@ -141,6 +141,28 @@ def gluon_discriminator_wide():
     return gluon_discriminator(width=32)
 
 
+def torch_tagger():
+    """(batch, time, features) -> per-step scores: nn.Linear acts on the last axis."""
+    return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+
+
+def gluon_tagger(flatten=False):
+    net = gnn.HybridSequential()
+    net.add(gnn.Dense(8, flatten=flatten), gnn.Activation("tanh"), gnn.Dense(3, flatten=flatten))
+    return net
+
+
+def gluon_tagger_default_flatten():
+    return gluon_tagger(flatten=True)  # Gluon's default: (4, 5, 6) becomes (4, 30)
+
+
+def torch_with_stamp():
+    """A torch model that carries an extra buffer its Gluon port has no use for."""
+    net = torch_pooled()
+    net.register_buffer("stamp", torch.zeros(2))
+    return net
+
+
 def broken():
     raise RuntimeError("CUDA out of memory\\nTried to allocate 2.00 GiB")
 '''
@@ -325,6 +347,31 @@ def test_dense_flatten_dropped_in_the_torch_port_is_named(user):
     assert "hint [dense-flatten] mxnet Dense(flatten=True) flattens its (4, 16, 4, 4) input to (4, 256)" in text
 
 
+def test_dense_flatten_left_at_gluons_default_is_named(models_file, capsys):
+    """A per-step Linear on (batch, time, features): the Gluon port that keeps Dense's default
+    flatten=True grows a (8, 30) weight; the tensors do not pair, and the hint says why."""
+    assert main(_cli(models_file, "torch_tagger", "gluon_tagger", "4,5,6")) == 0
+    assert "AGREE" in capsys.readouterr().out
+    assert main(_cli(models_file, "torch_tagger", "gluon_tagger_default_flatten", "4,5,6")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ganparity: error: the models' tensors do not pair") and err.count("\n") == 1
+    assert "unmatched torch: 0.weight (8, 6) in '0' (Linear)" in err
+    assert "unmatched mxnet: 0.weight (8, 30) in '0' (Dense)" in err
+    assert ("hint [dense-flatten] mxnet Dense(flatten=True) flattens its (4, 5, 6) input to (4, 30); torch "
+            "nn.Linear acts on the last axis of (4, 5, 6)") in err
+
+
+def test_a_mapping_file_ignores_what_one_side_alone_has(models_file, tmp_path, capsys):
+    assert main(_cli(models_file, "torch_with_stamp", "gluon_pooled", "4,3,16,16")) == 2
+    assert "unmatched torch: stamp (2,) in '(root)' (Sequential)" in capsys.readouterr().err
+    path = tmp_path / "mapping.json"
+    path.write_text(json.dumps({"ignore": {"torch": ["stamp"]}}))
+    assert main(_cli(models_file, "torch_with_stamp", "gluon_pooled", "4,3,16,16", "--mapping", str(path))) == 0
+    path.write_text(json.dumps({"ignore": {"torch": ["stmp"]}}))
+    assert main(_cli(models_file, "torch_with_stamp", "gluon_pooled", "4,3,16,16", "--mapping", str(path))) == 2
+    assert "ignore lists 'stmp', which the torch model does not have" in capsys.readouterr().err
+
+
 # -- the command: reports, exit codes, one-line errors ---------------------------------------------------
 
 
@@ -346,6 +393,19 @@ def test_cli_agreement_writes_markdown_and_json(models_file, tmp_path, capsys):
     md = (out / "report.md").read_text()
     assert md.startswith("# ganparity compare: AGREE")
     assert "| 1 | `1` BatchNorm2d | `1` BatchNorm | batchnorm | auto | weight, bias, running_mean, running_var |" in md
+
+
+def test_cli_eval_mode_other_loss_and_sgd_with_momentum(models_file, tmp_path, capsys):
+    args = _cli(models_file, "torch_discriminator", "gluon_discriminator", "4,3,16,16", "--mode", "eval", "--loss",
+                "mean", "--optimizer", "sgd:lr=0.1,momentum=0.9,wd=1e-4", "--steps", "2", "--out", str(tmp_path))
+    assert main(args) == 0
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["ok"] and data["options"]["mode"] == "eval" and data["options"]["loss"] == "mean"
+    assert [c["name"] for c in data["checks"]] == ["forward train", "forward eval", "dropout rates", "gradients",
+                                                   "step 1", "step 2"]
+    assert data["options"]["torch_optimizer"].startswith("torch.optim.SGD(params, lr=0.1, momentum=0.9")
+    assert "SGD(learning_rate=0.1, momentum=0.9, wd=0.0001)" in data["options"]["mxnet_optimizer"]
+    assert "bn-eval-backward" in " ".join(data["notes"])
 
 
 def test_cli_disagreement_exits_1_and_names_the_layer(models_file, tmp_path, capsys):
