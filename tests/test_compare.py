@@ -163,6 +163,19 @@ def torch_with_stamp():
     return net
 
 
+def torch_fused():
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+
+
+def gluon_fused():
+    """Conv2D(activation='relu'), initialized with deferred shapes and hybridized, as users do."""
+    net = gnn.HybridSequential()
+    net.add(gnn.Conv2D(4, 3, activation="relu"), gnn.Dense(2))
+    net.initialize()
+    net.hybridize()
+    return net
+
+
 def broken():
     raise RuntimeError("CUDA out of memory\\nTried to allocate 2.00 GiB")
 '''
@@ -406,6 +419,18 @@ def test_cli_eval_mode_other_loss_and_sgd_with_momentum(models_file, tmp_path, c
     assert data["options"]["torch_optimizer"].startswith("torch.optim.SGD(params, lr=0.1, momentum=0.9")
     assert "SGD(learning_rate=0.1, momentum=0.9, wd=0.0001)" in data["options"]["mxnet_optimizer"]
     assert "bn-eval-backward" in " ".join(data["notes"])
+
+
+def test_cli_a_hybridized_gluon_block_with_fused_activation_and_no_fp64(models_file, tmp_path, capsys):
+    """Gluon infers deferred shapes symbolically, through the same hooks: those calls are not
+    layers. The fused Conv2D(activation='relu') pairs with Conv2d then ReLU."""
+    assert main(_cli(models_file, "torch_fused", "gluon_fused", "2,3,8,8", "--no-fp64", "--out", str(tmp_path))) == 0
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["fp64"] == "not asked for"
+    assert [(p["torch"], p["mxnet"], p["kind"]) for p in data["pairs"]] == [
+        ("0", "0", "conv"), ("1", "0.act", "relu"), ("3", "1", "linear")]
+    assert any("un-hybridized" in n for n in data["notes"])
+    assert "without the fp64 control, the fixed tolerance alone" in (tmp_path / "report.md").read_text()
 
 
 def test_cli_disagreement_exits_1_and_names_the_layer(models_file, tmp_path, capsys):

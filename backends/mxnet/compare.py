@@ -32,6 +32,7 @@ from .train import _Adam
 
 FRAMEWORK = "mxnet"
 ROLES = {"gamma": "weight", "beta": "bias"}  # Gluon's parameter attribute -> the neutral role
+_SYMBOLIC = object()  # marks a hook call made during Gluon's symbolic shape inference
 _ACTIVATIONS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "softrelu": "softplus", "softsign": "softsign"}
 
 
@@ -251,15 +252,21 @@ def walk(model: gluon.Block, x: np.ndarray, mode: str) -> tuple[list[dict], list
 
     def pre(path):
         def hook(b, inputs):
+            if any(isinstance(v, mx.sym.Symbol) for v in inputs):  # a deferred block infers its shapes
+                stack.append((path, b, None, _SYMBOLIC))  # symbolically first: not a call of the forward
+                return
             calls[path] = calls.get(path, 0) + 1
             i = _first(inputs) if id(b) in recorded else None
             stack.append((path, b, _shape(inputs), i.asnumpy() if i is not None else None))
-            if id(b) in acts and len(stack) > 1 and id(stack[-2][1]) in owners:  # the fused layer's output
-                emit(*stack[-2], inputs)
+            owner = stack[-2] if len(stack) > 1 else None
+            if id(b) in acts and owner and id(owner[1]) in owners and (owner[0], calls[owner[0]]) not in emitted:
+                emit(*owner, inputs)  # the fused layer's output
         return hook
 
     def post(b, inputs, output):
         path, _, in_shape, in_array = stack.pop()
+        if in_array is _SYMBOLIC:
+            return
         if id(b) in recorded and (path, calls[path]) not in emitted:
             emit(path, b, in_shape, in_array, output)
 
