@@ -31,6 +31,7 @@ _API = {
     "init_weights": ("ganparity.common.weights", "init_arrays"),
     "check_parity": ("ganparity.common.parity", "check_all"),
     "compare_arrays": ("ganparity.common.parity", "compare"),
+    "compare_models": ("ganparity.common.compare", "compare_models"),
     "GanparityError": ("ganparity.common.errors", "GanparityError"),
 }
 __all__ = sorted(_API)

@@ -1,0 +1,346 @@
+"""`ganparity compare` on the PyTorch side: any nn.Module, walked with hooks, as neutral numpy.
+
+Mirrors backends/mxnet/compare.py function by function; common/compare.py pairs the two walks,
+copies the weights, and judges. Nothing here knows the other framework: a layer comes back as a
+record (path, neutral kind, neutral configuration, its tensors by role, its output as numpy),
+and every tensor by its state-dict name.
+
+Neutral configuration keys (common/compare.py reads them): BatchNorm momentum is PyTorch's
+convention (running = (1 - m) * running + m * batch); a Linear acts on the last axis
+(flatten=False); pooling's ceil_mode and count_include_pad are PyTorch's words.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...common.compare import LOSSES, Rejected
+from ...common.errors import GanparityError
+from ...common.spec.model import Adam
+from .train import _adam, _mxnet_adam_step
+
+FRAMEWORK = "torch"
+SKIPPED_BUFFERS = ("num_batches_tracked",)  # an int64 counter with no Gluon counterpart (momentum=None only)
+
+
+def _named(model: nn.Module) -> dict[int, str]:
+    """id(tensor) -> its state-dict name, parameters and floating buffers (shared ones once)."""
+    out: dict[int, str] = {}
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if name.rsplit(".", 1)[-1] not in SKIPPED_BUFFERS and id(t) not in out:
+            out[id(t)] = name
+    return out
+
+
+def prepare_model(model: Any, what: str) -> tuple[nn.Module, list[str]]:
+    """Check that `what` gave a torch.nn.Module; notes for the report (none are needed in torch:
+    hooks fire in any eager module). A TorchScript module has no Python hooks: refused."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise GanparityError(f"{what} is a TorchScript module: forward hooks need the eager nn.Module")
+    if not isinstance(model, nn.Module):
+        kind = f"{type(model).__module__}.{type(model).__qualname__}"
+        hint = " (--torch and --mxnet swapped?)" if type(model).__module__.startswith("mxnet") else ""
+        raise GanparityError(f"{what} gave a {kind}, not a torch.nn.Module{hint}")
+    return model, []
+
+
+def model_info(model: nn.Module) -> dict:
+    """What the report says about the model, and how its BatchNorm moves its running statistics
+    (difference 'bn-stats': PyTorch, in every train-mode forward, unbiased variance)."""
+    params = list(model.parameters())
+    return {"class": f"{type(model).__module__}.{type(model).__qualname__}",
+            "device": str(params[0].device) if params else "cpu",
+            "parameters": sum(p.numel() for p in params if p.requires_grad),
+            "bn_stats": "forward-unbiased", "training": model.training}
+
+
+def _kind(m: nn.Module) -> tuple[str, dict]:
+    """The neutral kind and configuration of one module (see common/compare.py)."""
+    if isinstance(m, nn.modules.conv._ConvNd):
+        transposed = isinstance(m, nn.modules.conv._ConvTransposeNd)
+        c = {"in_channels": m.in_channels, "out_channels": m.out_channels, "kernel": tuple(m.kernel_size),
+             "stride": tuple(m.stride), "padding": tuple(m.padding) if not isinstance(m.padding, str) else m.padding,
+             "dilation": tuple(m.dilation), "groups": m.groups, "bias": m.bias is not None,
+             "padding_mode": m.padding_mode}
+        if transposed:
+            c["output_padding"] = tuple(m.output_padding)
+        return ("convtranspose" if transposed else "conv"), c
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        return "batchnorm", {"num_features": m.num_features, "eps": m.eps, "momentum": m.momentum,
+                             "affine": m.affine, "global_stats": False,
+                             "batch_stats_always": not m.track_running_stats}
+    if isinstance(m, nn.Linear):
+        return "linear", {"in_features": m.in_features, "out_features": m.out_features,
+                          "bias": m.bias is not None, "flatten": False}
+    if isinstance(m, nn.LeakyReLU):
+        return "leakyrelu", {"slope": m.negative_slope}
+    simple = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.GELU: "gelu", nn.SiLU: "silu",
+              nn.Softplus: "softplus", nn.Softsign: "softsign", nn.SELU: "selu", nn.Flatten: "flatten",
+              nn.Identity: "identity"}
+    for cls, kind in simple.items():
+        if type(m) is cls:
+            return kind, {}
+    if isinstance(m, nn.ELU):
+        return "elu", {"alpha": m.alpha}
+    if isinstance(m, nn.PReLU):
+        return "prelu", {"num_parameters": m.num_parameters}
+    if isinstance(m, nn.modules.pooling._MaxPoolNd | nn.modules.pooling._AvgPoolNd):
+        pool = "max" if isinstance(m, nn.modules.pooling._MaxPoolNd) else "avg"
+        pair = lambda v: tuple(v) if isinstance(v, tuple | list) else (v, v)
+        c = {"kernel": pair(m.kernel_size), "stride": pair(m.stride if m.stride is not None else m.kernel_size),
+             "padding": pair(m.padding), "ceil_mode": bool(m.ceil_mode)}
+        if pool == "avg":
+            c["count_include_pad"] = bool(m.count_include_pad)
+        return f"{pool}pool", c
+    if isinstance(m, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d):
+        pool = "avg" if isinstance(m, nn.AdaptiveAvgPool2d) else "max"
+        size = m.output_size if isinstance(m.output_size, tuple) else (m.output_size, m.output_size)
+        return (f"global{pool}pool", {}) if tuple(size) == (1, 1) else (f"adaptive{pool}pool", {"output_size": size})
+    if isinstance(m, nn.modules.dropout._DropoutNd):
+        return "dropout", {"rate": m.p}
+    if isinstance(m, nn.Upsample):  # UpsamplingNearest2d / UpsamplingBilinear2d too
+        align = m.align_corners if m.align_corners is not None else False
+        interpolates = m.mode in ("linear", "bilinear", "bicubic", "trilinear")
+        return "upsample", {"mode": m.mode, "scale": m.scale_factor, "size": m.size,
+                            "align_corners": align if interpolates else None}
+    if isinstance(m, nn.Embedding):
+        return "embedding", {"num": m.num_embeddings, "dim": m.embedding_dim}
+    if isinstance(m, nn.LayerNorm):
+        return "layernorm", {"eps": m.eps}
+    if isinstance(m, nn.GroupNorm):
+        return "groupnorm", {"groups": m.num_groups, "eps": m.eps}
+    if isinstance(m, nn.modules.instancenorm._InstanceNorm):
+        return "instancenorm", {"eps": m.eps, "affine": m.affine}
+    if isinstance(m, nn.Softmax | nn.LogSoftmax):
+        return ("softmax" if isinstance(m, nn.Softmax) else "logsoftmax"), {"axis": m.dim}
+    return "other", {}
+
+
+def _first_tensor(value) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, tuple | list) and value and isinstance(value[0], torch.Tensor):
+        return value[0]
+    return None
+
+
+def _shape(value) -> tuple[int, ...] | None:
+    t = _first_tensor(value)
+    return tuple(t.shape) if t is not None else None
+
+
+def _outputs(value) -> list[torch.Tensor]:
+    """The model's output(s): one tensor, or a tuple/list/dict of them."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, tuple | list) and all(isinstance(v, torch.Tensor) for v in value) and value:
+        return list(value)
+    raise GanparityError(f"the torch model returned a {type(value).__name__}; compare needs a tensor, "
+                         "or a tuple/list/dict of tensors")
+
+
+def _to_input(model: nn.Module, x: np.ndarray) -> torch.Tensor:
+    p = next(iter(model.parameters()), None)
+    dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
+    return torch.as_tensor(np.asarray(x), dtype=dtype, device=p.device if p is not None else "cpu")
+
+
+def _record_of(path: str, m: nn.Module, names: dict[int, str], calls: int) -> dict:
+    kind, config = _kind(m)
+    own = [(role, t) for role, t in [*m._parameters.items(), *m._buffers.items()]
+           if t is not None and role not in SKIPPED_BUFFERS and t.is_floating_point()]
+    return {"path": path + (f"#{calls}" if calls > 1 else ""), "module": path, "call": calls, "kind": kind,
+            "type": type(m).__name__, "repr": repr(m).split("\n")[0][:200], "config": config,
+            "tensors": {role: names[id(t)] for role, t in own if id(t) in names} if calls == 1 else {},
+            "shapes": {role: tuple(t.shape) for role, t in own} if calls == 1 else {},
+            "trainable": {role: bool(t.requires_grad) for role, t in own} if calls == 1 else {}}
+
+
+def _set_mode(model: nn.Module, mode: str) -> None:
+    model.train(mode == "train")
+
+
+def walk(model: nn.Module, x: np.ndarray, mode: str) -> tuple[list[dict], list[np.ndarray]]:
+    """One forward in `mode` ('train': batch statistics; 'eval': running ones) with hooks on every
+    leaf module and every module that owns tensors. Returns the records in execution order
+    (each with its input and output shapes, and its input and output as numpy copies: an in-place
+    ReLU overwrites the tensor later; the input tells a layer that computes differently from one
+    whose input is put together differently) and the model's output(s). An input the model
+    refuses raises Rejected naming the innermost module running when it failed."""
+    names, records, stack, calls, handles = _named(model), [], [], {}, []
+    recorded = {id(m) for _, m in model.named_modules()
+                if not list(m.children())
+                or any(t is not None for t in [*m._parameters.values(), *m._buffers.values()])}
+
+    def pre(path):
+        def hook(m, inputs):
+            calls[path] = calls.get(path, 0) + 1
+            rec = _record_of(path, m, names, calls[path]) if id(m) in recorded else None
+            if rec is not None:
+                t = _first_tensor(inputs)
+                rec["in_shape"] = _shape(inputs)
+                rec["input"] = t.detach().cpu().numpy().copy() if t is not None else None
+            stack.append((path, m, rec, _shape(inputs)))
+        return hook
+
+    def post(m, inputs, output):
+        path, _, rec, _ = stack.pop()
+        if rec is not None:
+            t = _first_tensor(output)
+            rec["out_shape"] = _shape(output)
+            rec["output"] = t.detach().cpu().numpy().copy() if t is not None else None
+            records.append(rec)
+
+    for path, m in model.named_modules():
+        handles.append(m.register_forward_pre_hook(pre(path or "(root)")))
+        handles.append(m.register_forward_hook(post))
+    _set_mode(model, mode)
+    try:
+        with torch.no_grad():
+            out = model(_to_input(model, x))
+        return records, [o.detach().cpu().numpy().copy() for o in _outputs(out)]
+    except GanparityError:
+        raise
+    except Exception as e:
+        path, m, _, in_shape = stack[-1] if stack else ("(root)", model, None, tuple(np.shape(x)))
+        layer = _record_of(path, m, names, 1) | {"in_shape": in_shape}
+        raise Rejected(FRAMEWORK, tuple(np.shape(x)), layer, _one_line(e),
+                       [r["kind"] for r in records if r["call"] == 1]) from None
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _one_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:300] if text else ''}"
+
+
+def get_state(model: nn.Module) -> dict[str, np.ndarray]:
+    """Every parameter and floating buffer by its state-dict name, as numpy copies."""
+    named = dict(model.named_parameters()) | dict(model.named_buffers())
+    return {n: named[n].detach().cpu().numpy().copy() for n in _named(model).values()}
+
+
+def set_state(model: nn.Module, arrays: dict[str, np.ndarray]) -> None:
+    """Copy neutral arrays into the named tensors, in each tensor's own dtype and device."""
+    named = dict(model.named_parameters()) | dict(model.named_buffers())
+    with torch.no_grad():
+        for n, a in arrays.items():
+            named[n].copy_(torch.as_tensor(np.asarray(a), dtype=named[n].dtype))
+
+
+def cast_model(model: nn.Module, dtype: str) -> None:
+    """In place: every floating parameter and buffer to float32 or float64 (the fp64 control)."""
+    model.to(getattr(torch, dtype))
+
+
+@contextlib.contextmanager
+def no_dropout(model: nn.Module) -> Iterator[list[str]]:
+    """Dropout layers at rate 0 while inside (each framework draws its own masks, so train-mode
+    outputs could never agree); yields the paths it changed, and restores the rates."""
+    changed = [(path, m, m.p) for path, m in model.named_modules()
+               if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0]
+    for _, m, _ in changed:
+        m.p = 0.0
+    try:
+        yield [path for path, _, _ in changed]
+    finally:
+        for _, m, p in changed:
+            m.p = p
+
+
+def _loss(outputs: list[torch.Tensor], loss: str, target: np.ndarray | None) -> torch.Tensor:
+    """The neutral losses (common/compare.py LOSSES), as scalars: PyTorch's batch means."""
+    if loss == "sum":
+        return sum(o.sum() for o in outputs)
+    if loss == "mean":
+        return sum(o.mean() for o in outputs)
+    out = outputs[0]
+    t = torch.as_tensor(target, device=out.device)
+    if loss == "mse":
+        return ((out - t.to(out.dtype)) ** 2).mean()
+    if loss == "cross-entropy":
+        return F.cross_entropy(out, t.long())
+    raise GanparityError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
+
+
+def _forward_loss(model: nn.Module, x: np.ndarray, mode: str, loss: str, target) -> torch.Tensor:
+    _set_mode(model, mode)
+    return _loss(_outputs(model(_to_input(model, x))), loss, target)
+
+
+def gradients(model: nn.Module, x: np.ndarray, mode: str, loss: str,
+              target: np.ndarray | None) -> tuple[float, dict[str, np.ndarray]]:
+    """loss(model(x)).backward() in `mode`: the loss and every trainable parameter's gradient by
+    name (a parameter the loss does not reach gets zeros, as Gluon reports it)."""
+    model.zero_grad(set_to_none=True)
+    value = _forward_loss(model, x, mode, loss, target)
+    value.backward()
+    names = _named(model)
+    out = {names[id(p)]: (p.grad.detach().cpu().numpy().copy() if p.grad is not None
+                          else np.zeros(tuple(p.shape), np.float64))
+           for p in model.parameters() if p.requires_grad and id(p) in names}
+    return float(value.detach()), out
+
+
+class _Optimizer:
+    """torch.optim from the neutral setting; with MXNet's Adam semantics emulated, lr and eps are
+    set before every step (backends/torch/train.py _mxnet_adam_step)."""
+
+    def __init__(self, model: nn.Module, setting: dict, emulate: tuple[str, ...]):
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.setting, self.emulate = setting, emulate
+        if setting["name"] == "sgd":
+            self.opt = torch.optim.SGD(params, lr=setting["lr"], momentum=setting["momentum"],
+                                       weight_decay=setting["wd"])
+            self.call = (f"torch.optim.SGD(params, lr={setting['lr']}, momentum={setting['momentum']}, "
+                         f"weight_decay={setting['wd']})")
+        else:
+            self.adam = Adam(setting["lr"], setting["beta1"], setting["beta2"], setting["eps"])
+            holder = nn.Module()
+            holder.params = nn.ParameterList(params)
+            self.opt = _adam(holder, self.adam, emulate, frozenset())
+            self.opt.param_groups[0]["weight_decay"] = setting["wd"]
+            betas = self.opt.param_groups[0]["betas"]
+            mx_like = [k for k in ("adam-eps", "adam-betas") if k in emulate]
+            self.call = (f"torch.optim.Adam(params, lr={setting['lr']}, betas=({betas[0]!r}, {betas[1]!r}), "
+                         f"eps={setting['eps']}, weight_decay={setting['wd']})"
+                         + (f", emulating MXNet's {' and '.join(mx_like)}: lr and eps set before each step t"
+                            if mx_like else ""))
+
+    def step(self) -> None:
+        if self.setting["name"] == "adam" and {"adam-eps", "adam-betas"} & set(self.emulate):
+            _mxnet_adam_step(self.opt, self.adam, self.emulate)
+        self.opt.step()
+
+
+def make_optimizer(model: nn.Module, setting: dict, emulate: tuple[str, ...]) -> tuple[Any, str]:
+    """The optimizer of a neutral setting (common/compare.py parse_optimizer) and the call it is,
+    in words. `emulate`: the semantic differences ('adam-eps', 'adam-betas') to compute MXNet's way."""
+    opt = _Optimizer(model, setting, emulate)
+    return opt, opt.call
+
+
+def train_step(model: nn.Module, optimizer: Any, x: np.ndarray, mode: str, loss: str,
+               target: np.ndarray | None) -> float:
+    """zero_grad(); loss(model(x)).backward(); optimizer.step(). Returns the loss."""
+    optimizer.opt.zero_grad(set_to_none=True)
+    value = _forward_loss(model, x, mode, loss, target)
+    value.backward()
+    optimizer.step()
+    return float(value.detach())
+
+
+def restore_mode(model: nn.Module, info: dict) -> None:
+    """Leave the model in the train/eval flag it came with."""
+    model.train(info["training"])
