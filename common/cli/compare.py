@@ -56,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--optimizer", default=DEFAULT_OPTIMIZER, metavar="NAME:KEY=VALUE,...",
                    help=f"{' or '.join(OPTIMIZERS)} with settings, e.g. adam:lr=2e-4,beta1=0.5 or "
                         f"sgd:lr=0.1,momentum=0.9,wd=1e-4 (default {DEFAULT_OPTIMIZER})")
-    s.add_argument("--steps", type=nonnegative_int, default=1, metavar="K", help="optimizer steps to compare (default 1)")
+    s.add_argument("--steps", type=nonnegative_int, default=1, metavar="K",
+                   help="optimizer steps to compare (default 1)")
     s.add_argument("--mapping", metavar="FILE.json",
                    help='pairs auto-mapping cannot infer: {"layers": {torch: mxnet}, "tensors": {torch: mxnet}, '
                         '"ignore": {"torch": [...], "mxnet": [...]}}')
