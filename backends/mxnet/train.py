@@ -127,19 +127,24 @@ class GANTrainer:
             D.collect_params().zero_grad()
         ones = mx.nd.full((batch,), r.real_label, ctx=real.context, dtype=real.dtype)
         zeros = mx.nd.full((batch,), r.fake_label, ctx=real.context, dtype=real.dtype)
+        separate = r.d_backward == "separate"
         with autograd.record():  # train mode: batch statistics (difference 'train-eval')
             out_real = D(real).reshape((-1,))
-            err_real = self.criterion(out_real, ones) * self.d_scale
-            if r.d_backward == "separate":
+            err_real = self.criterion(out_real, ones)
+            if separate:
+                err_real = err_real * self.d_scale
                 err_real.backward()
             fake = self.G(noise)
             out_fake = D(fake.detach() if r.detach_fake else fake).reshape((-1,))
-            err_fake = self.criterion(out_fake, zeros) * self.d_scale
-            if r.d_backward == "separate":
+            err_fake = self.criterion(out_fake, zeros)
+            if separate:
+                err_fake = err_fake * self.d_scale
                 err_fake.backward()
-            else:
-                (err_real + err_fake).backward()
-        return fake, {"loss_D": (err_real + err_fake).mean(), "D_x": _prob(out_real, r.loss),
+                loss_D = err_real + err_fake
+            else:  # one scale of the sum: bit for bit the sum of the scaled halves (d_scale is 1 or 0.5)
+                loss_D = (err_real + err_fake) * self.d_scale
+                loss_D.backward()
+        return fake, {"loss_D": loss_D.mean(), "D_x": _prob(out_real, r.loss),
                       "D_G_z1": _prob(out_fake, r.loss)}
 
     def g_backward(self, fake: mx.nd.NDArray, noise: mx.nd.NDArray) -> dict:

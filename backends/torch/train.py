@@ -135,24 +135,31 @@ class GANTrainer:
     def d_backward(self, real: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Gradients of the D loss into D. Returns the fake batch for the G step."""
         r, D = self.spec.recipe, self.D
-        self.G.train()
-        D.train()
+        for net in (self.G, D):  # train mode: batch statistics (difference 'train-eval')
+            if not net.training:  # ganparity switches whole nets only, so the root's flag is theirs
+                net.train()
         if self.zero_grad:
             D.zero_grad()
         ones = torch.full((real.shape[0],), r.real_label, device=real.device, dtype=real.dtype)
         zeros = torch.full((real.shape[0],), r.fake_label, device=real.device, dtype=real.dtype)
+        separate = r.d_backward == "separate"
         out_real = self._net(self.run_D, real).view(-1)
-        err_real = self.criterion(out_real, ones) * self.d_scale
-        if r.d_backward == "separate":
+        err_real = self.criterion(out_real, ones)
+        if separate:
+            err_real = err_real * self.d_scale
             err_real.backward()
         fake = self._net(self.run_G, noise)
         out_fake = self._net(self.run_D, fake.detach() if r.detach_fake else fake).view(-1)
-        err_fake = self.criterion(out_fake, zeros) * self.d_scale
-        if r.d_backward == "separate":
+        err_fake = self.criterion(out_fake, zeros)
+        if separate:
+            err_fake = err_fake * self.d_scale
             err_fake.backward()
-        else:
-            (err_real + err_fake).backward()
-        return fake, {"loss_D": (err_real + err_fake).detach(), "D_x": _prob(out_real.detach(), r.loss),
+            loss_D = (err_real + err_fake).detach()
+        else:  # one scale of the sum: bit for bit the sum of the scaled halves (d_scale is 1 or 0.5)
+            loss_D = (err_real + err_fake) * self.d_scale
+            loss_D.backward()
+            loss_D = loss_D.detach()
+        return fake, {"loss_D": loss_D, "D_x": _prob(out_real.detach(), r.loss),
                       "D_G_z1": _prob(out_fake.detach(), r.loss)}
 
     def g_backward(self, fake: torch.Tensor, noise: torch.Tensor) -> dict:
