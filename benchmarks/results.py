@@ -66,7 +66,8 @@ def markdown(rows: list[dict]) -> str:
 
 
 def describe_run(rows: list[dict], meta: dict) -> str:
-    knobs = {r["spec"]: r["knobs"] for r in rows}
+    # a spec's knobs, less the semantics: each row says its own (native semantics differ by backend)
+    knobs = {r["spec"]: {k: v for k, v in r["knobs"].items() if k != "semantics"} for r in rows}
     lines = [f"Command: `{meta.get('command', '')}`", "",
              f"Date {meta.get('date')}, commit {meta.get('git_commit', '')[:10]}"
              + (" (uncommitted changes)" if meta.get("git_dirty") else "")
