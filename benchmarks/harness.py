@@ -225,7 +225,7 @@ def finetune_row(spec_name: str, knobs: dict, variant: Variant, device: str, bat
     as bench_row: native, emulating, and the source loop (which takes the same numpy batch)."""
     specs, main = _arm_specs(spec_name, "finetune", knobs, variant.backend, semantics)
     spec = specs[main]
-    note = "step includes the batch upload and one host sync (the source reads the loss every batch)"
+    note = "the fine-tune step includes the batch upload and one host sync (the source reads the loss every batch)"
     row = _start_row(spec, variant, device, batch, flops.finetune_step_flops(spec, batch), note)
     row["semantics_mode"] = semantics
     if variant.name != DEFAULT:
