@@ -82,6 +82,8 @@ def read(model: Any, shape: tuple[int, ...], params: str | None = None, seed: in
     live = model._collect_params_with_prefix()
     structural = {p.name: n for n, p in live.items()}
     by_prefix = {b.prefix: path for path, b in _blocks(model) if not b._children}
+    owners = sorted(((b.prefix, path or "(the model)", type(b).__qualname__) for path, b in _blocks(model)),
+                    key=lambda t: -len(t[0]))
     nodes = []
     for n in graph["nodes"]:
         name = n["name"]
@@ -90,8 +92,9 @@ def read(model: Any, shape: tuple[int, ...], params: str | None = None, seed: in
                 "out_shape": tuple(shapes.get(f"{name}_output", shapes.get(f"{name}_output0", ())))}
         if n["op"] == "null":
             node["param"] = structural.get(name)
-        elif name.endswith("_fwd"):
-            node["path"] = by_prefix.get(name[:-3])
+        else:
+            node["path"] = by_prefix.get(name[:-3]) if name.endswith("_fwd") else None
+            node["owner"] = next((f"{p} ({cls})" for pre, p, cls in owners if name.startswith(pre)), None)
         nodes.append(node)
     for node in nodes:
         for src, _ in node["inputs"]:

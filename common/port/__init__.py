@@ -40,6 +40,10 @@ class PortResult:
     seconds: dict[str, float]
 
 
+def _trainer_text(setting: dict) -> str:
+    return optimizer_text({k: v for k, v in setting.items() if k != "follow"})
+
+
 def _optimizer_code(setting: dict, semantics: str) -> tuple[str, str]:
     """make_optimizer(model) for the --trainer, and the choice in words."""
     wd = setting.get("wd", 0.0)
@@ -60,7 +64,8 @@ def _optimizer_code(setting: dict, semantics: str) -> tuple[str, str]:
     code = f'''
 
 def make_optimizer(model):
-    """The optimizer of the Gluon Trainer this port was written for ({optimizer_text(setting)})."""
+    """The optimizer of the Gluon Trainer this port was written for:
+    {_trainer_text(setting)}."""
     params = [p for p in model.parameters() if p.requires_grad]
     return {call}
 
@@ -100,6 +105,7 @@ the measured errors, test_port.py proves the port against the Gluon block.
 from __future__ import annotations
 
 {chr(10).join(imports).lstrip()}
+
 '''
     tail = f'''
 
@@ -206,7 +212,7 @@ def _port_md(graph, p: Port, choices, proof: Proof, a: dict, seconds: dict) -> s
              f"- class `{p.class_name}` in model.py: {len(p.layers)} layers, {len(p.tensor_map)} tensors mapped "
              "(every Gluon parameter and running statistic; mapping.json pairs each torch name with its Gluon name)",
              f"- semantics: **{a['semantics']}**" + (" (imports only torch)" if a["semantics"] == "torch" else
-                                                    " (the emulation modules are written into model.py: still torch only)"),
+                                                    " (the emulations are written into model.py: torch only)"),
              f"- port time {seconds['port']:.2f} s (read + write), proof {seconds['proof']:.2f} s", "",
              "## Semantic choices", ""]
     lines += [f"- {c}" for c in choices]

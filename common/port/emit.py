@@ -31,7 +31,7 @@ class Unsupported(GanparityError):
     """An op or layer the porter cannot write: one line, with the nearest supported form."""
 
     def __init__(self, node: dict, what: str, nearest: str):
-        where = node.get("path") or node["name"]
+        where = node.get("path") or node.get("owner") or node["name"]
         super().__init__(f"unsupported: {what} at gluon block '{where}' (op {node['op']}, node {node['name']}); "
                          f"nearest supported form: {nearest}")
 
@@ -154,7 +154,8 @@ class MXNetAdam(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
-            b1, b2 = (torch.tensor(b, dtype=torch.float32).item() for b in group["betas"])  # MXNet holds its betas as float32
+            # MXNet holds its betas as float32 inside the update
+            b1, b2 = (torch.tensor(b, dtype=torch.float32).item() for b in group["betas"])
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -208,7 +209,10 @@ class _Emitter:
         self.lines: list[str] = []
 
     def attr(self, node) -> str:
-        base = node["path"] or node["name"].removeprefix(self.g["prefix"])
+        own = node["name"].removeprefix(self.g["prefix"]).removesuffix("_fwd")
+        path = node["path"]
+        # a Sequential's numbered children read better by their Gluon names ('conv0', 'batchnorm0')
+        base = path if path and not all(part.isdigit() for part in path.split(".")) else own
         name = _ident(base)
         i, out = 1, name
         while out in self.used:
@@ -240,7 +244,9 @@ class _Emitter:
         in_shape = self.shape_of(node["inputs"][0]) if node["inputs"] else ()
         if op in ("Convolution", "Deconvolution"):
             ctor, roles = _conv(node, self.arrays)
-            return f"{self.module(node, ctor, f'{op} {a}', roles)}({x})"
+            kind = "Conv" if op == "Convolution" else "ConvTranspose"
+            desc = f"{kind} {a.get('num_filter')} kernel {tuple(a['kernel'])} stride {tuple(a.get('stride', ()))}"
+            return f"{self.module(node, ctor, desc, roles)}({x})"
         if op == "FullyConnected":
             w = self.arrays[node["params"]["weight"]].shape
             bias = not _bool(a.get("no_bias", False))
@@ -274,6 +280,8 @@ class _Emitter:
             if act not in ACTIVATIONS:
                 raise Unsupported(node, f"Activation('{act}')", f"Activation of {', '.join(ACTIVATIONS)}")
             return f"{self.module(node, ACTIVATIONS[act], f'Activation({act})')}({x})"
+        if op in ("relu", "sigmoid", "tanh"):
+            return f"torch.{op}({x})"
         if op == "LeakyReLU":
             return self.leaky(node, x, a)
         if op == "Pooling":
@@ -418,7 +426,7 @@ class _Emitter:
             args = [names[r] for r in data_refs]
             expr = self.translate(n, args)
             first = data_refs[0] if data_refs else None
-            if first is not None and uses.get(first, 0) == 1 and first not in heads and (i, 0) not in heads:
+            if first is not None and uses.get(first, 0) == 1 and first not in heads:
                 var = names[first]
             else:
                 fresh += 1
@@ -440,8 +448,9 @@ class _Emitter:
         tensor_map = {t: g for layer in self.layers for t, g in layer.tensors.items()}
         helpers = sorted(self.helpers)
         src = "\n".join([f"class {cls}(nn.Module):",
-                         f'    """{self.g["class"]} ported to PyTorch by `ganparity port` '
-                         f'(semantics: {self.semantics}); input {tuple(self.g["input"])}."""', "", "    def __init__(self):",
+                         f'    """{self.g["class"]} ported to PyTorch by `ganparity port`',
+                         f'    (semantics: {self.semantics}); input {tuple(self.g["input"])}."""', "",
+                         "    def __init__(self):",
                          "        super().__init__()", *init, "", "    def forward(self, x):", *body, ""])
         return Port(cls, src, self.layers, tensor_map, [f"{k}: {v}" for k, v in sorted(self.choices.items())],
                     helpers)
