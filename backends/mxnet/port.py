@@ -81,7 +81,9 @@ def read(model: Any, shape: tuple[int, ...], params: str | None = None, seed: in
     shapes = dict(zip(internals.list_outputs(), out_shapes))
     live = model._collect_params_with_prefix()
     structural = {p.name: n for n, p in live.items()}
-    by_prefix = {b.prefix: path for path, b in _blocks(model) if not b._children}
+    blocks = list(_blocks(model))  # leaves last: a Conv2D(activation=...) owns the conv op, its child the act
+    by_prefix = {b.prefix: path for path, b in blocks if b._children} | {b.prefix: path for path, b in blocks
+                                                                          if not b._children}
     owners = sorted(((b.prefix, path or "(the model)", type(b).__qualname__) for path, b in _blocks(model)),
                     key=lambda t: -len(t[0]))
     nodes = []
@@ -89,7 +91,7 @@ def read(model: Any, shape: tuple[int, ...], params: str | None = None, seed: in
         name = n["name"]
         node = {"op": n["op"], "name": name, "attrs": _attrs(n.get("attrs") or n.get("param")),
                 "inputs": [[int(a), int(b)] for a, b, *_ in n["inputs"]], "params": {}, "path": None,
-                "out_shape": tuple(shapes.get(f"{name}_output", shapes.get(f"{name}_output0", ())))}
+                "out_shape": tuple(shapes.get(f"{name}_output", shapes.get(f"{name}_output0", shapes.get(name, ()))))}
         if n["op"] == "null":
             node["param"] = structural.get(name)
         else:
