@@ -8,11 +8,11 @@ import argparse
 import sys
 
 from ..errors import GanparityError
-from . import bench, compare, core, finetune, report, train
+from . import bench, compare, core, finetune, port, report, train
 from .args import OneLineParser
 
 # Subcommands live beside their code: module.register(subparsers) adds them, in this order.
-COMMANDS = (core, train, finetune, bench, report, compare)
+COMMANDS = (core, train, finetune, bench, report, compare, port)
 
 
 def build_parser() -> argparse.ArgumentParser:

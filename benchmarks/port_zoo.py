@@ -1,0 +1,96 @@
+"""Port the Gluon model zoo's vision models to PyTorch with `ganparity port` and tabulate the
+proof: tensors mapped, forward error (train, eval), gradient error, K-step error under each
+semantics, port time; every model that fails, with its one-line reason.
+
+    PYTHONPATH=. python -m ganparity.benchmarks.port_zoo [--models resnet18_v1,...] [--shape 2,3,64,64]
+
+Writes benchmarks/results/port-zoo.md and .json. The models are built with pretrained=False (no
+download). A benchmark, not a test: the times are this machine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from ..common.errors import GanparityError
+from ..common.port import port
+
+ZOO = ["alexnet", "densenet121", "densenet161", "densenet169", "densenet201", "inceptionv3",
+       "mobilenet0_25", "mobilenet0_5", "mobilenet0_75", "mobilenet1_0",
+       "mobilenet_v2_0_25", "mobilenet_v2_0_5", "mobilenet_v2_0_75", "mobilenet_v2_1_0",
+       "resnet18_v1", "resnet34_v1", "resnet50_v1", "resnet101_v1", "resnet152_v1",
+       "resnet18_v2", "resnet34_v2", "resnet50_v2", "resnet101_v2", "resnet152_v2",
+       "squeezenet1_0", "squeezenet1_1", "vgg11", "vgg13", "vgg16", "vgg19",
+       "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"]
+SUBSET = ["resnet18_v1", "resnet18_v2", "resnet50_v1", "mobilenet0_25", "mobilenet_v2_0_25", "squeezenet1_1",
+          "alexnet", "vgg11_bn"]
+SIZES = {"inceptionv3": (2, 3, 299, 299), "alexnet": (2, 3, 96, 96), "squeezenet1_0": (2, 3, 224, 224),
+         "squeezenet1_1": (2, 3, 224, 224)}
+ROOT = Path(__file__).resolve().parent / "results"
+
+
+def _one(name: str, shape: tuple, semantics: str, trainer: str, steps: int, work: Path) -> dict:
+    t0 = time.perf_counter()
+    try:
+        r = port(f"mxnet.gluon.model_zoo.vision:{name}", shape, work / f"{name}-{semantics}", semantics=semantics,
+                 trainer=trainer, steps=steps)
+    except GanparityError as e:
+        return {"model": name, "semantics": semantics, "ok": False, "error": str(e)}
+    rows = {row.check: row for row in r.proof.rows}
+    step = [row for c, row in rows.items() if c.startswith(f"step {steps} ") and "corrected" not in c
+            and "vars" not in c] if steps else []
+    return {"model": name, "semantics": semantics, "ok": r.proof.ok, "tensors": len(r.port.tensor_map),
+            "forward_train": rows["forward train"].max_rel, "forward_eval": rows["forward eval"].max_rel,
+            "gradients": rows["gradients"].max_rel, "k_step": max((s.max_rel for s in step), default=None),
+            "port_s": r.seconds["port"], "proof_s": r.seconds["proof"], "total_s": time.perf_counter() - t0,
+            "error": "" if r.proof.ok else r.proof.failures()}
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def write(rows: list[dict], meta: dict) -> None:
+    ROOT.mkdir(parents=True, exist_ok=True)
+    (ROOT / "port-zoo.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    lines = ["# `ganparity port` on the Gluon model zoo", "",
+             f"Machine: {meta['machine']}; input {meta['shape']}; trainer {meta['trainer']}, K = {meta['steps']}; "
+             f"models: {meta['which']}.", "",
+             "| model | semantics | ok | tensors | fwd train | fwd eval | grads | K-step | port s | proof s | "
+             "failure |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r.get(k)) for k in ("model", "semantics", "ok", "tensors", "forward_train",
+                                                                  "forward_eval", "gradients", "k_step", "port_s",
+                                                                  "proof_s")) + f" | {r.get('error', '')} |")
+    (ROOT / "port-zoo.md").write_text("\n".join(lines) + "\n" + meta.get("footer", ""))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default=",".join(SUBSET), help="comma-separated zoo names, or 'all'")
+    p.add_argument("--shape", default="2,3,64,64")
+    p.add_argument("--semantics", default="torch,mxnet")
+    p.add_argument("--trainer", default="sgd:lr=0.01")
+    p.add_argument("--steps", type=int, default=1)
+    a = p.parse_args()
+    names = ZOO if a.models == "all" else a.models.split(",")
+    shape = tuple(int(v) for v in a.shape.split(","))
+    meta = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs", "shape": shape,
+            "trainer": a.trainer, "steps": a.steps, "which": "all" if a.models == "all" else ", ".join(names)}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            for sem in a.semantics.split(","):
+                rows.append(_one(name, SIZES.get(name, shape), sem, a.trainer, a.steps, Path(tmp)))
+                print(json.dumps(rows[-1]), flush=True)
+                write(rows, meta)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""`ganparity port` (issue 19): resnet18_v1 and the DCGAN G and D of seed 002 ported to PyTorch,
+the written code run without ganparity, its own test_port.py run, both semantics proved, and
+every bad input refused with one line, exit 2 and nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("mxnet")
+
+from ganparity.common.cli.main import main  # noqa: E402
+from ganparity.common.port import port  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = str(Path(__file__).with_name("port_models.py"))
+ADAM = "adam:lr=2e-4,beta1=0.5"
+DCGAN = {"netG": (4, 16, 1, 1), "netD": (4, 3, 64, 64)}
+
+
+def _env() -> dict:
+    return os.environ | {"PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture(scope="module")
+def ported(tmp_path_factory):
+    """Each port once: resnet18 (SGD, 1 step) and G and D (Adam, 3 steps) under both semantics."""
+    base = tmp_path_factory.mktemp("ports")
+    out = {"resnet18": port(f"{MODELS}:resnet18", (2, 3, 64, 64), base / "resnet18", trainer="sgd:lr=0.1", steps=1)}
+    for name, shape in DCGAN.items():
+        for sem in ("torch", "mxnet"):
+            out[f"{name}-{sem}"] = port(f"{MODELS}:{name}", shape, base / f"{name}-{sem}", semantics=sem,
+                                        trainer=ADAM, steps=3)
+    return out
+
+
+def _rel(result, check: str) -> float:
+    return result.proof.row(check).max_rel
+
+
+@pytest.mark.parametrize("name", ["resnet18", "netG-torch", "netD-torch"])
+def test_torch_semantics_forward_grads_and_bn_statistics(ported, name):
+    r = ported[name]
+    for check in ("forward train", "forward eval", "gradients"):
+        assert r.proof.row(check).ok, (check, r.proof.summary)
+    assert _rel(r, "step 1 BN running means") <= 1e-5
+    # the running variances differ by torch's unbiased update alone: measured, and fp32 noise once corrected
+    assert _rel(r, "step 1 BN running vars") > 1e-4
+    assert r.proof.row("step 1 BN running vars, Gluon's corrected by n/(n-1)").ok
+    assert r.proof.ok, r.proof.failures()
+    md = (r.out / "PORT.md").read_text()
+    assert "step 1 BN running vars" in md and "bn-momentum" in md and "| measured |" in md
+
+
+def test_resnet18_is_readable_and_mapped(ported):
+    r = ported["resnet18"]
+    assert len(r.port.tensor_map) == 102  # 62 parameters and 40 running statistics
+    src = (r.out / "model.py").read_text()
+    assert "self.features_4_0_body_0 = nn.Conv2d(64, 64, kernel_size=(3, 3)" in src
+    assert "nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)" in src
+    assert "torch.flatten(" in src  # Gluon Dense's flatten, made explicit
+    assert r.proof.row("step 1 parameters").ok
+    assert {p.name for p in r.out.iterdir()} >= {"model.py", "weights.pt", "weights.npz", "test_port.py", "PORT.md"}
+
+
+@pytest.mark.parametrize("name", ["netG", "netD"])
+def test_mxnet_semantics_three_adam_steps_agree(ported, name):
+    r = ported[f"{name}-mxnet"]
+    assert r.proof.ok, r.proof.failures()
+    for k in (1, 2, 3):
+        assert r.proof.row(f"step {k} parameters").ok
+        assert _rel(r, f"step {k} BN running vars") <= 1e-5
+    torch_port = ported[f"{name}-torch"]
+    assert torch_port.proof.row("step 3 parameters").ok is None  # PyTorch's Adam: the drift is measured
+    assert "MXNetBatchNorm" in (r.out / "model.py").read_text()
+
+
+BLOCKED = """
+import importlib.abc, importlib.util, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("ganparity", "mxnet"):
+            raise ImportError(f"blocked: {name}")
+sys.meta_path.insert(0, Block())
+spec = importlib.util.spec_from_file_location("model", sys.argv[1])
+m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+import torch
+net = m.load(); net.train()
+out = net(torch.randn(*map(int, sys.argv[2].split(","))))
+out.sum().backward(); opt = m.make_optimizer(net); m.gluon_step(opt, 4)
+print("ran", tuple(out.shape), sorted(k for k in sys.modules if k.split(".")[0] in ("ganparity", "mxnet")))
+"""
+
+
+@pytest.mark.parametrize("name", ["resnet18", "netG-torch", "netD-mxnet"])
+def test_written_code_runs_with_torch_alone(ported, name):
+    r = ported[name]
+    shape = {"resnet18": "2,3,64,64", "netG-torch": "4,16,1,1", "netD-mxnet": "4,3,64,64"}[name]
+    done = subprocess.run([sys.executable, "-I", "-c", BLOCKED, str(r.out / "model.py"), shape],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("[]"), done.stdout
+
+
+def test_its_own_test_passes(ported):
+    r = ported["netD-torch"]
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(r.out / "test_port.py")],
+                          capture_output=True, text=True, env=_env(), cwd=r.out, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "5 passed" in done.stdout
+
+
+# -- bad input: one line, exit 2, nothing written --------------------------------------------------
+
+
+def _refused(capsys, tmp_path, *args, out: Path | None = None) -> str:
+    out = out or tmp_path / "ported"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["port", "--input-shape", "4,3,64,64", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ganparity: error: ") and "\n" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no folder, no temporary left
+    return err
+
+
+def test_bad_factory(capsys, tmp_path):
+    assert "has no attribute 'netE'" in _refused(capsys, tmp_path, "--mxnet", f"{MODELS}:netE")
+    assert "the factory failed: RuntimeError: no GPU here" in _refused(capsys, tmp_path, "--mxnet", f"{MODELS}:raising")
+
+
+def test_params_not_matching(capsys, tmp_path):
+    import mxnet as mx
+
+    sys.path.insert(0, str(Path(MODELS).parent))
+    from port_models import netG
+
+    g = netG()
+    g.initialize()
+    g(mx.nd.zeros((1, 16, 1, 1)))
+    params = tmp_path / "g.params"
+    g.save_parameters(str(params))
+    err = _refused(capsys, tmp_path, "--mxnet", f"{MODELS}:netD", "--params", str(params))
+    assert "--params" in err and "does not match the block" in err
+
+
+def test_shape_rejected(capsys, tmp_path):
+    err = _refused(capsys, tmp_path, "--mxnet", f"{MODELS}:netD", "--input-shape", "4,3,8")
+    assert "the block rejects input shape (4, 3, 8)" in err
+
+
+def test_out_not_empty(capsys, tmp_path):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    err = _refused(capsys, tmp_path, "--mxnet", f"{MODELS}:netD", out=out)
+    assert "exists and is not empty (use --force" in err
+    assert (out / "mine.txt").read_text() == "keep me"
+
+
+def test_unsupported_op_names_it(capsys, tmp_path):
+    err = _refused(capsys, tmp_path, "--mxnet", f"{MODELS}:with_arctan", "--input-shape", "2,6")
+    assert "unsupported: the op arctan" in err and "nearest supported form" in err
+
+
+def test_mapping_json_pairs_every_tensor(ported):
+    m = json.loads((ported["netD-torch"].out / "mapping.json").read_text())
+    assert m["tensors"]["conv0.weight"] == "0.weight" and m["tensors"]["batchnorm0.running_var"] == "3.running_var"
