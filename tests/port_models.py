@@ -49,3 +49,109 @@ def with_arctan():
     net = nn.HybridSequential()
     net.add(nn.Dense(4, in_units=6), _Swish())
     return net
+
+
+# -- user-style blocks with branches (issue 19's proof beyond Sequential) ---------------------------
+
+
+class ResidualProjection(nn.HybridBlock):
+    """A residual block whose shortcut is a strided 1x1 projection with its own BatchNorm."""
+
+    def __init__(self, channels=8, **kw):
+        super().__init__(**kw)
+        self.conv1 = nn.Conv2D(channels, 3, 2, 1, use_bias=False)
+        self.bn1 = nn.BatchNorm()
+        self.conv2 = nn.Conv2D(channels, 3, 1, 1, use_bias=False)
+        self.bn2 = nn.BatchNorm()
+        self.proj = nn.Conv2D(channels, 1, 2, 0, use_bias=False)
+        self.proj_bn = nn.BatchNorm()
+
+    def hybrid_forward(self, F, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + self.proj_bn(self.proj(x)))
+
+
+class ConcatBranches(nn.HybridBlock):
+    """An Inception-style block: three branches joined by a channel concat, then a Dense head."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.b1 = nn.Conv2D(4, 1)
+        self.b3 = nn.HybridSequential()
+        self.b3.add(nn.Conv2D(4, 3, padding=1), nn.BatchNorm(), nn.LeakyReLU(0.1))
+        self.pool = nn.MaxPool2D(3, 1, 1)
+        self.head = nn.Dense(5)
+
+    def hybrid_forward(self, F, x):
+        y = F.concat(self.b1(x), self.b3(x), self.pool(x), dim=1)
+        return self.head(y)
+
+
+class Upsampler(nn.HybridBlock):
+    """A decoder stage: nearest upsampling then a convolution, and a transposed-conv branch summed in."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.conv = nn.Conv2D(6, 3, padding=1)
+        self.deconv = nn.Conv2DTranspose(6, 4, 2, 1)
+        self.bn = nn.BatchNorm()
+
+    def hybrid_forward(self, F, x):
+        up = self.conv(F.UpSampling(x, scale=2, sample_type="nearest"))
+        return F.tanh(self.bn(up + self.deconv(x)))
+
+
+class TinyUNet(nn.HybridBlock):
+    """A two-level U-Net: the encoder's features skip across and are concatenated in the decoder."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.enc1 = nn.HybridSequential()
+        self.enc1.add(nn.Conv2D(8, 3, padding=1), nn.BatchNorm(), nn.Activation("relu"))
+        self.down = nn.MaxPool2D(2)
+        self.enc2 = nn.HybridSequential()
+        self.enc2.add(nn.Conv2D(16, 3, padding=1), nn.BatchNorm(), nn.Activation("relu"))
+        self.up = nn.Conv2DTranspose(8, 2, 2)
+        self.dec = nn.HybridSequential()
+        self.dec.add(nn.Conv2D(8, 3, padding=1), nn.BatchNorm(), nn.Activation("relu"))
+        self.out = nn.Conv2D(1, 1)
+
+    def hybrid_forward(self, F, x):
+        e1 = self.enc1(x)
+        e2 = self.enc2(self.down(e1))
+        return self.out(self.dec(F.concat(self.up(e2), e1, dim=1)))
+
+
+class DenseResidualMLP(nn.HybridBlock):
+    """Dense layers with a residual sum, LayerNorm and Dropout(0) (an MLP block of a user's model)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.fc1 = nn.Dense(12, in_units=12, flatten=False)
+        self.norm = nn.LayerNorm(in_channels=12)
+        self.fc2 = nn.Dense(3, in_units=12)
+        self.drop = nn.Dropout(0.0)
+
+    def hybrid_forward(self, F, x):
+        return self.fc2(self.drop(self.norm(F.relu(self.fc1(x)) + x)))
+
+
+def residual_projection():
+    return ResidualProjection()
+
+
+def concat_branches():
+    return ConcatBranches()
+
+
+def upsampler():
+    return Upsampler()
+
+
+def tiny_unet():
+    return TinyUNet()
+
+
+def dense_residual_mlp():
+    return DenseResidualMLP()

@@ -103,6 +103,11 @@ def read(model: Any, shape: tuple[int, ...], params: str | None = None, seed: in
             s = nodes[src]
             if s["op"] == "null" and s.get("param"):
                 node["params"][s["param"].rsplit(".", 1)[-1]] = s["param"]
+        if node["op"] != "null" and node["path"] is None and node["params"]:
+            # an op not named '<prefix>fwd' (LayerNorm's is '<prefix>layernorm0'): the block owning its parameters
+            owner = {p.rsplit(".", 1)[0] if "." in p else "" for p in node["params"].values()}
+            if len(owner) == 1 and "" not in owner:
+                node["path"] = owner.pop()
     arrays = {n: p.data().asnumpy().copy() for n, p in live.items() if p._data is not None}
     root = model.prefix
     return {"nodes": nodes, "arrays": arrays, "outputs": [[int(a), int(b)] for a, b, *_ in graph["heads"]],
