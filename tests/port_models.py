@@ -155,3 +155,32 @@ def tiny_unet():
 
 def dense_residual_mlp():
     return DenseResidualMLP()
+
+
+# -- the project's own specs, built natively by the mxnet backend -------------------------------------
+
+SMALL = dict(nz=8, ngf=4, ndf=4, image_size=16)
+SPEC_NETS = {  # factory name -> (spec, knobs, net, input shape)
+    "gan_gaussian_G": ("gan-gaussian", {}, "G", (4, 2)),
+    "gan_gaussian_D": ("gan-gaussian", {}, "D", (4, 2)),
+    "dcgan_G": ("dcgan", SMALL, "G", (4, 8, 1, 1)),
+    "dcgan_D": ("dcgan", SMALL, "D", (4, 3, 16, 16)),
+    "dcgan_gluon_G": ("dcgan-gluon", SMALL, "G", (4, 8, 1, 1)),
+    "dcgan_gluon_D": ("dcgan-gluon", SMALL, "D", (4, 3, 16, 16)),
+    "dcgan_d2l_G": ("dcgan-d2l", SMALL, "G", (4, 8, 1, 1)),
+    "dcgan_d2l_D": ("dcgan-d2l", SMALL, "D", (4, 3, 16, 16)),
+    "resnet34_finetune_backbone": ("resnet34-finetune", dict(width=4, image_size=32), "backbone", (2, 3, 32, 32)),
+    "resnet34_finetune_head": ("resnet34-finetune", dict(width=4, image_size=32), "head", (2, 32)),
+}
+
+
+def _spec_net(spec_name, knobs, net):
+    import ganparity
+    from ganparity.common.backend import build_nets
+
+    spec = ganparity.get_spec(spec_name, semantics="mxnet", **knobs)
+    return build_nets(ganparity.get_backend("mxnet"), spec)[net]
+
+
+for _name, (_spec, _knobs, _net, _shape) in SPEC_NETS.items():
+    globals()[_name] = (lambda s=_spec, k=_knobs, n=_net: _spec_net(s, k, n))

@@ -188,3 +188,23 @@ def test_user_blocks_with_branches_port_and_prove(tmp_path, name):
         if sem == "mxnet":
             assert r.proof.ok, r.proof.failures()
         assert (r.out / "model.py").is_file() and (r.out / "weights.pt").is_file()
+
+
+SPEC_NETS = ["gan_gaussian_G", "gan_gaussian_D", "dcgan_G", "dcgan_D", "dcgan_gluon_G", "dcgan_gluon_D",
+             "dcgan_d2l_G", "dcgan_d2l_D", "resnet34_finetune_backbone", "resnet34_finetune_head"]
+
+
+@pytest.mark.parametrize("name", SPEC_NETS)
+def test_the_projects_specs_built_natively_in_gluon_port_and_prove(tmp_path, name):
+    """Every net of the five specs, as the mxnet backend builds it, ported under mxnet semantics:
+    forward, gradients and one Adam step agree with the Gluon block."""
+    sys.path.insert(0, str(Path(MODELS).parent))
+    try:
+        from port_models import SPEC_NETS as NETS
+    finally:
+        sys.path.pop(0)
+    assert set(NETS) == set(SPEC_NETS)
+    r = port(f"{MODELS}:{name}", NETS[name][3], tmp_path / "out", semantics="mxnet", trainer=ADAM, steps=1)
+    assert r.proof.ok, r.proof.failures()
+    for check in ("forward train", "forward eval", "gradients", "step 1 parameters"):
+        assert r.proof.row(check).ok, (check, r.proof.summary)
