@@ -30,7 +30,8 @@ ZOO = ["alexnet", "densenet121", "densenet161", "densenet169", "densenet201", "i
        "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"]
 SUBSET = ["resnet18_v1", "resnet18_v2", "resnet50_v1", "mobilenet0_25", "mobilenet_v2_0_25", "squeezenet1_1",
           "alexnet", "vgg11_bn"]
-SIZES = {"inception_v3": (2, 3, 299, 299), **{f"densenet{n}": (2, 3, 224, 224) for n in (121, 161, 169, 201)}, "alexnet": (2, 3, 96, 96), "squeezenet1_0": (2, 3, 224, 224),
+SIZES = {"inception_v3": (2, 3, 299, 299), **{f"densenet{n}": (2, 3, 224, 224) for n in (121, 161, 169, 201)},
+         "alexnet": (2, 3, 96, 96), "squeezenet1_0": (2, 3, 224, 224),
          "squeezenet1_1": (2, 3, 224, 224)}
 ROOT = Path(__file__).resolve().parent / "results"
 
