@@ -53,17 +53,19 @@ def init(device: str, timeout_s: float) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-class _CPUSyncBatchNorm(nn.SyncBatchNorm):
-    """nn.SyncBatchNorm (what convert_sync_batchnorm made) that also synchronises on CPU, and only
-    inside a step. The global batch mean and biased variance normalise; the running variance gets
-    the unbiased one, as SyncBatchNorm does."""
+class _StepSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """What convert_sync_batchnorm made (a SyncBatchNorm's tensors and process_group), synchronising
+    only inside a step: torch's SyncBatchNorm.forward on CUDA; on CPU, where torch has no
+    SyncBatchNorm kernels (and DDP refuses the class), the same global moments from one
+    differentiable all_reduce. The global batch mean and biased variance normalise; the running
+    variance gets the unbiased one, as SyncBatchNorm does."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and _SYNCING[0]):
             return nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                                             self.training, self.momentum, self.eps)
         if x.is_cuda:
-            return super().forward(x)
+            return nn.SyncBatchNorm.forward(self, x)
         dims = [d for d in range(x.dim()) if d != 1]
         count = torch.full((1,), x.numel() / x.shape[1], dtype=x.dtype)
         stats = torch.cat([x.sum(dims), (x * x).sum(dims), count])
@@ -91,7 +93,7 @@ def _convert_sync_bn(net: nn.Module) -> nn.Module:
     net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
     for m in net.modules():
         if type(m) is nn.SyncBatchNorm:
-            m.__class__ = _CPUSyncBatchNorm
+            m.__class__ = _StepSyncBatchNorm
     return net
 
 

@@ -40,8 +40,7 @@ DEFAULT_PORT = 29500
 # Flags of `train` that the launcher consumes (the workers do not get them).
 LAUNCHER_FLAGS = ("nproc", "master_port")
 _MX_FAILED = re.compile(r"Get nonzero return code=(-?\d+)")
-_TORCH_RANK = re.compile(r"^\s*rank\s*:\s*(\d+)")
-_TORCH_CODE = re.compile(r"^\s*exitcode\s*:\s*(-?\d+)")
+_TORCH_FAILED = re.compile(r"failed \(exitcode: (-?\d+)\) local_rank: (\d+)")  # torchrun's root cause
 # Launcher chatter that the log keeps and the terminal does not show.
 _NOISE = re.compile(r"torch[./]distributed[./]elastic|torch\.distributed\.run|ChildFailedError|^\s*(Root Cause|"
                     r"Failures:|<NO_OTHER_FAILURES>|={8,}|-{8,}|\[\d+\]:|time\s*:|host\s*:|rank\s*:|exitcode\s*:|"
@@ -155,11 +154,9 @@ class _Watch:
                 self.failed = m.group(1)
                 self.kill()
             if self.backend == "torch":
-                if (r := _TORCH_RANK.match(line)) and self.rank is None:
-                    self.rank = r.group(1)
-                if (c := _TORCH_CODE.match(line)) and self.code is None:
-                    self.code = c.group(1)
-            if line.startswith("Traceback (most recent call last)"):
+                if (m := _TORCH_FAILED.search(line)) and self.code is None:
+                    self.code, self.rank = m.groups()
+            if line.startswith("Traceback (most recent call last)") or line.endswith(" FAILED\n"):
                 self.in_traceback = True
             if self.in_traceback:
                 if line[:1] not in (" ", "\t") and not line.startswith("Traceback"):
