@@ -3,6 +3,7 @@ proof: tensors mapped, forward error (train, eval), gradient error, K-step error
 semantics, port time; every model that fails, with its one-line reason.
 
     PYTHONPATH=. python -m ganparity.benchmarks.port_zoo [--models resnet18_v1,...] [--shape 2,3,64,64]
+        [--merge]      (--merge: replace only these models' rows of the committed table)
 
 Writes benchmarks/results/port-zoo.md and .json. The models are built with pretrained=False (no
 download). A benchmark, not a test: the times are this machine's.
@@ -42,11 +43,12 @@ def _one(name: str, shape: tuple, semantics: str, trainer: str, steps: int, work
         r = port(f"mxnet.gluon.model_zoo.vision:{name}", shape, work / f"{name}-{semantics}", semantics=semantics,
                  trainer=trainer, steps=steps)
     except GanparityError as e:
-        return {"model": name, "semantics": semantics, "ok": False, "error": str(e)}
+        return {"model": name, "semantics": semantics, "input": list(shape), "ok": False, "error": str(e)}
     rows = {row.check: row for row in r.proof.rows}
     step = [row for c, row in rows.items() if c.startswith(f"step {steps} ") and "corrected" not in c
             and "vars" not in c] if steps else []
-    return {"model": name, "semantics": semantics, "ok": r.proof.ok, "tensors": len(r.port.tensor_map),
+    return {"model": name, "semantics": semantics, "input": list(shape), "ok": r.proof.ok,
+            "tensors": len(r.port.tensor_map),
             "forward_train": rows["forward train"].max_rel, "forward_eval": rows["forward eval"].max_rel,
             "gradients": rows["gradients"].max_rel, "k_step": max((s.max_rel for s in step), default=None),
             "port_s": r.seconds["port"], "proof_s": r.seconds["proof"], "total_s": time.perf_counter() - t0,
@@ -63,12 +65,14 @@ def write(rows: list[dict], meta: dict) -> None:
     lines = ["# `ganparity port` on the Gluon model zoo", "",
              f"Machine: {meta['machine']}; input {meta['shape']}; trainer {meta['trainer']}, K = {meta['steps']}; "
              f"models: {meta['which']}.", "",
-             "| model | semantics | ok | tensors | fwd train | fwd eval | grads | K-step | port s | proof s | "
-             "failure |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | semantics | input | ok | tensors | fwd train | fwd eval | grads | K-step | port s | proof s | "
+             "failure |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append("| " + " | ".join(_fmt(r.get(k)) for k in ("model", "semantics", "ok", "tensors", "forward_train",
-                                                                  "forward_eval", "gradients", "k_step", "port_s",
-                                                                  "proof_s")) + f" | {r.get('error', '')} |")
+        size = "x".join(map(str, r.get("input") or SIZES.get(r["model"], meta["shape"])))
+        lines.append("| " + " | ".join(_fmt(r.get(k)) for k in ("model", "semantics")) + f" | {size} | "
+                     + " | ".join(_fmt(r.get(k)) for k in ("ok", "tensors", "forward_train", "forward_eval",
+                                                          "gradients", "k_step", "port_s", "proof_s"))
+                     + f" | {r.get('error', '')} |")
     (ROOT / "port-zoo.md").write_text("\n".join(lines) + "\n" + meta.get("footer", ""))
 
 
@@ -79,18 +83,25 @@ def main() -> None:
     p.add_argument("--semantics", default="torch,mxnet")
     p.add_argument("--trainer", default="sgd:lr=0.01")
     p.add_argument("--steps", type=int, default=1)
+    p.add_argument("--merge", action="store_true", help="keep the committed table's other rows (same settings)")
     a = p.parse_args()
     names = ZOO if a.models == "all" else a.models.split(",")
     shape = tuple(int(v) for v in a.shape.split(","))
     meta = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs", "shape": shape,
             "trainer": a.trainer, "steps": a.steps, "which": "all" if a.models == "all" else ", ".join(names)}
-    rows = []
+    rows, kept = [], []
+    if a.merge:
+        old = json.loads((ROOT / "port-zoo.json").read_text())
+        meta, kept = old["meta"], old["rows"]
+    order = {n: i for i, n in enumerate(ZOO)}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             for sem in a.semantics.split(","):
                 rows.append(_one(name, SIZES.get(name, shape), sem, a.trainer, a.steps, Path(tmp)))
                 print(json.dumps(rows[-1]), flush=True)
-                write(rows, meta)
+                new = {(r["model"], r["semantics"]) for r in rows}
+                every = [r for r in kept if (r["model"], r["semantics"]) not in new and r["model"] in order] + rows
+                write(sorted(every, key=lambda r: (order.get(r["model"], len(order)), r["semantics"])), meta)
 
 
 if __name__ == "__main__":

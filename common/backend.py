@@ -72,6 +72,9 @@ class Backend(Protocol):
     PRETRAINED_SUFFIX: str  # the framework's model-zoo weight files
     INCEPTION_SUFFIXES: tuple[str, ...]  # FID's Inception-v3 weight files
     GANTrainer: type[GANTrainer]
+    # distributed.py, the module: init(device, timeout_s) -> (rank, world), wrap_trainer(trainer,
+    # sync_bn), barrier(), shutdown(): data parallelism on the framework's own engine
+    distributed: ModuleType
     FinetuneTrainer: type[FinetuneTrainer]
 
     def versions(self) -> dict[str, str]: ...

@@ -31,6 +31,7 @@ import pytest
 from ganparity.common import files
 from ganparity.common.cli import main
 from ganparity.common.errors import GanparityError
+from ganparity.common.gan import run as gan_run
 from ganparity.common.gan.loop import TrainConfig, train
 from ganparity.common.gan.run import CHECKPOINT, LOCK, PREVIOUS, RUN_JSON, load_checkpoint
 from ganparity.common.readers import sha256
@@ -128,6 +129,10 @@ CASES = {
     "train eval samples 1": ([*T, "--eval-samples", "1", "--out", "new"], ["--eval-samples", "'1'", "at least 2"]),
     "train sample every 0": ([*T, "--sample-every", "0", "--out", "new"], ["--sample-every", "'0'"]),
     "train seed negative": ([*T, "--seed", "-1", "--out", "new"], ["--seed", "'-1'"]),
+    "train nproc 0": ([*T, "--nproc", "0", "--out", "new"], ["--nproc", "'0'"]),
+    "train master port out of range": ([*T, "--nproc", "2", "--master-port", "70000", "--out", "new"],
+                                       ["--master-port", "'70000'", "1 to 65535"]),
+    "train dist timeout 0": ([*T, "--nproc", "2", "--dist-timeout", "0", "--out", "new"], ["--dist-timeout", "'0'"]),
     "train width knob 0": ([*T, "--set", "ngf=0", "--out", "new"], ["ngf", "0"]),
     "train image size that G cannot make": ([*T, "--set", "image_size=48", "--out", "new"], ["(3, 48, 48)"]),
     # train: names with a list of choices
@@ -415,6 +420,29 @@ def test_a_run_stopped_before_its_first_checkpoint_can_be_resumed(tmp_path, caps
     with pytest.raises(SystemExit):
         train(tiny(tmp_path / "run", epochs=2), on_step=crash)
     assert (tmp_path / "run" / RUN_JSON).is_file() and not (tmp_path / "run" / CHECKPOINT).exists()
+    train(tiny(tmp_path / "run", epochs=2, resume=True))
+    assert "no checkpoint yet; starting from step 0" in capsys.readouterr().err
+    assert_bit_identical(tmp_path / "straight", tmp_path / "run")
+
+
+def test_a_run_killed_while_its_first_checkpoint_was_renamed_into_place_can_be_resumed(tmp_path, monkeypatch,
+                                                                                         capsys):
+    """run.json records a checkpoint's hash just before the file is renamed into place: a kill in
+    between leaves the first hash recorded and no checkpoint; --resume starts again from step 0."""
+    need("torch")
+    train(tiny(tmp_path / "straight", epochs=2))
+    real = gan_run.save_checkpoint
+
+    def killed_before_rename(run, *args):
+        real(run, *args)
+        (run.dir / CHECKPOINT).unlink()  # the state a kill between the record and the rename leaves
+        raise SystemExit(9)
+
+    monkeypatch.setattr(gan_run, "save_checkpoint", killed_before_rename)
+    with pytest.raises(SystemExit):
+        train(tiny(tmp_path / "run", epochs=2))
+    monkeypatch.setattr(gan_run, "save_checkpoint", real)
+    assert len(json.loads((tmp_path / "run" / RUN_JSON).read_text())["checkpoints"]) == 1
     train(tiny(tmp_path / "run", epochs=2, resume=True))
     assert "no checkpoint yet; starting from step 0" in capsys.readouterr().err
     assert_bit_identical(tmp_path / "straight", tmp_path / "run")

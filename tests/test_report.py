@@ -37,18 +37,26 @@ def test_report_covers_every_spec_and_backend(tmp_path, both, monkeypatch):
     small = dict(nz=8, ngf=4, ndf=4, image_size=16)
     monkeypatch.setattr(report, "PARITY_KNOBS", {k: ({} if k == "gan-gaussian" else small)
                                                  for k in report.PARITY_KNOBS})
+    from ganparity.common.cli import distributed
+
+    monkeypatch.setattr(distributed, "PARITY_CHECKS", distributed.PARITY_CHECKS[2:3])  # torch DDP vs mxnet kvstore
     results = report.main_report(tmp_path, ["torch", "mxnet"], steps=3)
     assert {(r["spec"], r["backend"]) for r in results["shapes"]} == {
         (s, b) for s in ("gan-gaussian", "dcgan", "dcgan-d2l", "dcgan-gluon") for b in ("torch", "mxnet")}
     assert all(r["ok"] for r in results["shapes"])
     assert {c["spec"] for c in results["parity"]} == {"gan-gaussian", "dcgan", "dcgan-d2l", "dcgan-gluon"}
     md = (tmp_path / "report.md").read_text()
-    assert "## Shape parity" in md and "## Numerical parity" in md
+    assert "## Shape parity" in md and "## Numerical parity" in md and "## Data-parallel parity" in md
+    [dp] = results["data_parallel"]
+    assert dp["ok"] and dp["weights"] < distributed.PARITY_ATOL, dp
+    assert f"| torch DDP 2 workers vs mxnet dist_sync 2 workers; gan-gaussian, same numpy weights and data | " \
+           f"{dp['weights']:.1e} |" in md
     assert (tmp_path / "lockstep.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "results.json").read_text())["environment"]["mxnet"] == "1.9.1"
 
 
-def test_report_with_one_backend_skips_parity(tmp_path, backend):
+def test_report_with_one_backend_skips_parity(tmp_path, backend, monkeypatch):
+    monkeypatch.setattr(report, "DATA_PARALLEL", False)
     results = report.main_report(tmp_path, [backend.NAME], steps=2)
     assert results["parity"] == [] and len(results["shapes"]) == 4
 

@@ -1,6 +1,7 @@
 """The torch backend as common.backend.get_backend('torch') hands it out: one flat namespace, the same
 names in backends/torch/api.py and backends/mxnet/api.py, every member of common.backend.Backend."""
 
+from . import distributed  # noqa: F401
 from .build import (  # noqa: F401
     build,
     forward,

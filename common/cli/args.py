@@ -66,6 +66,25 @@ def int_at_least(minimum: int):
     return check
 
 
+def port(text: str) -> int:
+    """A TCP port number."""
+    value = _int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port (1 to 65535), got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A length of time in seconds, above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0 seconds, got {text!r}")
+    return value
+
+
 def fraction(text: str) -> float:
     """A share in [0, 1): the part of a data set held out."""
     try:

@@ -12,12 +12,18 @@ import numpy as np
 from ..backend import BACKENDS
 from ..errors import GanparityError
 from ..gan.data import DATASETS
+from ..gan.distributed import end_worker, engine, is_rank0
 from ..spec.registry import GAN_SPECS, parse_knobs
+from . import distributed
 from .args import DEVICES, backend_name, int_at_least, output_dir, output_file, positive_int, seed
 
 
 def cmd_train(a) -> None:
     from ..gan.loop import TrainConfig, describe_quality, train
+
+    if a.nproc is not None:  # data parallel: N workers through the backend's launcher
+        return distributed.launch(a)
+    distributed.worker_env(a)
 
     cfg = TrainConfig(spec=a.spec, backend=a.backend, knobs=parse_knobs(a.set), data=a.data, dataset=a.dataset,
                       n_data=a.n_data, cache_dir=a.cache_dir, epochs=a.epochs, batch_size=a.batch_size,
@@ -27,9 +33,11 @@ def cmd_train(a) -> None:
     res = train(cfg)
     if res.interrupted:
         raise SystemExit(130)
-    print(f"{res.run_dir}: {res.epochs_done} epochs, {res.step} steps in {res.seconds:.1f} s ({res.backend})")
-    if res.quality:
-        print(describe_quality(res.quality))
+    if engine() is None or is_rank0():
+        print(f"{res.run_dir}: {res.epochs_done} epochs, {res.step} steps in {res.seconds:.1f} s ({res.backend})")
+        if res.quality:
+            print(describe_quality(res.quality))
+    end_worker()
 
 
 def _warn(msg: str) -> None:
@@ -118,6 +126,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="skip progress.gif")
     s.add_argument("--progress", default="auto", choices=("auto", "bar", "lines"),
                    help="auto: a tqdm bar on a terminal, one line per epoch otherwise")
+    distributed.add_arguments(s)
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("sample", help="draw samples (or latent interpolations) from a run's checkpoint")

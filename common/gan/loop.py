@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -26,6 +27,7 @@ from .. import weights as W
 from ..backend import build_nets, get_backend
 from ..errors import GanparityError
 from ..files import reason, write_json, write_text
+from . import distributed as DP
 from . import run as R
 from .data import Dataset, dataset_for
 from .quality import fid as fid_of
@@ -147,8 +149,8 @@ class _State:
 class _Session:
     """One `train` call on one run directory: the nets, the trainer, the data and the writers."""
 
-    def __init__(self, run: R.Run, dataset: Dataset | None):
-        self.run, self.cfg, self.spec = run, run.cfg, run.spec
+    def __init__(self, run: R.Run, dataset: Dataset | None, dp: DP.Context = DP.SINGLE):
+        self.run, self.cfg, self.spec, self.dp = run, run.cfg, run.spec, dp
         cfg, spec = self.cfg, self.spec
         self.be = get_backend(cfg.backend)
         self.ds = dataset if dataset is not None else dataset_for(spec, cfg.data, cfg.dataset, cfg.cache_dir,
@@ -161,25 +163,31 @@ class _Session:
         self.n_batches = math.ceil(len(self.ds) / spec.recipe.batch_size)
         self.state = self._restore()
         self.saved_step: int | None = self.state.step if run.resumed else None  # of the last good checkpoint
-        R.write_record(run, cfg.backend, cfg.device, self.state.step, self.ds.description)
+        self.trainer = dp.wrap(self.be, self.trainer, self.G, self.D, spec)  # data parallel: common/gan/distributed.py
+        dp.check_batches(len(self.ds), spec.recipe.batch_size)
         rows = R.read_metrics(run.dir / R.METRICS, self.state.step)  # drop lines past the checkpoint
-        write_text(run.dir / R.METRICS, "".join(json.dumps(r) + "\n" for r in rows))
-        if is_points(spec) and (run.dir / R.QUALITY_LOG).exists():
-            q = R.read_metrics(run.dir / R.QUALITY_LOG, self.state.step)
-            write_text(run.dir / R.QUALITY_LOG, "".join(json.dumps(r) + "\n" for r in q))
+        dp.barrier()  # every rank has read the run directory (run.json, checkpoints) before rank 0 writes
+        if dp.writer:  # rank 0 alone writes the run directory
+            R.write_record(run, cfg.backend, cfg.device, self.state.step, self.ds.description)
+            write_text(run.dir / R.METRICS, "".join(json.dumps(r) + "\n" for r in rows))
+            if is_points(spec) and (run.dir / R.QUALITY_LOG).exists():
+                q = R.read_metrics(run.dir / R.QUALITY_LOG, self.state.step)
+                write_text(run.dir / R.QUALITY_LOG, "".join(json.dumps(r) + "\n" for r in q))
+            (run.dir / R.SAMPLES).mkdir(exist_ok=True)
         self.losses = {"G": [r["loss_G"] for r in rows], "D": [r["loss_D"] for r in rows]}
         self.values = {k: rows[-1][k] if rows else math.nan for k in R.FIELDS}
-        (run.dir / R.SAMPLES).mkdir(exist_ok=True)
 
     def _restore(self) -> _State:
         run, cfg, spec, be = self.run, self.cfg, self.spec, self.be
-        if not run.resumed or (not R.has_checkpoint(run.dir) and not run.record.get("checkpoints")):
-            if run.resumed:  # stopped before its first checkpoint: start it again, with its settings
+        # Stopped before its first checkpoint was in place (run.json records a checkpoint's hash just
+        # before the file is renamed into place): start again from step 0, with the run's settings.
+        if not run.resumed or (not R.has_checkpoint(run.dir) and len(run.record.get("checkpoints") or []) <= 1):
+            if run.resumed and self.dp.writer:
                 _log(f"{run.dir}: no checkpoint yet; starting from step 0 with the run's settings")
             arrays, state = W.init_arrays(spec, cfg.seed), _State(np.random.default_rng(cfg.seed))
         else:
             meta, arrays, opt_state, perm, path = R.load_best(run.dir, run.record, spec,
-                                                              lambda m: _log(f"ganparity: {m}"))
+                                                              lambda m: self.dp.writer and _log(f"ganparity: {m}"))
             run.latest_ok = path.name == R.CHECKPOINT
             rng = np.random.default_rng()
             try:
@@ -203,6 +211,8 @@ class _Session:
 
     def checkpoint(self, perm: np.ndarray) -> Path:
         s, spec = self.state, self.spec
+        if not self.dp.writer:
+            return self.run.dir / R.CHECKPOINT
         meta = {"version": 1, "spec": spec.name, "params": spec.params, "recipe": dataclasses.asdict(spec.recipe),
                 "backend": self.cfg.backend, "epoch": s.epoch, "batch_in_epoch": s.batch_done, "step": s.step,
                 "rng": s.rng.bit_generator.state, "seed": self.cfg.seed}
@@ -226,8 +236,8 @@ class _Session:
     def train_step(self, idx: np.ndarray) -> dict[str, float]:
         """One D+G step on the rows idx with fresh noise; a NaN or inf value stops the run."""
         s, be = self.state, self.be
-        real = self.ds.batch(idx)
-        noise = s.rng.standard_normal((len(idx), *self.spec.latent_shape)).astype(np.float32)
+        real = self.ds.batch(self.dp.rows(idx))  # data parallel: this rank's rows and noise of the global batch
+        noise = self.dp.noise(s.rng.standard_normal((len(idx), *self.spec.latent_shape)).astype(np.float32))
         out = self.trainer.step(be.to_device(self.D, real), be.to_device(self.G, noise))
         values = {k: be.scalar(out[k]) for k in R.FIELDS}
         if not all(math.isfinite(v) for v in values.values()):
@@ -240,6 +250,8 @@ class _Session:
         """The epoch's picture, the 2-D specs' quality line, a checkpoint and a log line."""
         s, cfg, spec, run = self.state, self.cfg, self.spec, self.run
         epochs = spec.recipe.epochs
+        if not self.dp.writer:
+            return
         picture = run.dir / R.SAMPLES / f"epoch_{s.epoch:03d}.png"
         draw = s.epoch % cfg.sample_every == 0 or s.epoch == epochs
         fake = generate(self.be, self.G, spec, fixed_noise(spec, cfg.seed)) if draw else None
@@ -265,6 +277,8 @@ class _Session:
         from .plots import save_gif, save_loss_curve
 
         s, cfg, run = self.state, self.cfg, self.run
+        if not self.dp.writer:
+            return RunResult(run.dir, s.epoch, s.step, interrupted)
         if self.losses["G"]:
             save_loss_curve(run.dir / "loss.png", self.losses["G"], self.losses["D"],
                             f"{self.spec.name}, {run.record['backend']}")
@@ -292,10 +306,16 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None, on_step=None) -> Run
     t_start = time.perf_counter()
     if cfg.fid_weights is not None:  # refused before any work if the file is not there
         inception_backend(cfg.fid_weights)
-    with R.open_run(cfg) as run:  # holds run.lock until the end
+    DP.serve_if_server()  # an MXNet scheduler or server process does not come back
+    dp = DP.join(cfg.backend or DP.engine() or "torch", cfg.device)  # one process: DP.SINGLE
+    with R.open_run(cfg, writer=dp.writer) as run:  # rank 0 alone creates and locks the run directory
+        if dp.engine is not None and run.cfg.backend != dp.engine:
+            raise GanparityError(f"run {str(run.dir)!r} trains with {run.cfg.backend}, but this process was started "
+                                 f"by the {dp.engine} launcher; pass --backend {dp.engine} to hand it over")
         if run.cfg.fid_weights is not None and cfg.fid_weights is None:  # the run's own, on --resume
             inception_backend(run.cfg.fid_weights)
-        result = _train(_Session(run, dataset), on_step)
+        result = _train(_Session(run, dataset, dp), on_step)
+    dp.close()
     result.seconds = time.perf_counter() - t_start
     return result
 
@@ -331,11 +351,13 @@ class _AppendLog:
 
 def _train(session: _Session, on_step) -> RunResult:
     s, spec, run, cfg = session.state, session.spec, session.run, session.cfg
+    dp = session.dp
     recipe, progress = spec.recipe, sys.stderr.isatty() if cfg.progress is None else cfg.progress
-    if is_points(spec) and s.step == 0:
+    progress = progress and dp.writer
+    if is_points(spec) and s.step == 0 and dp.writer:
         write_text(run.dir / R.QUALITY_LOG, json.dumps({"epoch": 0, "step": 0, **session.quality()}) + "\n")
     interrupted = False
-    with _Interrupt() as stop, _AppendLog(run.dir / R.METRICS, session._kept) as mf:
+    with _Interrupt() as stop, _AppendLog(run.dir / R.METRICS if dp.writer else Path(os.devnull), session._kept) as mf:
         while s.epoch < recipe.epochs and not interrupted:
             if s.batch_done == 0 or s.perm is None:
                 s.perm = s.rng.permutation(len(session.ds)) if recipe.shuffle else np.arange(len(session.ds))
@@ -357,6 +379,7 @@ def _train(session: _Session, on_step) -> RunResult:
                         bar.set_postfix(loss_D=f"{values['loss_D']:.3f}", loss_G=f"{values['loss_G']:.3f}",
                                         img_s=f"{row['img_per_s']:.0f}", refresh=False)
                         bar.update(1)
+                    dp.after_step(s.step)
                     if on_step is not None:
                         on_step(s.step, values)
                     if stop.flag:

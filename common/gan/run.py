@@ -133,6 +133,18 @@ def save_checkpoint(run: Run, arrays: dict[str, np.ndarray], opt_state: dict[str
     return path
 
 
+def checkpoint_differences(a: Path, b: Path) -> tuple[float, float]:
+    """(max |weight difference|, max |Adam state difference|) of two runs' latest checkpoints, which
+    must be at the same step (data-parallel parity: docs/distributed.md)."""
+    ma, wa, oa, _ = load_checkpoint(Path(a) / CHECKPOINT)
+    mb, wb, ob, _ = load_checkpoint(Path(b) / CHECKPOINT)
+    if (ma["epoch"], ma["step"]) != (mb["epoch"], mb["step"]) or wa.keys() != wb.keys() or oa.keys() != ob.keys():
+        raise GanparityError(f"runs {str(a)!r} (step {ma['step']}) and {str(b)!r} (step {mb['step']}) do not hold "
+                             "the same tensors at the same step")
+    return (max(float(np.abs(wa[k].astype(np.float64) - wb[k]).max()) for k in wa),
+            max(float(np.abs(oa[k].astype(np.float64) - ob[k]).max()) for k in oa))
+
+
 def load_best(run_dir: Path, record: dict, spec: GANSpec, log, doing: str = "resuming"
               ) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray, Path]:
     """The latest usable checkpoint of a run -> (meta, weights, Adam state, order, its path).
@@ -335,11 +347,20 @@ def _claim(run_dir: Path, create: bool) -> tuple[DirLock, bool]:
         raise
 
 
-def open_run(cfg) -> Run:
+def default_run_dir(spec: str, backend: str) -> Path:
+    """Where a run goes without --out: runs/SPEC-BACKEND-DATE-TIME."""
+    return Path("runs") / f"{spec}-{backend}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def open_run(cfg, writer: bool = True) -> Run:
     """Resolve spec, knobs, backend, data and settings, from the config or (--resume) from
     run.json, and lock the run directory. The config is not changed: Run.cfg is a filled-in copy.
-    Close the Run (or use it as a context manager) to release the lock."""
+    Close the Run (or use it as a context manager) to release the lock. The other workers of a
+    data-parallel run (writer=False) only read: rank 0 alone creates and locks the directory."""
     check_config(cfg)
+    if not writer and not cfg.out:
+        raise GanparityError("a data-parallel worker needs --out RUN_DIR, the same on every rank "
+                             "(ganparity train --nproc N names one itself)")
     if cfg.resume:
         if not cfg.out:
             raise GanparityError("--resume needs --out RUN_DIR, the run to continue")
@@ -348,8 +369,11 @@ def open_run(cfg) -> Run:
         if not cfg.spec:
             raise GanparityError("--spec is required (or --resume --out RUN_DIR)")
         choose("GAN spec", cfg.spec, GAN_SPECS)
-        run_dir = (Path(cfg.out) if cfg.out else
-                   Path("runs") / f"{cfg.spec}-{cfg.backend or 'torch'}-{time.strftime('%Y%m%d-%H%M%S')}")
+        run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg.spec, cfg.backend or "torch")
+    if not writer:
+        if cfg.resume and not run_dir.is_dir():
+            raise GanparityError(f"{str(run_dir)!r} is not a run to resume (no such folder)")
+        return _resume(cfg, run_dir) if cfg.resume else _start(cfg, run_dir)
     lock, created = _claim(run_dir, create=not cfg.resume)
     try:
         run = _resume(cfg, run_dir) if cfg.resume else _start(cfg, run_dir)
