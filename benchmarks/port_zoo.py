@@ -15,6 +15,8 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -55,6 +57,19 @@ def _one(name: str, shape: tuple, semantics: str, trainer: str, steps: int, work
             "error": "" if r.proof.ok else r.proof.failures()}
 
 
+def _isolated(name: str, shape: tuple, semantics: str, trainer: str, steps: int) -> dict:
+    """_one in its own process: MXNet and torch keep what a large model allocated (the whole zoo in
+    one process ran out of 24 GB at densenet161), and a model that does not fit is a row, not a crash."""
+    cmd = [sys.executable, "-m", "ganparity.benchmarks.port_zoo", "--one", name, "--semantics", semantics,
+           "--shape", ",".join(map(str, shape)), "--trainer", trainer, "--steps", str(steps)]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT.parents[1])
+    if res.returncode == 0:
+        return json.loads(res.stdout.strip().splitlines()[-1])
+    why = ("killed (SIGKILL: out of memory on this machine)" if res.returncode == -9 else
+           (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1])
+    return {"model": name, "semantics": semantics, "input": list(shape), "ok": False, "error": why}
+
+
 def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
 
@@ -84,7 +99,13 @@ def main() -> None:
     p.add_argument("--trainer", default="sgd:lr=0.01")
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--merge", action="store_true", help="keep the committed table's other rows (same settings)")
+    p.add_argument("--one", metavar="MODEL", help=argparse.SUPPRESS)  # one row, printed as JSON (a child process)
     a = p.parse_args()
+    if a.one:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(_one(a.one, tuple(int(v) for v in a.shape.split(",")), a.semantics, a.trainer, a.steps,
+                                  Path(tmp))))
+        return
     names = ZOO if a.models == "all" else a.models.split(",")
     shape = tuple(int(v) for v in a.shape.split(","))
     meta = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs", "shape": shape,
@@ -94,14 +115,13 @@ def main() -> None:
         old = json.loads((ROOT / "port-zoo.json").read_text())
         meta, kept = old["meta"], old["rows"]
     order = {n: i for i, n in enumerate(ZOO)}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
-            for sem in a.semantics.split(","):
-                rows.append(_one(name, SIZES.get(name, shape), sem, a.trainer, a.steps, Path(tmp)))
-                print(json.dumps(rows[-1]), flush=True)
-                new = {(r["model"], r["semantics"]) for r in rows}
-                every = [r for r in kept if (r["model"], r["semantics"]) not in new and r["model"] in order] + rows
-                write(sorted(every, key=lambda r: (order.get(r["model"], len(order)), r["semantics"])), meta)
+    for name in names:
+        for sem in a.semantics.split(","):
+            rows.append(_isolated(name, SIZES.get(name, shape), sem, a.trainer, a.steps))
+            print(json.dumps(rows[-1]), flush=True)
+            new = {(r["model"], r["semantics"]) for r in rows}
+            every = [r for r in kept if (r["model"], r["semantics"]) not in new and r["model"] in order] + rows
+            write(sorted(every, key=lambda r: (order.get(r["model"], len(order)), r["semantics"])), meta)
 
 
 if __name__ == "__main__":
