@@ -3,7 +3,10 @@ proof: tensors mapped, forward error (train, eval), gradient error, K-step error
 semantics, port time; every model that fails, with its one-line reason.
 
     PYTHONPATH=. python -m ganparity.benchmarks.port_zoo [--models resnet18_v1,...] [--shape 2,3,64,64]
-        [--merge]      (--merge: replace only these models' rows of the committed table)
+        [--merge] [--stem port-zoo]   (--merge: replace only these models' rows of the committed table)
+
+The port-time figure of issue 19 (resnet50_v1 at 224 px, test file included):
+    ... --models resnet50_v1 --shape 1,3,224,224 --stem port-resnet50-224
 
 Writes benchmarks/results/port-zoo.md and .json. The models are built with pretrained=False (no
 download). A benchmark, not a test: the times are this machine's.
@@ -74,9 +77,9 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def write(rows: list[dict], meta: dict) -> None:
+def write(rows: list[dict], meta: dict, stem: str = "port-zoo") -> None:
     ROOT.mkdir(parents=True, exist_ok=True)
-    (ROOT / "port-zoo.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    (ROOT / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     lines = ["# `ganparity port` on the Gluon model zoo", "",
              f"Machine: {meta['machine']}; input {meta['shape']}; trainer {meta['trainer']}, K = {meta['steps']}; "
              f"models: {meta['which']}.", "",
@@ -88,7 +91,7 @@ def write(rows: list[dict], meta: dict) -> None:
                      + " | ".join(_fmt(r.get(k)) for k in ("ok", "tensors", "forward_train", "forward_eval",
                                                           "gradients", "k_step", "port_s", "proof_s"))
                      + f" | {r.get('error', '')} |")
-    (ROOT / "port-zoo.md").write_text("\n".join(lines) + "\n" + meta.get("footer", ""))
+    (ROOT / f"{stem}.md").write_text("\n".join(lines) + "\n" + meta.get("footer", ""))
 
 
 def main() -> None:
@@ -99,6 +102,7 @@ def main() -> None:
     p.add_argument("--trainer", default="sgd:lr=0.01")
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--merge", action="store_true", help="keep the committed table's other rows (same settings)")
+    p.add_argument("--stem", default="port-zoo", help="results file name (default port-zoo: .md and .json)")
     p.add_argument("--one", metavar="MODEL", help=argparse.SUPPRESS)  # one row, printed as JSON (a child process)
     a = p.parse_args()
     if a.one:
@@ -112,7 +116,7 @@ def main() -> None:
             "trainer": a.trainer, "steps": a.steps, "which": "all" if a.models == "all" else ", ".join(names)}
     rows, kept = [], []
     if a.merge:
-        old = json.loads((ROOT / "port-zoo.json").read_text())
+        old = json.loads((ROOT / f"{a.stem}.json").read_text())
         meta, kept = old["meta"], old["rows"]
     order = {n: i for i, n in enumerate(ZOO)}
     for name in names:
@@ -121,7 +125,7 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
             new = {(r["model"], r["semantics"]) for r in rows}
             every = [r for r in kept if (r["model"], r["semantics"]) not in new and r["model"] in order] + rows
-            write(sorted(every, key=lambda r: (order.get(r["model"], len(order)), r["semantics"])), meta)
+            write(sorted(every, key=lambda r: (order.get(r["model"], len(order)), r["semantics"])), meta, a.stem)
 
 
 if __name__ == "__main__":

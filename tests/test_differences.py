@@ -313,19 +313,61 @@ def test_the_semantic_differences_are_the_recipe_fields():
 
 def test_torch_gluon_bce_node_has_the_formulas_gradient_bit_for_bit():
     """The one-node emulation of Gluon's BCE (backends/torch/train.py) against the formula that
-    autograd differentiates op by op: equal values and gradients, fp32 and fp64, p at 0 and 1."""
+    autograd differentiates op by op: equal values and gradients, fp32 and fp64, p at 0 and 1,
+    for the GAN labels 1 and 0 (one term each) and a smoothed 0.9 (both terms)."""
     torch = pytest.importorskip("torch")
     from ganparity.backends.torch.train import _gluon_bce
 
     gen = torch.Generator().manual_seed(0)
     for dtype in (torch.float32, torch.float64):
-        for hard in (True, False):
+        for label in (1.0, 0.0, 0.9):
             p0 = torch.rand(64, dtype=dtype, generator=gen)
             p0[:2] = torch.tensor([0.0, 1.0], dtype=dtype)
-            y = (torch.rand(64, generator=gen) > 0.5).to(dtype) if hard else torch.full((64,), 0.9, dtype=dtype)
+            y = torch.full((64,), label, dtype=dtype)
             p1, p2 = p0.clone().requires_grad_(), p0.clone().requires_grad_()
-            fast = _gluon_bce(p1, y).mean()
-            fast.backward()
-            formula = (-(y * torch.log(p2 + 1e-12) + (1 - y) * torch.log(1 - p2 + 1e-12))).mean()
-            formula.backward()
-            assert torch.equal(fast, formula) and torch.equal(p1.grad, p2.grad)
+            fast = _gluon_bce(p1, label)
+            (fast * torch.linspace(0.5, 2, 64, dtype=dtype)).mean().backward()  # an upstream gradient of many values
+            formula = -(y * torch.log(p2 + 1e-12) + (1 - y) * torch.log(1 - p2 + 1e-12))
+            (formula * torch.linspace(0.5, 2, 64, dtype=dtype)).mean().backward()
+            assert torch.equal(fast, formula) and torch.equal(p1.grad, p2.grad), (dtype, label)
+
+
+def test_mxnet_batched_statistics_update_equals_the_per_layer_one_bit_for_bit():
+    """backends/mxnet/build.py applies a built net's emulated BatchNorm updates (PyTorch's
+    statistics) as one op at the end of its forward: the same running statistics, bit for bit, as
+    one op per layer; a layer called on its own (outside its net's forward) updates at once."""
+    mx = pytest.importorskip("mxnet")
+    from ganparity.backends.mxnet import build as B
+    from ganparity.common import weights as W
+    from ganparity.common.backend import build_nets, get_backend
+    from ganparity.common.spec.registry import get_spec
+
+    be = get_backend("mxnet")
+    spec = get_spec("resnet34-finetune", kind="finetune", width=4, blocks=1, image_size=32, num_classes=5,
+                    hidden=8, semantics="torch")
+    arrays = W.init_arrays(spec, 0)
+    x = mx.nd.array(np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32))
+    stats, firsts = [], []
+    for batched in (True, False):
+        nets = build_nets(be, spec)
+        be.set_arrays(nets["backbone"], spec.backbone, W.split(arrays, "backbone"))
+        layers = [b for b in B._blocks(nets["backbone"]) if isinstance(b, B.EmulatedStatsBatchNorm)]
+        assert len(layers) > 3
+        firsts.append(layers[0])
+        if not batched:
+            for b in layers:
+                b._deferred = None
+        for _ in range(2):
+            with mx.autograd.train_mode():
+                nets["backbone"](x)
+        stats.append(be.get_arrays(nets["backbone"], spec.backbone))
+    assert stats[0].keys() == stats[1].keys()
+    assert all(np.array_equal(stats[0][k], stats[1][k]) for k in stats[0])
+    moved = [k for k in stats[0] if k.endswith("running_mean") and np.abs(stats[0][k]).max() > 0]
+    assert moved, "the running statistics did not move"
+    first = firsts[0]  # a layer of the batched net called on its own: updates at once
+    assert first._deferred is not None
+    rm = first.running_mean.data().asnumpy().copy()
+    with mx.autograd.train_mode():
+        first(mx.nd.ones((2, first.running_mean.shape[0], 4, 4)))
+    assert not np.array_equal(first.running_mean.data().asnumpy(), rm)
