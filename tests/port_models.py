@@ -137,6 +137,22 @@ class DenseResidualMLP(nn.HybridBlock):
         return self.fc2(self.drop(self.norm(F.relu(self.fc1(x)) + x)))
 
 
+class EmbeddingBag(nn.HybridBlock):
+    """6 token ids (floats, as Gluon takes them) -> Embedding(7, 5) -> Dense (which flattens)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.embed = nn.Embedding(7, 5)
+        self.fc = nn.Dense(3, in_units=30)
+
+    def hybrid_forward(self, F, x):
+        return self.fc(self.embed(x))
+
+
+def embedding_bag():
+    return EmbeddingBag()
+
+
 def residual_projection():
     return ResidualProjection()
 

@@ -194,6 +194,30 @@ SPEC_NETS = ["gan_gaussian_G", "gan_gaussian_D", "dcgan_G", "dcgan_D", "dcgan_gl
              "dcgan_d2l_G", "dcgan_d2l_D", "resnet34_finetune_backbone", "resnet34_finetune_head"]
 
 
+def test_embedding_ports_with_mxnets_index_rule(tmp_path):
+    """nn.Embedding: MXNet truncates a float index toward zero and clips it into [0, input_dim-1]
+    (checked: -1.7, -0.5, 0.6 -> 0; 1.9 -> 1; 4.5, 7.2 -> 4 of 5); the port does the same, so the
+    proof's normal-random inputs (many negative) give the same rows."""
+    for sem in ("torch", "mxnet"):
+        r = port(f"{MODELS}:embedding_bag", (4, 6), tmp_path / sem, semantics=sem, trainer=ADAM, steps=2)
+        assert r.proof.ok, r.proof.failures()
+        assert ".long().clamp(0, 6)" in (r.out / "model.py").read_text()
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("ported_embedding", r.out / "model.py")
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    net = m.load()
+    [embed] = [mod for mod in net.modules() if isinstance(mod, torch.nn.Embedding)]
+    [fc] = [mod for mod in net.modules() if isinstance(mod, torch.nn.Linear)]
+    with torch.no_grad():
+        expected = fc(embed(torch.tensor([[0, 0, 0, 1, 6, 6]])).reshape(1, -1))
+        out = net(torch.tensor([[-1.7, -0.5, 0.6, 1.9, 6.5, 9.2]]))
+    assert torch.equal(out, expected)
+
+
 @pytest.mark.parametrize("name", SPEC_NETS)
 def test_the_projects_specs_built_natively_in_gluon_port_and_prove(tmp_path, name):
     """Every net of the five specs, as the mxnet backend builds it, ported under mxnet semantics:

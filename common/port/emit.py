@@ -294,8 +294,10 @@ class _Emitter:
         if op in ("Flatten", "flatten"):
             return f"{self.module(node, 'nn.Flatten()', 'Flatten')}({x})"
         if op == "Embedding":
-            ctor = f"nn.Embedding({int(a['input_dim'])}, {int(a['output_dim'])})"
-            return f"{self.module(node, ctor, 'Embedding', {'weight': 'weight'})}({x}.long())"
+            n = int(a["input_dim"])
+            ctor = f"nn.Embedding({n}, {int(a['output_dim'])})"
+            # MXNet's Embedding truncates a float index toward zero and clips it into [0, input_dim - 1]
+            return f"{self.module(node, ctor, 'Embedding', {'weight': 'weight'})}({x}.long().clamp(0, {n - 1}))"
         if op in ("Concat", "concat"):
             return f"torch.cat([{', '.join(args)}], dim={int(a.get('dim', 1))})"
         if op in ADDS:
