@@ -266,12 +266,29 @@ def finetune_row(spec_name: str, knobs: dict, variant: Variant, device: str, bat
         "meta": metadata(variant.backend, device, row["device_name"])}
 
 
+def in_fresh_process(fn: Callable, *args, **kwargs):
+    """fn(*args, **kwargs) in a new Python process (multiprocessing 'spawn'), its result returned.
+
+    Each row runs in its own process: in one process a row's times depended on the rows before it
+    (measured on this 2-core CPU, batch 16: the torch dcgan step 32 ms alone against 61 ms after
+    the mxnet rows; the mxnet fine-tune step 13 ms alone against 31-36 ms after other rows), so a
+    shared process made the framework comparison a comparison of row orders. fn must be a
+    module-level function (it is sent by name)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args, kwargs)
+
+
 def run_matrix(specs: list[str], knobs: dict, backends: list[str], device: str, batch_sizes: list[int],
                variant_names: list[str], rounds: int = 10, warmup: int = 3, check: bool = True,
                progress: Callable[[str], None] | None = None,
-               on_row: Callable[[dict], None] | None = None, semantics: str = "native") -> list[dict]:
+               on_row: Callable[[dict], None] | None = None, semantics: str = "native",
+               isolate: bool = True) -> list[dict]:
     """Every spec x backend x variant x batch size; on_row is called after each (incremental writes).
-    semantics: which project arm the rows report ('native' or 'faithful', see bench_row)."""
+    semantics: which project arm the rows report ('native' or 'faithful', see bench_row). isolate:
+    each row in a fresh process (in_fresh_process says why); False runs them all in this one."""
+    run = in_fresh_process if isolate else (lambda fn, *a, **kw: fn(*a, **kw))
     choose("semantics mode", semantics, SEMANTICS_MODES)
     choose("device", device, ("cpu", "cuda"))
     for s in specs:
@@ -290,10 +307,10 @@ def run_matrix(specs: list[str], knobs: dict, backends: list[str], device: str, 
                 if progress:
                     progress(f"bench {s} {v.backend}/{v.name} {device} batch {b} ...")
                 if entry.kind == "finetune":
-                    row = finetune_row(s, k, v, device, b, rounds, warmup, semantics=semantics)
+                    row = run(finetune_row, s, k, v, device, b, rounds, warmup, semantics=semantics)
                 else:
-                    row = bench_row(s, k, v, device, b, rounds, warmup, check=check and b == batch_sizes[0],
-                                    semantics=semantics)
+                    row = run(bench_row, s, k, v, device, b, rounds, warmup, check=check and b == batch_sizes[0],
+                              semantics=semantics)
                 if progress:
                     progress(f"  {row['status']}" + (f" {row['median_ms']:.2f} ms/step" if "median_ms" in row else "")
                              + (f", x{row['x_source']:.2f} its source loop" if "x_source" in row else "")

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..common.files import atomic_write, write_json, write_text
 from ..common.table import md_table
 from .environment import set_threads
-from .harness import SOURCE_FLAG, bench_row
+from .harness import SOURCE_FLAG, bench_row, in_fresh_process
 from .variants import DEFAULT, LOW_PRECISION_RTOL, VARIANTS
 
 
@@ -161,8 +161,8 @@ def report_section(backends: list[str], out: Path | None = None, rounds: int = 5
     for s, k in REPORT_SPECS.items():
         for b in backends:
             for v in REPORT_VARIANTS.get(b, [DEFAULT]):
-                rows.append(bench_row(s, k, VARIANTS[b][v], "cpu", REPORT_BATCH, rounds, warmup=2,
-                                      check=False, phases=False))
+                rows.append(in_fresh_process(bench_row, s, k, VARIANTS[b][v], "cpu", REPORT_BATCH, rounds,
+                                             warmup=2, check=False, phases=False))  # each row: its own process
     if out is not None:
         write_json(out / "step_cost.json", rows, default=str)
     meta = rows[0]["meta"] if rows else {}

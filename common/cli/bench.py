@@ -40,7 +40,8 @@ def cmd_bench(a) -> None:
     try:
         run_matrix(specs, parse_knobs(a.set), backends, a.device, a.batch_sizes,
                    parse_list(a.variants), a.rounds, a.warmup, check=not a.no_check,
-                   progress=_progress, on_row=lambda r: (rows.append(r), save()), semantics=a.semantics)
+                   progress=_progress, on_row=lambda r: (rows.append(r), save()), semantics=a.semantics,
+                   isolate=not a.same_process)
     finally:
         if rows:
             written = write_results(rows, out, stem)
@@ -74,6 +75,9 @@ def register(sub) -> None:
                         "(MXNet's BatchNorm statistics and Adam on mxnet, PyTorch's on torch), 'faithful' "
                         "follows the spec's source; each row also times the other one and the source's loop")
     s.add_argument("--no-check", action="store_true", help="skip each variant's parity check")
+    s.add_argument("--same-process", action="store_true",
+                   help="run every row in this one process (default: each row in a fresh one, since in one "
+                        "process a row's times depend on the rows before it)")
     s.add_argument("--out", default=f"reports/bench-{time.strftime('%Y%m%d')}", type=output_dir, help="output folder")
     s.add_argument("--stem", default="results", help="file names: STEM.json, STEM.md, STEM.png")
     s.set_defaults(fn=cmd_bench)
