@@ -218,3 +218,11 @@ def test_finetune_step_rows(tmp_path):
         assert r["status"] == "ok" and r["median_ms"] > 0 and r["finite"]
         assert r["flops_per_step"] == flops.finetune_step_flops(spec, 2)
         assert {r["backend"], "numpy", "threads", "date", "git_commit"} <= set(r["meta"])
+
+
+def test_each_row_runs_in_a_fresh_process():
+    """The harness's rows run in a new process each (a row's times depended on the rows before it)."""
+    import os
+
+    assert H.in_fresh_process(os.getpid) != os.getpid()
+    assert H.in_fresh_process(sorted, [3, 1, 2], reverse=True) == [3, 2, 1]
