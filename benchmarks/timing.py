@@ -88,5 +88,14 @@ def time_phases(phases: list[Callable[[], None]], sync: Callable[[], None], roun
 
 
 def peak_rss() -> tuple[int, str]:
-    """The process's peak resident memory so far (monotonic, framework included)."""
+    """The process's peak resident memory so far (monotonic, framework included). On Linux from
+    /proc/self/status VmHWM, this process's own high-water mark: getrusage's ru_maxrss survives
+    fork and exec, so a row's fresh process would report its parent's peak when that was higher."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024, "process peak RSS (whole run so far)"
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process peak RSS (whole run so far)"
