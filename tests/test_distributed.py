@@ -144,6 +144,37 @@ def test_dead_worker_stops_the_run_and_resume_continues(runs, tmp_path, backend,
     assert w < PARITY_ATOL and adam < 1e-4, (w, adam)
 
 
+def test_ctrl_c_saves_one_checkpoint_and_resumes(tmp_path):
+    """SIGINT to the launcher (what Ctrl-C sends it): rank 0 saves a checkpoint mid-epoch and says
+    so once, with the resume command; exit 130; no process is left."""
+    import signal
+    import time
+
+    need("torch")
+    out = tmp_path / "run"
+    argv = [*DCGAN[:10], "--n-data", "4096", "--batch-size", "32", "--epochs", "50", "--eval-samples", "16",
+            "--no-gif", "--progress", "lines", "--out", str(out), "--nproc", "2", "--backend", "torch"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "ganparity", "train", *argv], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (out / "metrics.jsonl").is_file():
+            time.sleep(0.2)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-3000:]
+    lines = [line for line in err.splitlines() if "interrupted at step" in line]
+    assert len(lines) == 1 and lines[0].endswith(f"--resume --out {out} --nproc 2"), err[-3000:]
+    step = load_checkpoint(out / CHECKPOINT)[0]["step"]
+    assert f"interrupted at step {step} " in lines[0]
+    assert step < 50 * 128
+
+
 def test_a_port_in_use_is_one_line(tmp_path):
     need("torch")
     with socket.socket() as s:

@@ -386,8 +386,11 @@ def _train(session: _Session, on_step) -> RunResult:
                         mf.flush()
                         path = session.checkpoint(s.perm)
                         interrupted = True
-                        _log(f"interrupted at step {s.step} (epoch {s.epoch + 1}, batch {b + 1}/{session.n_batches}); "
-                             f"checkpoint saved to {path}; continue with: ganparity train --resume --out {run.dir}")
+                        if dp.writer:  # data parallel: rank 0 saved it, and says so once
+                            more = f" --nproc {dp.world}" if dp.world > 1 else ""
+                            _log(f"interrupted at step {s.step} (epoch {s.epoch + 1}, batch {b + 1}/"
+                                 f"{session.n_batches}); checkpoint saved to {path}; continue with: "
+                                 f"ganparity train --resume --out {run.dir}{more}")
                         break
             finally:
                 mf.flush()
