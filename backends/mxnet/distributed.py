@@ -90,6 +90,23 @@ def barrier() -> None:
     _KV[0]._barrier()
 
 
+_FLAG_KEY = 1 << 30  # beyond every parameter key (0, 1, ... in DataParallelTrainer)
+_FLAG_READY: list = []
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank if it is True on any: every worker pushes 0 or 1 to one key and pulls the
+    sum (dist_sync: the pull waits for every worker's push)."""
+    kv = _KV[0]
+    if not _FLAG_READY:
+        kv.init(_FLAG_KEY, mx.nd.zeros(1))
+        _FLAG_READY.append(True)
+    out = mx.nd.zeros(1)
+    kv.push(_FLAG_KEY, mx.nd.array([1.0 if flag else 0.0]))
+    kv.pull(_FLAG_KEY, out=out)
+    return out.asscalar() > 0
+
+
 def shutdown() -> None:
     """A barrier; the kvstore itself finalises at exit (ps-lite's Finalize, which the scheduler and
     server wait for)."""

@@ -152,9 +152,7 @@ class DataParallelTrainer:
         except RuntimeError as e:  # gloo/NCCL: a peer went away
             if "between 0 and 1" in str(e):  # BCELoss refuses a NaN probability: NaN values, as on one process
                 return dict.fromkeys(METRICS, torch.tensor(float("nan")))
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise GanparityError(f"rank {dist.get_rank()}: a collective failed ({first[:200]}); "
-                                 "another worker has probably died") from None
+            raise _peer_failed(e) from None
         finally:
             _SYNCING[0] = False
         return m_d | m_g
@@ -166,6 +164,23 @@ def wrap_trainer(trainer, sync_bn: bool = False) -> DataParallelTrainer:
 
 def barrier() -> None:
     dist.barrier()
+
+
+def _peer_failed(e: RuntimeError) -> GanparityError:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return GanparityError(f"rank {dist.get_rank()}: a collective failed ({first[:200]}); "
+                          "another worker has probably died")
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank if it is True on any (a MAX all-reduce: NCCL needs a CUDA tensor)."""
+    device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    try:
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    except RuntimeError as e:  # a peer went away
+        raise _peer_failed(e) from None
+    return bool(t.item())
 
 
 def shutdown() -> None:

@@ -159,6 +159,10 @@ class Context:
             print(f"rank {self.rank}: {FAULT_ENV} kills this worker after step {step}", file=sys.stderr, flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
 
+    def any_rank(self, flag: bool) -> bool:
+        """One rank's flag (Ctrl-C) made every rank's, so that all stop after the same step."""
+        return flag if self.world == 1 else self.module.any_rank(flag)
+
     def barrier(self) -> None:
         if self.world > 1:
             self.module.barrier()

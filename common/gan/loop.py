@@ -382,7 +382,7 @@ def _train(session: _Session, on_step) -> RunResult:
                     dp.after_step(s.step)
                     if on_step is not None:
                         on_step(s.step, values)
-                    if stop.flag:
+                    if dp.any_rank(stop.flag):  # data parallel: every rank stops after the same step
                         mf.flush()
                         path = session.checkpoint(s.perm)
                         interrupted = True
