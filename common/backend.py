@@ -73,7 +73,8 @@ class Backend(Protocol):
     INCEPTION_SUFFIXES: tuple[str, ...]  # FID's Inception-v3 weight files
     GANTrainer: type[GANTrainer]
     # distributed.py, the module: init(device, timeout_s) -> (rank, world), wrap_trainer(trainer,
-    # sync_bn), barrier(), shutdown(): data parallelism on the framework's own engine
+    # sync_bn), barrier(), any_rank(flag) -> bool, shutdown(), end_process(): data parallelism on
+    # the framework's own engine
     distributed: ModuleType
     FinetuneTrainer: type[FinetuneTrainer]
 

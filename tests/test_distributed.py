@@ -144,16 +144,18 @@ def test_dead_worker_stops_the_run_and_resume_continues(runs, tmp_path, backend,
     assert w < PARITY_ATOL and adam < 1e-4, (w, adam)
 
 
-def test_ctrl_c_saves_one_checkpoint_and_resumes(tmp_path):
-    """SIGINT to the launcher (what Ctrl-C sends it): rank 0 saves a checkpoint mid-epoch and says
-    so once, with the resume command; exit 130; no process is left."""
+@pytest.mark.parametrize("backend", ["torch", "mxnet"])
+def test_ctrl_c_saves_one_checkpoint_and_resumes(tmp_path, backend):
+    """SIGINT to the launcher (what Ctrl-C sends it): every rank stops after the same step, rank 0
+    saves a checkpoint mid-epoch and says so once, with the resume command; exit 130; the resume
+    with the same number of workers goes on from that step to the end of its epoch."""
     import signal
     import time
 
-    need("torch")
+    need(backend)
     out = tmp_path / "run"
     argv = [*DCGAN[:10], "--n-data", "4096", "--batch-size", "32", "--epochs", "50", "--eval-samples", "16",
-            "--no-gif", "--progress", "lines", "--out", str(out), "--nproc", "2", "--backend", "torch"]
+            "--no-gif", "--progress", "lines", "--out", str(out), "--nproc", "2", "--backend", backend]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "ganparity", "train", *argv], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -170,9 +172,10 @@ def test_ctrl_c_saves_one_checkpoint_and_resumes(tmp_path):
     assert proc.returncode == 130, err[-3000:]
     lines = [line for line in err.splitlines() if "interrupted at step" in line]
     assert len(lines) == 1 and lines[0].endswith(f"--resume --out {out} --nproc 2"), err[-3000:]
-    step = load_checkpoint(out / CHECKPOINT)[0]["step"]
-    assert f"interrupted at step {step} " in lines[0]
-    assert step < 50 * 128
+    meta = load_checkpoint(out / CHECKPOINT)[0]
+    assert f"interrupted at step {meta['step']} " in lines[0] and 0 < meta["batch_in_epoch"] < 128
+    launched("--resume", "--out", str(out), "--nproc", "2", "--epochs", str(meta["epoch"] + 1))
+    assert load_checkpoint(out / CHECKPOINT)[0]["step"] == (meta["epoch"] + 1) * 128
 
 
 def test_a_port_in_use_is_one_line(tmp_path):

@@ -110,8 +110,6 @@ def _apply_stats_updates(updates: list) -> None:
         op(*(inputs[name] for name in order), out=[a for u in updates for a in u[1:3]])
 
 
-
-
 @functools.cache
 def _stats_update(layers: tuple[tuple[float, int, float], ...]) -> tuple[mx.nd.CachedOp, list[str]]:
     """For layers of (momentum m, rows per channel n, eps): (running_mean 'rmI', running_var 'rvI',

@@ -74,7 +74,7 @@ def port(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
+def positive_seconds(text: str) -> float:
     """A length of time in seconds, above zero."""
     try:
         value = float(text)

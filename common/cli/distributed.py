@@ -35,7 +35,7 @@ from pathlib import Path
 
 from ..errors import GanparityError
 from ..gan import distributed as DP
-from .args import port, positive_float, positive_int
+from .args import port, positive_int, positive_seconds
 
 DEFAULT_PORT = 29500
 # Flags of `train` that the launcher consumes (the workers do not get them).
@@ -59,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--master-port", type=port, default=DEFAULT_PORT, metavar="PORT",
                    help=f"torch: the rendezvous port on 127.0.0.1 (default {DEFAULT_PORT}); mxnet's launch.py "
                    "picks the first free port from 9091 itself")
-    g.add_argument("--dist-timeout", type=positive_float, default=DP.DEFAULT_TIMEOUT_S, metavar="S",
+    g.add_argument("--dist-timeout", type=positive_seconds, default=DP.DEFAULT_TIMEOUT_S, metavar="S",
                    help=f"a worker stops when a step waits longer than S seconds for the others (default "
                    f"{DP.DEFAULT_TIMEOUT_S:.0f})")
     p.set_defaults(train_parser=p)

@@ -186,8 +186,11 @@ class _Session:
                 _log(f"{run.dir}: no checkpoint yet; starting from step 0 with the run's settings")
             arrays, state = W.init_arrays(spec, cfg.seed), _State(np.random.default_rng(cfg.seed))
         else:
-            meta, arrays, opt_state, perm, path = R.load_best(run.dir, run.record, spec,
-                                                              lambda m: self.dp.writer and _log(f"ganparity: {m}"))
+            def log(m: str) -> None:  # data parallel: rank 0 alone says which checkpoint it resumes from
+                if self.dp.writer:
+                    _log(f"ganparity: {m}")
+
+            meta, arrays, opt_state, perm, path = R.load_best(run.dir, run.record, spec, log)
             run.latest_ok = path.name == R.CHECKPOINT
             rng = np.random.default_rng()
             try:
