@@ -22,6 +22,7 @@ from .spec.layers import BatchNorm, LeakyReLU
 from .spec.model import GANSpec
 
 PERTURBATIONS = ("f32-scalars", "jitter")
+HALF_ULP = 2.0 ** -24  # half a float32 ulp, relative: the largest rounding error of one fp32 value
 
 
 def _f32(x: float) -> float:
@@ -64,3 +65,17 @@ def rel(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, float]:
 def step1_size(candidate: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, float]:
     """The jitter size: per tensor, the largest absolute step-1 cross-framework difference."""
     return {k: float(np.abs(np.asarray(candidate[k], np.float64) - reference[k]).max()) for k in reference}
+
+
+def half_ulp_jitter(weights: dict[str, np.ndarray], seed: int = 0) -> dict[str, np.ndarray]:
+    """Each floating tensor times (1 + u * 2^-24), u uniform in [-1, 1], in float64: a change below
+    float32's resolution, which only a computation that amplifies rounding can turn into a gap."""
+    rng = np.random.default_rng([seed, 24])
+    out = {}
+    for k, v in weights.items():
+        v = np.asarray(v)
+        if np.issubdtype(v.dtype, np.floating):
+            out[k] = v.astype(np.float64) * (1.0 + rng.uniform(-1, 1, v.shape) * HALF_ULP)
+        else:
+            out[k] = v
+    return out

@@ -12,6 +12,8 @@ The public API for users' own tests, imported lazily (`import ganparity` loads n
     be = ganparity.get_backend("mxnet")                  # a backend, its framework imported now
     checks = ganparity.check_parity(spec, batch=16)      # forward, gradients, one step, lockstep
     weights = ganparity.init_weights(spec, seed=0)       # neutral numpy weights
+    report = ganparity.compare_models(net, block, (4, 3, 64, 64))   # your own port, row by row
+    proof = ganparity.prove_port("ported/")              # a written port, again (what test_port.py runs)
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ _API = {
     "check_parity": ("ganparity.common.parity", "check_all"),
     "compare_arrays": ("ganparity.common.parity", "compare"),
     "compare_models": ("ganparity.common.compare", "compare_models"),
+    "port": ("ganparity.common.port", "port"),
+    "prove_port": ("ganparity.common.port", "prove_port"),
     "GanparityError": ("ganparity.common.errors", "GanparityError"),
 }
 __all__ = sorted(_API)

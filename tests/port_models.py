@@ -36,6 +36,11 @@ def resnet18():
     return vision.resnet18_v1(pretrained=False)
 
 
+def mobilenet():
+    """mobilenet_v2_1_0 of the Gluon model zoo (ReLU6 as a clip, depthwise convolutions), no weights."""
+    return vision.mobilenet_v2_1_0(pretrained=False)
+
+
 def raising():
     raise RuntimeError("no GPU here")
 
@@ -200,3 +205,29 @@ def _spec_net(spec_name, knobs, net):
 
 for _name, (_spec, _knobs, _net, _shape) in SPEC_NETS.items():
     globals()[_name] = (lambda s=_spec, k=_knobs, n=_net: _spec_net(s, k, n))
+
+
+class BNLeakyBlock(nn.HybridBlock):
+    """A hand-written block of the kind users port: convolutions with BatchNorm and LeakyReLU(0.2),
+    a skip connection, average pooling that leaves its padding out of the count, dropout, a head."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.conv1 = nn.Conv2D(8, 3, 1, 1)
+        self.bn1 = nn.BatchNorm()
+        self.act1 = nn.LeakyReLU(0.2)
+        self.conv2 = nn.Conv2D(8, 3, 1, 1, use_bias=False)
+        self.bn2 = nn.BatchNorm()
+        self.act2 = nn.LeakyReLU(0.2)
+        self.pool = nn.AvgPool2D(3, 2, 1, count_include_pad=False)
+        self.drop = nn.Dropout(0.3)
+        self.head = nn.Dense(10)
+
+    def hybrid_forward(self, F, x):
+        x = self.act1(self.bn1(self.conv1(x)))
+        x = x + self.act2(self.bn2(self.conv2(x)))
+        return self.head(self.drop(self.pool(x)))
+
+
+def bn_leaky_block():
+    return BNLeakyBlock()

@@ -1,6 +1,7 @@
-"""`ganparity port` (issue 19): resnet18_v1 and the DCGAN G and D of seed 002 ported to PyTorch,
-the written code run without ganparity, its own test_port.py run, both semantics proved, and
-every bad input refused with one line, exit 2 and nothing written."""
+"""`ganparity port`: resnet18_v1 and the DCGAN G and D of seed 002 ported to PyTorch, the written
+code run without ganparity, its own test_port.py run, both semantics proved (every row judged:
+agree / differ / cannot tell here), and every bad input refused with one line, exit 2 and nothing
+written. The wrong ports the proof must catch are in tests/test_port_mutations.py."""
 
 from __future__ import annotations
 
@@ -32,11 +33,11 @@ def _env() -> dict:
 def ported(tmp_path_factory):
     """Each port once: resnet18 (SGD, 1 step) and G and D (Adam, 3 steps) under both semantics."""
     base = tmp_path_factory.mktemp("ports")
-    out = {"resnet18": port(f"{MODELS}:resnet18", (2, 3, 64, 64), base / "resnet18", trainer="sgd:lr=0.1", steps=1)}
+    out = {"resnet18": port(f"{MODELS}:resnet18", (2, 3, 64, 64), base / "resnet18", optimizer="sgd:lr=0.1")}
     for name, shape in DCGAN.items():
         for sem in ("torch", "mxnet"):
             out[f"{name}-{sem}"] = port(f"{MODELS}:{name}", shape, base / f"{name}-{sem}", semantics=sem,
-                                        trainer=ADAM, steps=3)
+                                        optimizer=ADAM, steps=3)
     return out
 
 
@@ -45,17 +46,19 @@ def _rel(result, check: str) -> float:
 
 
 @pytest.mark.parametrize("name", ["resnet18", "netG-torch", "netD-torch"])
-def test_torch_semantics_forward_grads_and_bn_statistics(ported, name):
+def test_torch_semantics_every_row_agrees(ported, name):
+    """Under semantics 'torch' the Gluon side follows PyTorch's Adam and BatchNorm statistics, so
+    every row is judged: the weights, forward, gradients, each step's update and statistics, and
+    every hyperparameter is seen by some row."""
     r = ported[name]
-    for check in ("forward train", "forward eval", "gradients"):
-        assert r.proof.row(check).ok, (check, r.proof.summary)
-    assert _rel(r, "step 1 BN running means") <= 1e-5
-    # the running variances differ by torch's unbiased update alone: measured, and fp32 noise once corrected
-    assert _rel(r, "step 1 BN running vars") > 1e-4
-    assert r.proof.row("step 1 BN running vars, Gluon's corrected by n/(n-1)").ok
-    assert r.proof.ok, r.proof.failures()
+    assert r.proof.verdict == "agree", r.proof.failures()
+    assert r.proof.row("weights").max_rel == 0.0
+    checks = [row.check for row in r.proof.rows]
+    assert {"step 1 parameters", "step 1 BatchNorm statistics", "optimizer step 2", "hyperparameters seen"} <= set(
+        checks)
+    assert all(rows for rows in r.proof.coverage.values()), r.proof.coverage
     md = (r.out / "PORT.md").read_text()
-    assert "step 1 BN running vars" in md and "bn-momentum" in md and "| measured |" in md
+    assert "**Verdict: agree.**" in md and "| step 1 BatchNorm statistics | agree |" in md and "bn-momentum" in md
 
 
 def test_resnet18_is_readable_and_mapped(ported):
@@ -65,20 +68,21 @@ def test_resnet18_is_readable_and_mapped(ported):
     assert "self.features_4_0_body_0 = nn.Conv2d(64, 64, kernel_size=(3, 3)" in src
     assert "nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)" in src
     assert "torch.flatten(" in src  # Gluon Dense's flatten, made explicit
-    assert r.proof.row("step 1 parameters").ok
-    assert {p.name for p in r.out.iterdir()} >= {"model.py", "weights.pt", "weights.npz", "test_port.py", "PORT.md"}
+    assert r.proof.row("step 1 parameters").agrees
+    assert {p.name for p in r.out.iterdir()} >= {"model.py", "weights.pt", "weights.npz", "test_port.py", "PORT.md",
+                                                  "port.json", "proof.json", "source.params", "mapping.json"}
 
 
 @pytest.mark.parametrize("name", ["netG", "netD"])
 def test_mxnet_semantics_three_adam_steps_agree(ported, name):
     r = ported[f"{name}-mxnet"]
-    assert r.proof.ok, r.proof.failures()
+    assert r.proof.verdict == "agree", r.proof.failures()
     for k in (1, 2, 3):
-        assert r.proof.row(f"step {k} parameters").ok
-        assert _rel(r, f"step {k} BN running vars") <= 1e-5
-    torch_port = ported[f"{name}-torch"]
-    assert torch_port.proof.row("step 3 parameters").ok is None  # PyTorch's Adam: the drift is measured
-    assert "MXNetBatchNorm" in (r.out / "model.py").read_text()
+        assert r.proof.row(f"step {k} parameters").agrees
+        assert r.proof.row(f"step {k} BatchNorm statistics").agrees
+    assert r.proof.row("optimizer step 1, gradients near eps").agrees  # eps, its placement and the rescale: seen
+    src = (r.out / "model.py").read_text()
+    assert "class MXNetBatchNorm(" in src and "class MXNetAdam(" in src and "import ganparity" not in src
 
 
 BLOCKED = """
@@ -113,7 +117,7 @@ def test_its_own_test_passes(ported):
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(r.out / "test_port.py")],
                           capture_output=True, text=True, env=_env(), cwd=r.out, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:]
-    assert "5 passed" in done.stdout
+    assert f"{len(r.proof.rows) + 1} passed" in done.stdout, done.stdout[-500:]
 
 
 # -- bad input: one line, exit 2, nothing written --------------------------------------------------
@@ -182,11 +186,10 @@ def test_user_blocks_with_branches_port_and_prove(tmp_path, name):
     """Residual with projection, concat, upsampling, a U-Net skip, a residual MLP: written, run, and
     proved under mxnet semantics (K Adam steps agree) and torch semantics (forward and gradients)."""
     for sem in ("mxnet", "torch"):
-        r = port(f"{MODELS}:{name}", BRANCHES[name], tmp_path / sem, semantics=sem, trainer=ADAM, steps=2)
-        for check in ("forward train", "forward eval", "gradients"):
-            assert r.proof.row(check).ok, (sem, check, r.proof.summary)
-        if sem == "mxnet":
-            assert r.proof.ok, r.proof.failures()
+        r = port(f"{MODELS}:{name}", BRANCHES[name], tmp_path / sem, semantics=sem, optimizer=ADAM, steps=2)
+        for check in ("weights", "forward train", "forward eval", "gradients"):
+            assert r.proof.row(check).agrees, (sem, check, r.proof.summary)
+        assert r.proof.verdict == "agree", (sem, r.proof.failures())
         assert (r.out / "model.py").is_file() and (r.out / "weights.pt").is_file()
 
 
@@ -199,8 +202,8 @@ def test_embedding_ports_with_mxnets_index_rule(tmp_path):
     (checked: -1.7, -0.5, 0.6 -> 0; 1.9 -> 1; 4.5, 7.2 -> 4 of 5); the port does the same, so the
     proof's normal-random inputs (many negative) give the same rows."""
     for sem in ("torch", "mxnet"):
-        r = port(f"{MODELS}:embedding_bag", (4, 6), tmp_path / sem, semantics=sem, trainer=ADAM, steps=2)
-        assert r.proof.ok, r.proof.failures()
+        r = port(f"{MODELS}:embedding_bag", (4, 6), tmp_path / sem, semantics=sem, optimizer=ADAM, steps=2)
+        assert r.proof.verdict == "agree", r.proof.failures()
         assert ".long().clamp(0, 6)" in (r.out / "model.py").read_text()
     import importlib.util
 
@@ -228,7 +231,11 @@ def test_the_projects_specs_built_natively_in_gluon_port_and_prove(tmp_path, nam
     finally:
         sys.path.pop(0)
     assert set(NETS) == set(SPEC_NETS)
-    r = port(f"{MODELS}:{name}", NETS[name][3], tmp_path / "out", semantics="mxnet", trainer=ADAM, steps=1)
-    assert r.proof.ok, r.proof.failures()
-    for check in ("forward train", "forward eval", "gradients", "step 1 parameters"):
-        assert r.proof.row(check).ok, (check, r.proof.summary)
+    r = port(f"{MODELS}:{name}", NETS[name][3], tmp_path / "out", semantics="mxnet", optimizer=ADAM)
+    for check in ("weights", "forward train", "forward eval", "gradients", "optimizer step 1", "optimizer step 2",
+                  "hyperparameters seen"):
+        assert r.proof.row(check).agrees, (check, r.proof.summary)
+    # ResNet-34 at 32 px ends in 1x1 maps: its last BatchNorm layers normalise over the batch alone
+    # (4 values per channel), and the end-to-end steps are chaos there: an honest 'cannot tell here'
+    for row in r.proof.rows:
+        assert row.agrees or (row.verdict == "cannot tell here" and "values per channel" in row.suggestion), row

@@ -10,7 +10,6 @@ without the net prefix, except that a BatchNorm's weight and bias are 'gamma' an
 from __future__ import annotations
 
 import contextlib
-import functools
 
 import mxnet as mx
 import numpy as np
@@ -22,6 +21,8 @@ from ...common.differences import native
 from ...common.spec.layers import BUFFER_NAMES, BatchNorm, Residual, Sequential
 from ...common.spec.model import ModelSpec, Semantics
 from .device import resolve
+from .emulations import TorchBatchNorm as EmulatedStatsBatchNorm  # difference 'bn-stats', emulating PyTorch
+from .emulations import _Deferred
 from .layers import TENSOR_ALIASES, layer_call
 
 TORCH = Semantics()
@@ -36,93 +37,6 @@ class ResidualBlock(nn.HybridBlock):
 
     def hybrid_forward(self, F, x):
         return F.relu(self.body(x) + self.downsample(x))
-
-
-class EmulatedStatsBatchNorm(nn.BatchNorm):
-    """Difference 'bn-stats', emulating PyTorch: every train-mode forward moves the running stats
-    as PyTorch does, with the unbiased batch variance: running = m * running + (1 - m) * batch
-    (Gluon's m). Same parameters and names as nn.BatchNorm.
-
-    Cheap by construction (it costs ~1% of an MXNet dcgan step on 2 CPU cores; eager NDArray ops
-    cost ~0.5x the step): the batch moments are the BatchNorm op's own (output_mean_var=True gives
-    the mean and 1 / sqrt(var + eps)), the op gets scratch moving arrays in training (so its own
-    backward-time update lands there and no engine dependency ties it to the real statistics), and
-    the updates of all a built net's layers wait for the end of the net's forward and run as one
-    cached graph writing every statistic in place (one op per layer cost ResNet-34's fine-tune step
-    +19% on 2 CPU cores; one op for the net, +4%). A layer called on its own updates at once.
-    A hybridized graph never calls this forward: GANTrainer refuses 'hybridize' with it."""
-
-    def __init__(self, momentum: float = 0.9, **kwargs):
-        super().__init__(momentum=1.0, **kwargs)
-        self.gluon_momentum = momentum
-        self._scratch: dict = {}
-        self._deferred: _Deferred | None = None  # set by build(): the root net applies the updates in one op
-
-    def forward(self, x):
-        if not (autograd.is_training() and isinstance(x, mx.nd.NDArray)):
-            return super().forward(x)  # running statistics (or hybridize tracing Symbols)
-        ctx = x.context
-        gamma, beta, rm, rv = (p.data(ctx) for p in (self.gamma, self.beta, self.running_mean, self.running_var))
-        if ctx not in self._scratch:
-            self._scratch[ctx] = (mx.nd.zeros(rm.shape, ctx=ctx, dtype=rm.dtype),
-                                  mx.nd.ones(rv.shape, ctx=ctx, dtype=rv.dtype))
-        out, mean, invstd = mx.nd.BatchNorm(x, gamma, beta, *self._scratch[ctx], output_mean_var=True, **self._kwargs)
-        update = ((self.gluon_momentum, x.size // x.shape[1], self._kwargs["eps"]), rm, rv, mean, invstd)
-        if self._deferred is None or not self._deferred.active:  # a layer called outside its built net
-            _apply_stats_updates([update])
-        else:
-            self._deferred.add(update)
-        return out
-
-
-class _Deferred:
-    """The statistics updates of one built net's emulated BatchNorm layers, held from the net's
-    forward pre-hook to its forward hook, then applied as one op."""
-
-    def __init__(self):
-        self.active, self.pending = False, []
-
-    def start(self, *_) -> None:
-        self.active = True
-
-    def add(self, update: tuple) -> None:
-        if any(u[1] is update[1] for u in self.pending):  # a layer called twice: its first update first
-            self.flush()
-        self.pending.append(update)
-
-    def flush(self, *_) -> None:
-        _apply_stats_updates(self.pending)
-        self.pending = []
-
-    def finish(self, *_) -> None:
-        self.flush()
-        self.active = False
-
-
-def _apply_stats_updates(updates: list) -> None:
-    """The running-statistics updates of several layers as one cached graph (one engine call
-    instead of one per layer: over ResNet-34's 36 BatchNorm layers that was most of the cost)."""
-    if not updates:
-        return
-    op, order = _stats_update(tuple(u[0] for u in updates))
-    inputs = {f"{name}{i}": a for i, u in enumerate(updates) for name, a in zip(("rm", "rv", "mean", "invstd"), u[1:])}
-    with autograd.pause():
-        op(*(inputs[name] for name in order), out=[a for u in updates for a in u[1:3]])
-
-
-@functools.cache
-def _stats_update(layers: tuple[tuple[float, int, float], ...]) -> tuple[mx.nd.CachedOp, list[str]]:
-    """For layers of (momentum m, rows per channel n, eps): (running_mean 'rmI', running_var 'rvI',
-    batch 'meanI', batch 'invstdI' = 1/sqrt(var + eps)) -> the new running pairs, layer by layer,
-    with the unbiased variance n / (n - 1) * (1 / invstd^2 - eps); and the order the op takes its
-    inputs in (its symbol's list_arguments)."""
-    outs = []
-    for i, (m, n, eps) in enumerate(layers):
-        rm, rv, mean, invstd = (mx.sym.var(f"{name}{i}") for name in ("rm", "rv", "mean", "invstd"))
-        a = (1 - m) * n / max(n - 1, 1)
-        outs += [m * rm + (1 - m) * mean, m * rv + a / mx.sym.square(invstd) - a * eps]
-    graph = mx.sym.Group(outs)
-    return mx.nd.CachedOp(graph), graph.list_arguments()
 
 
 def _leaf(layer, shape: tuple[int, ...], naive: frozenset[str], semantics: Semantics) -> nn.Block:

@@ -25,10 +25,10 @@ import numpy as np
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
-from ...common.compare import LOSSES, Rejected
 from ...common.errors import GanparityError
 from ...common.spec.model import Adam
-from .train import _Adam
+from ...common.usermodel import LOSSES, Rejected
+from .emulations import TorchAdam
 
 FRAMEWORK = "mxnet"
 ROLES = {"gamma": "weight", "beta": "bias"}  # Gluon's parameter attribute -> the neutral role
@@ -135,7 +135,9 @@ def _kind(b: gluon.Block) -> tuple[str, dict]:
         return "elu", {"alpha": b._alpha}
     if isinstance(b, nn.Swish):
         return ("silu", {}) if b._beta == 1.0 else ("other", {"beta": b._beta})
-    simple = {nn.GELU: "gelu", nn.SELU: "selu", nn.Flatten: "flatten"}
+    if type(b) is nn.GELU:
+        return "gelu", {"approximate": "none"}  # MXNet's GELU is the erf form
+    simple = {nn.SELU: "selu", nn.Flatten: "flatten"}
     for cls, kind in simple.items():
         if type(b) is cls:
             return kind, {}
@@ -168,7 +170,60 @@ def _kind(b: gluon.Block) -> tuple[str, dict]:
                                       "align_corners": ("align_corners", "_align_corners")})
     if name == "Identity" or isinstance(b, gluon.nn.HybridLambda) and getattr(b, "_func_name", "") == "identity":
         return "identity", {}
+    if not b._children and not b._reg_params and isinstance(b, gluon.HybridBlock):
+        return _ops_kind(b)
     return "other", {}
+
+
+_OP_KINDS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "softsign": "softsign"}
+_ACT_KINDS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "softrelu": "softplus", "softsign": "softsign"}
+
+
+def _symbol_ops(b: gluon.HybridBlock) -> list[dict] | None:
+    """The ops of a parameter-free block's hybrid_forward, read from its symbol (None if it cannot
+    be called on one)."""
+    import json
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            out = b(mx.sym.var("data"))
+        sym = mx.sym.Group(list(out)) if isinstance(out, list | tuple) else out
+        nodes = json.loads(sym.tojson())["nodes"]
+    except Exception:
+        return None
+    return [{"op": n["op"], "attrs": n.get("attrs", {})} for n in nodes if n["op"] != "null"]
+
+
+def _ops_kind(b: gluon.HybridBlock) -> tuple[str, dict]:
+    """A parameter-free block of the user's own (the model zoo's RELU6, HardSigmoid, a GELU with
+    the tanh approximation), by the ops of its symbol: one known op is that kind ('clip' for
+    clip(a_min, a_max), 'hardsigmoid' with alpha and beta, ...); several are kind 'ops' with their
+    names, and the tanh form of GELU (a tanh and the constant 0.044715) is 'gelu' with
+    approximate='tanh', so a hint can name what differs."""
+    ops = _symbol_ops(b)
+    if ops is None:
+        return "other", {}
+    if len(ops) == 1:
+        op, a = ops[0]["op"], ops[0]["attrs"]
+        if op == "clip":
+            return "clip", {"lo": float(a.get("a_min", "-inf")), "hi": float(a.get("a_max", "inf"))}
+        if op == "hard_sigmoid":
+            return "hardsigmoid", {"alpha": float(a.get("alpha", 0.2)), "beta": float(a.get("beta", 0.5))}
+        if op == "Activation":
+            return _ACT_KINDS.get(a.get("act_type"), "other"), {}
+        if op == "LeakyReLU":
+            act = a.get("act_type", "leaky")
+            if act == "leaky":
+                return "leakyrelu", {"slope": float(a.get("slope", 0.25))}
+            if act == "gelu":
+                return "gelu", {"approximate": "none"}
+            return act, {}
+        if op in _OP_KINDS:
+            return _OP_KINDS[op], {}
+    names = [o["op"] + (f"({o['attrs']['scalar']})" if "scalar" in o["attrs"] else "") for o in ops]
+    if any(o["op"] == "tanh" for o in ops) and any("0.044715" in str(o["attrs"].get("scalar", "")) for o in ops):
+        return "gelu", {"approximate": "tanh"}
+    return ("ops", {"ops": names}) if names else ("identity", {})
 
 
 def _sniff(b: gluon.Block, keys: dict[str, tuple[str, ...]]) -> dict:
@@ -337,15 +392,18 @@ def no_dropout(model: gluon.Block) -> Iterator[list[str]]:
             b._rate = rate
 
 
-def _loss(outputs: list[mx.nd.NDArray], loss: str, target: np.ndarray | None) -> mx.nd.NDArray:
-    """The neutral losses (common/compare.py LOSSES), as scalars. Gluon's losses are per sample
-    (difference 'loss-reduction'): the batch mean is taken here, and the trainer steps with 1."""
+def _loss(outputs: list[mx.nd.NDArray], loss: str, target: list[np.ndarray] | None) -> mx.nd.NDArray:
+    """The neutral losses (common/usermodel.py LOSSES), as scalars. Gluon's losses are per sample
+    (difference 'loss-reduction'): the batch mean is taken here, and the trainer steps with 1;
+    'projection': the sum of every output times its fixed random tensor."""
     if loss == "sum":
         return sum(o.sum() for o in outputs)
     if loss == "mean":
         return sum(o.mean() for o in outputs)
+    if loss == "projection":
+        return sum((o * mx.nd.array(r, ctx=o.context, dtype=o.dtype)).sum() for o, r in zip(outputs, target))
     out = outputs[0]
-    t = mx.nd.array(target, ctx=out.context, dtype=out.dtype)
+    t = mx.nd.array(target[0], ctx=out.context, dtype=out.dtype)
     if loss == "mse":
         return ((out - t) ** 2).mean()
     if loss == "cross-entropy":
@@ -384,13 +442,13 @@ def gradients(model: gluon.Block, x: np.ndarray, mode: str, loss: str,
 def make_optimizer(model: gluon.Block, setting: dict, emulate: tuple[str, ...]) -> tuple[Any, str]:
     """gluon.Trainer of a neutral setting (common/compare.py parse_optimizer) and the call it is,
     in words. `emulate`: the semantic differences ('adam-eps', 'adam-betas') to compute PyTorch's
-    way (backends/mxnet/train.py _Adam). The loss is already a batch mean: trainer.step(1)."""
+    way (backends/mxnet/emulations.py TorchAdam). The loss is already a batch mean: trainer.step(1)."""
     if setting["name"] == "sgd":
         opt = mx.optimizer.SGD(learning_rate=setting["lr"], momentum=setting["momentum"], wd=setting["wd"])
         call = (f"gluon.Trainer(params, SGD(learning_rate={setting['lr']}, momentum={setting['momentum']}, "
                 f"wd={setting['wd']})); trainer.step(1)")
     else:
-        opt = _Adam(Adam(setting["lr"], setting["beta1"], setting["beta2"], setting["eps"]), emulate)
+        opt = TorchAdam(Adam(setting["lr"], setting["beta1"], setting["beta2"], setting["eps"]), emulate)
         opt.wd = setting["wd"]
         torch_like = [k for k in ("adam-eps", "adam-betas") if k in emulate]
         eps = f"{setting['eps']} * sqrt(1 - beta2^t)" if "adam-eps" in emulate else f"{setting['eps']}"
@@ -406,6 +464,13 @@ def train_step(model: gluon.Block, optimizer: Any, x: np.ndarray, mode: str, los
     value = _backward(model, x, mode, loss, target)
     optimizer.step(1, ignore_stale_grad=True)
     return value
+
+
+@contextlib.contextmanager
+def round_constants(model: gluon.Block) -> Iterator[int]:
+    """MXNet already passes every op constant to its kernels as float32, even in float64: there is
+    nothing to round (the torch side rounds its own to match). Yields 0."""
+    yield 0
 
 
 def restore_mode(model: gluon.Block, info: dict) -> None:

@@ -10,6 +10,7 @@ concats inside the model zoo's custom blocks show as the ops they are.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -18,24 +19,41 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from ...common.errors import GanparityError
-from .compare import _blocks, _one_line, get_state, make_optimizer, set_state
+from ...common.usermodel import load_factory
+from .compare import _blocks, _one_line, make_optimizer, no_dropout
+from .compare import get_state as _get_state
+from .compare import set_state as _set_state
+from .emulations import emulated_stats
 
 
-def _load(block: gluon.Block, params: str | None, x: np.ndarray) -> None:
+def _load(block: gluon.Block, params: str | None, x: np.ndarray, seed: int = 0) -> None:
     """Parameters from the .params file (names and shapes must match the block), or the block's
-    own initializer; then one forward so that deferred shapes become real."""
+    own initializer (seeded) with its BatchNorm running statistics, if still 0 and 1, drawn at
+    random (mean N(0, 0.1), variance U(0.5, 1.5): at 0 and 1 a port that swapped or dropped them
+    in eval mode could not show);
+    then one forward so that deferred shapes become real."""
     if params:
         try:
             block.load_parameters(params, ctx=mx.cpu())
         except Exception as e:
             raise GanparityError(f"--params {params}: does not match the block: {_one_line(e)}") from None
     else:
+        mx.random.seed(seed)
         block.initialize(mx.init.Uniform(0.07), force_reinit=False)
     try:
         with autograd.predict_mode():
             block(mx.nd.array(x))
     except Exception as e:
         raise GanparityError(f"the block rejects input shape {tuple(x.shape)}: {_one_line(e)}") from None
+    if not params:  # statistics still at their initial 0 and 1 (a factory that set its own keeps them)
+        rng = np.random.default_rng([seed, 26])
+        for name, p in block._collect_params_with_prefix().items():
+            if name.endswith(("running_mean", "running_var")) and p._data is not None:
+                shape, now = p.data().shape, p.data().asnumpy()
+                if not np.all(now == (0.0 if name.endswith("mean") else 1.0)):
+                    continue
+                value = rng.normal(0, 0.1, shape) if name.endswith("mean") else rng.uniform(0.5, 1.5, shape)
+                p.set_data(mx.nd.array(value.astype(np.float32)))
 
 
 def _not_hybrid(block: gluon.Block) -> tuple[str, str] | None:
@@ -66,7 +84,7 @@ def read(model: Any, shape: tuple[int, ...], params: str | None = None, seed: in
     if not isinstance(model, gluon.Block):
         raise GanparityError(f"--mxnet gave a {type(model).__module__}.{type(model).__qualname__}, not a gluon.Block")
     x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-    _load(model, params, x)
+    _load(model, params, x, seed)
     bad = _not_hybrid(model)
     try:
         out = model(mx.sym.var("data"))
@@ -115,24 +133,124 @@ def read(model: Any, shape: tuple[int, ...], params: str | None = None, seed: in
             "prefix": root, "grad_req": {n: p.grad_req for n, p in live.items()}}
 
 
-def train_states(model: Any, x: np.ndarray, steps: int, setting: dict, dtype: str = "float32",
-                 start: dict | None = None) -> list[dict]:
-    """K steps of the source model (loss: the sum of the outputs, recorded in train mode,
-    trainer.step(1), MXNet's own optimizer): the state after each, by structural name; the first
-    entry is the state before any step."""
+def load(factory: str, params: str | None = None, what: str = "--mxnet") -> gluon.Block:
+    """The Gluon source as the proof loads it: what the factory returns, with the .params file
+    (save_parameters') loaded when given. Any failure is one GanparityError."""
+    block = load_factory(factory, what)
+    if not isinstance(block, gluon.Block):
+        raise GanparityError(f"{what} {factory!r} gave a {type(block).__module__}.{type(block).__qualname__}, "
+                             "not a gluon.Block")
+    if params:
+        try:
+            block.load_parameters(str(params), ctx=mx.cpu())
+        except Exception as e:
+            raise GanparityError(f"--params {params}: does not match the block: {_one_line(e)}") from None
+    return block
+
+
+def emulation_source(names: list[str]) -> str:
+    """The source of emulations.py's classes and functions (the other framework's semantics, PyTorch's),
+    by name: what the porter copies into the code it writes."""
+    from .emulations import source
+
+    return source(names)
+
+
+def get_state(model: Any) -> dict[str, np.ndarray]:
+    """The block's parameters (running statistics included) by structural name, as numpy copies."""
+    return _get_state(model)
+
+
+def set_state(model: Any, arrays: dict[str, np.ndarray]) -> None:
+    _set_state(model, arrays)
+
+
+def _trainer(block: gluon.Block, setting: dict, semantics: str) -> gluon.Trainer:
+    """The Gluon Trainer of the setting; under semantics 'torch' its Adam puts eps where PyTorch
+    does and holds float32 betas (TorchAdam), so that both sides follow PyTorch."""
+    emulate = ("adam-eps", "adam-betas") if semantics == "torch" and setting["name"] == "adam" else ()
+    trainer, _ = make_optimizer(block, setting, emulate)
+    return trainer
+
+
+def gradients(model: Any, data: dict, dtype: str = "float32") -> dict[str, np.ndarray]:
+    """The gradients trainer.step(batch_size) would apply at the first batch (the per-sample loss
+    summed in backward, divided by the batch size), by structural name."""
+    model.hybridize(False)
     model.cast(dtype)
-    if start is not None:
-        set_state(model, start)
-    trainer, _ = make_optimizer(model, setting, ())
-    xs = mx.nd.array(x.astype(dtype), dtype=dtype)
-    states = [get_state(model)]
-    for _ in range(steps):
-        with autograd.record(train_mode=True):
-            out = model(xs)
-            outs = list(out) if isinstance(out, list | tuple) else [out]
-            loss = mx.nd.add_n(*[o.sum() for o in outs]) if len(outs) > 1 else outs[0].sum()
-        loss.backward()
-        trainer.step(1, ignore_stale_grad=True)
-        states.append(get_state(model))
-    model.cast("float32")
+    try:
+        with no_dropout(model):
+            params = {n: p for n, p in model._collect_params_with_prefix().items() if p.grad_req != "null"}
+            for p in params.values():
+                p.zero_grad()
+            with autograd.record(train_mode=True):
+                out = model(mx.nd.array(np.asarray(data["batches"][0]).astype(dtype), dtype=dtype))
+                outs = list(out) if isinstance(out, list | tuple) else [out]
+                loss = mx.nd.add_n(*[(y * mx.nd.array(np.asarray(r).astype(dtype), dtype=dtype)).sum()
+                                     for y, r in zip(outs, data["projections"][0])])
+            loss.backward()
+            return {n: p.grad().asnumpy() / float(data["batch_size"]) for n, p in params.items()}
+    finally:
+        model.cast("float32")
+
+
+def optimizer_updates(model: Any, grads: list[dict], batch_size: int, dtype: str = "float32",
+                      options: dict | None = None) -> list[dict]:
+    """The Gluon Trainer alone, fed the given gradients: at step k every parameter's gradient is
+    grads[k][name] * batch_size (backward of sum(parameter * that)), then trainer.step(batch_size).
+    options as train_updates ('setting', 'semantics', 'start', 'scale'). Returns the parameters
+    before the first step and after each."""
+    o = options or {}
+    model.cast(dtype)
+    if o.get("start") is not None:
+        _set_state(model, o["start"])
+    params = {n: p for n, p in model._collect_params_with_prefix().items() if p.grad_req != "null"}
+    try:
+        trainer = _trainer(model, o["setting"], o["semantics"])
+        states = [{n: p.data().asnumpy().copy() for n, p in params.items()}]
+        for g in grads:
+            feed = {n: mx.nd.array(np.asarray(g[n], np.float64) * batch_size * o.get("scale", 1.0), dtype=dtype)
+                    for n in params if n in g}
+            with autograd.record():
+                loss = mx.nd.add_n(*[(params[n].data() * v).sum() for n, v in feed.items()])
+            loss.backward()
+            trainer.step(int(batch_size), ignore_stale_grad=True)
+            states.append({n: p.data().asnumpy().copy() for n, p in params.items()})
+    finally:
+        model.cast("float32")
+    return states
+
+
+def train_updates(model: Any, data: dict, dtype: str = "float32", options: dict | None = None) -> list[dict]:
+    """K steps of the Gluon source, as its training loop runs them: inside autograd.record() the
+    per-sample loss (each output times its projection, summed per sample), loss.backward(),
+    trainer.step(batch_size). options: 'setting' (the optimizer), 'semantics' ('mxnet': MXNet's
+    own; 'torch': its BatchNorm statistics and Adam follow PyTorch's, emulations.py), 'start'
+    (the state to start from, by structural name), 'scale' (the loss times this). Dropout is off.
+    Returns the state before the first step and after each."""
+    o = options or {}
+    model.hybridize(False)
+    model.cast(dtype)
+    if o.get("start") is not None:
+        _set_state(model, o["start"])
+    try:
+        with contextlib.ExitStack() as stack:
+            if o["semantics"] == "torch":
+                stack.enter_context(emulated_stats(model))
+            stack.enter_context(no_dropout(model))
+            trainer = _trainer(model, o["setting"], o["semantics"])
+            states = [_get_state(model)]
+            for x, projection in zip(data["batches"], data["projections"]):
+                xs = mx.nd.array(np.asarray(x).astype(dtype), dtype=dtype)
+                with autograd.record(train_mode=True):
+                    out = model(xs)
+                    outs = list(out) if isinstance(out, list | tuple) else [out]
+                    terms = [(y * mx.nd.array(np.asarray(r).astype(dtype), dtype=dtype)).reshape((y.shape[0], -1))
+                             .sum(axis=1) for y, r in zip(outs, projection)]
+                    loss = (mx.nd.add_n(*terms) if len(terms) > 1 else terms[0]) * o.get("scale", 1.0)
+                loss.backward()
+                trainer.step(int(data["batch_size"]), ignore_stale_grad=True)
+                states.append(_get_state(model))
+    finally:
+        model.cast("float32")
     return states

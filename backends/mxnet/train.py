@@ -4,10 +4,7 @@ returns NDArrays: MXNet is asynchronous, so nothing here waits; the caller reads
 
 from __future__ import annotations
 
-import math
-
 import mxnet as mx
-import numpy as np
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
@@ -15,6 +12,7 @@ from ...common import shapes
 from ...common.differences import emulated
 from ...common.errors import GanparityError, choose
 from ...common.spec.model import Adam, GANSpec
+from .emulations import TorchAdam
 
 # Speed options of the step (benchmarks/variants.py), none by default. 'hybridize' compiles G and D
 # to static graphs. A hybridized graph never calls build.py's EmulatedStatsBatchNorm.forward, so
@@ -42,33 +40,8 @@ def _torch_bce(p: mx.nd.NDArray, y: mx.nd.NDArray) -> mx.nd.NDArray:
     return value + (surrogate - surrogate.detach())
 
 
-class _Adam(mx.optimizer.Adam):
-    """MXNet's Adam, emulating PyTorch's where the spec says so.
-
-    'adam-eps': MXNet folds the bias corrections into the learning rate and leaves eps
-    uncorrected; epsilon = eps * sqrt(1 - beta2^t) at step t puts it where PyTorch has it.
-    'adam-betas': the adam_update op receives beta1/beta2 as float32 (0.999 -> 0.99900001),
-    so its (1 - beta2) is 1.3e-5 smaller than the double-precision bias correction assumes;
-    giving the optimizer the float32-rounded betas makes the two agree with each other and, to
-    1e-8, with PyTorch.
-    """
-
-    def __init__(self, opt: Adam, emulate: tuple[str, ...]):
-        f32 = "adam-betas" in emulate
-        super().__init__(learning_rate=opt.lr, epsilon=opt.eps,
-                         beta1=float(np.float32(opt.beta1)) if f32 else opt.beta1,
-                         beta2=float(np.float32(opt.beta2)) if f32 else opt.beta2)
-        self.torch_eps, self.fix_eps = opt.eps, "adam-eps" in emulate
-
-    def update(self, index, weight, grad, state):
-        if self.fix_eps:
-            t = self._index_update_count.get(index, self.begin_num_update) + 1
-            self.epsilon = self.torch_eps * math.sqrt(1 - self.beta2 ** t)
-        super().update(index, weight, grad, state)
-
-
 def _adam(net: nn.Block, opt: Adam, emulate: tuple[str, ...]) -> gluon.Trainer:
-    return gluon.Trainer(net.collect_params(), _Adam(opt, emulate))
+    return gluon.Trainer(net.collect_params(), TorchAdam(opt, emulate))
 
 
 def _loss(kind: str, emulate: tuple[str, ...], naive: frozenset[str]):

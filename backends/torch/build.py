@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ...common import shapes
@@ -18,6 +17,7 @@ from ...common.differences import native
 from ...common.spec.layers import BUFFER_NAMES, BatchNorm, Flatten, Residual, Sequential
 from ...common.spec.model import ModelSpec, Semantics
 from .device import resolve
+from .emulations import MXNetBatchNorm as EmulatedStatsBatchNorm  # difference 'bn-stats', emulating MXNet
 from .layers import TENSOR_ALIASES, layer_call
 
 TORCH = Semantics()
@@ -32,40 +32,6 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x):
         return torch.relu(self.body(x) + self.downsample(x))
-
-
-class EmulatedStatsBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """Difference 'bn-stats', emulating MXNet (CPU): the running statistics move when backward
-    reaches the layer, with the biased batch variance, in backward order, and not at all for a
-    forward that no backward follows. The batch moments come from the BatchNorm op itself
-    (F.batch_norm with momentum 1.0 into scratch buffers); a hook on the output's gradient
-    applies MXNet's update, moving = m * moving + (1 - m) * batch, with Gluon's momentum m as the
-    float32 that MXNet passes its op. Same tensors and state-dict names as nn.BatchNorm2d/1d."""
-
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
-        super().__init__(num_features, eps, momentum)
-        self.gluon_momentum = float(np.float32(1.0 - momentum))
-
-    def _check_input_dim(self, x: torch.Tensor) -> None:
-        if x.dim() not in (2, 4):
-            raise ValueError(f"expected a 2-D or 4-D input (got {x.dim()}-D)")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input_dim(x)
-        if not self.training:
-            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
-        mean, var = x.new_zeros(self.num_features), x.new_ones(self.num_features)
-        y = F.batch_norm(x, mean, var, self.weight, self.bias, True, 1.0, self.eps)  # batch mean, unbiased var
-        if y.requires_grad:
-            n = x.numel() // x.shape[1]
-            y.register_hook(lambda grad: self._move(mean, var * ((n - 1) / n)))
-        return y
-
-    def _move(self, mean: torch.Tensor, biased_var: torch.Tensor) -> None:
-        m = self.gluon_momentum
-        with torch.no_grad():
-            self.running_mean.mul_(m).add_(mean, alpha=1 - m)
-            self.running_var.mul_(m).add_(biased_var, alpha=1 - m)
 
 
 def _leaf(layer, shape: tuple[int, ...], naive: frozenset[str], semantics: Semantics) -> nn.Module:

@@ -18,12 +18,13 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from ...common.compare import LOSSES, Rejected
 from ...common.errors import GanparityError
 from ...common.spec.model import Adam
+from ...common.usermodel import LOSSES, Rejected
 from .train import _adam, _mxnet_adam_step
 
 FRAMEWORK = "torch"
@@ -81,7 +82,13 @@ def _kind(m: nn.Module) -> tuple[str, dict]:
                           "bias": m.bias is not None, "flatten": False}
     if isinstance(m, nn.LeakyReLU):
         return "leakyrelu", {"slope": m.negative_slope}
-    simple = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.GELU: "gelu", nn.SiLU: "silu",
+    if isinstance(m, nn.Hardtanh):  # nn.ReLU6 is Hardtanh(0, 6)
+        return "clip", {"lo": float(m.min_val), "hi": float(m.max_val)}
+    if isinstance(m, nn.GELU):
+        return "gelu", {"approximate": m.approximate}
+    if isinstance(m, nn.Hardsigmoid):  # relu6(x + 3) / 6 = clip(x / 6 + 1 / 2, 0, 1)
+        return "hardsigmoid", {"alpha": 1 / 6, "beta": 0.5}
+    simple = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.SiLU: "silu", nn.Hardswish: "hardswish",
               nn.Softplus: "softplus", nn.Softsign: "softsign", nn.SELU: "selu", nn.Flatten: "flatten",
               nn.Identity: "identity"}
     for cls, kind in simple.items():
@@ -120,7 +127,49 @@ def _kind(m: nn.Module) -> tuple[str, dict]:
         return "instancenorm", {"eps": m.eps, "affine": m.affine}
     if isinstance(m, nn.Softmax | nn.LogSoftmax):
         return ("softmax" if isinstance(m, nn.Softmax) else "logsoftmax"), {"axis": m.dim}
+    if not list(m.children()) and not list(m.parameters()):
+        return _ops_kind(m)
     return "other", {}
+
+
+_FX_KINDS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "silu": "silu", "hardswish": "hardswish",
+             "softplus": "softplus", "selu": "selu"}
+
+
+def _ops_kind(m: nn.Module) -> tuple[str, dict]:
+    """A parameter-free module of the user's own, by what its forward calls (torch.fx): one known
+    op is that kind ('clip' for relu6 / hardtanh / clamp, 'gelu' with its approximation, ...);
+    several are kind 'ops' with their names, so a hint can show both sides' computations."""
+    try:
+        graph = torch.fx.symbolic_trace(m).graph
+    except Exception:
+        return "other", {}
+    calls = [n for n in graph.nodes if n.op in ("call_function", "call_method")]
+    names = [getattr(n.target, "__name__", str(n.target)) for n in calls]
+    if len(calls) == 1:
+        n, name = calls[0], names[0]
+        kw = dict(n.kwargs)
+        if name in ("relu6",):
+            return "clip", {"lo": 0.0, "hi": 6.0}
+        if name == "hardtanh":
+            args = list(n.args[1:]) + [kw.get("min_val", -1.0), kw.get("max_val", 1.0)]
+            return "clip", {"lo": float(args[0]), "hi": float(args[1])}
+        if name in ("clamp", "clip") and len(n.args) >= 2:
+            lo = n.args[1] if len(n.args) > 1 else kw.get("min")
+            hi = n.args[2] if len(n.args) > 2 else kw.get("max")
+            if isinstance(lo, int | float | None) and isinstance(hi, int | float | None):
+                return "clip", {"lo": float("-inf") if lo is None else float(lo),
+                                "hi": float("inf") if hi is None else float(hi)}
+        if name == "gelu":
+            return "gelu", {"approximate": kw.get("approximate", "none")}
+        if name == "leaky_relu":
+            slope = n.args[1] if len(n.args) > 1 else kw.get("negative_slope", 0.01)
+            return "leakyrelu", {"slope": float(slope)}
+        if name == "hardsigmoid":
+            return "hardsigmoid", {"alpha": 1 / 6, "beta": 0.5}
+        if name in _FX_KINDS:
+            return _FX_KINDS[name], {}
+    return ("ops", {"ops": names}) if names else ("identity", {})
 
 
 def _first_tensor(value) -> torch.Tensor | None:
@@ -259,14 +308,17 @@ def no_dropout(model: nn.Module) -> Iterator[list[str]]:
             m.p = p
 
 
-def _loss(outputs: list[torch.Tensor], loss: str, target: np.ndarray | None) -> torch.Tensor:
-    """The neutral losses (common/compare.py LOSSES), as scalars: PyTorch's batch means."""
+def _loss(outputs: list[torch.Tensor], loss: str, target: list[np.ndarray] | None) -> torch.Tensor:
+    """The neutral losses (common/usermodel.py LOSSES), as scalars: PyTorch's batch means;
+    'projection': the sum of every output times its fixed random tensor."""
     if loss == "sum":
         return sum(o.sum() for o in outputs)
     if loss == "mean":
         return sum(o.mean() for o in outputs)
+    if loss == "projection":
+        return sum((o * torch.as_tensor(r, dtype=o.dtype, device=o.device)).sum() for o, r in zip(outputs, target))
     out = outputs[0]
-    t = torch.as_tensor(target, device=out.device)
+    t = torch.as_tensor(target[0], device=out.device)
     if loss == "mse":
         return ((out - t.to(out.dtype)) ** 2).mean()
     if loss == "cross-entropy":
@@ -339,6 +391,31 @@ def train_step(model: nn.Module, optimizer: Any, x: np.ndarray, mode: str, loss:
     value.backward()
     optimizer.step()
     return float(value.detach())
+
+
+@contextlib.contextmanager
+def round_constants(model: nn.Module) -> Iterator[int]:
+    """Every float constant of every layer (eps, momentum, slopes, clip bounds, ...) rounded to
+    float32 while inside: what MXNet does to each op constant, even in float64 (a BatchNorm's
+    momentum as MXNet receives it: Gluon's 1 - m rounded, then read back in torch's convention). The floor of a
+    comparison runs the reference this way (common/compare/checks.py). Yields how many changed."""
+    changed = []
+    for m in model.modules():
+        for key, value in list(vars(m).items()):
+            if type(value) is not float:
+                continue
+            if key == "momentum" and isinstance(m, nn.modules.batchnorm._BatchNorm):
+                rounded = 1.0 - float(np.float32(1.0 - value))  # MXNet is given Gluon's momentum, 1 - torch's
+            else:
+                rounded = float(np.float32(value))
+            if rounded != value:
+                changed.append((m, key, value))
+                setattr(m, key, rounded)
+    try:
+        yield len(changed)
+    finally:
+        for m, key, value in changed:
+            setattr(m, key, value)
 
 
 def restore_mode(model: nn.Module, info: dict) -> None:

@@ -6,6 +6,7 @@ reads the source block and runs the same steps.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -51,33 +52,186 @@ def read(model: Any, shape: tuple[int, ...], params: str | None = None, seed: in
     return {"model": net, "module": module, "out_shapes": [tuple(o.shape) for o in outs]}
 
 
+def load(folder: str | Path, name: str = "") -> tuple[Any, torch.nn.Module]:
+    """The written port as a user has it: model.py imported by path, its own load() (weights.pt
+    beside it). Returns (module, net); any failure is a GanparityError naming the file."""
+    folder = Path(folder)
+    try:
+        module = _import(folder / "model.py", name or f"ganparity_port_{abs(hash(str(folder.resolve())))}")
+        net = module.load()
+    except Exception as e:
+        raise GanparityError(f"{folder / 'model.py'}: the written port does not load: {type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:300] if str(e) else ''}") from None
+    return module, net
+
+
 def _state(net: torch.nn.Module) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()
             if not k.endswith("num_batches_tracked")}
 
 
-def train_states(model: Any, x: np.ndarray, steps: int, setting: dict, dtype: str = "float32",
-                 start: dict | None = None) -> list[dict]:
-    """K steps of the port (loss: the sum of the outputs, train mode) with model.py's own
-    make_optimizer (the --trainer it was written for; `setting` is that trainer, for the
-    record): the state after each, by state-dict name; the first entry is the state before."""
-    net = model
+def emulation_source(names: list[str]) -> str:
+    """The source of emulations.py's classes and functions (the other framework's semantics, MXNet's),
+    by name: what the porter copies into the code it writes."""
+    from .emulations import source
+
+    return source(names)
+
+
+def get_state(model: Any) -> dict[str, np.ndarray]:
+    """The port's parameters and floating buffers by state-dict name, as numpy copies."""
+    return _state(model[1])
+
+
+def set_state(model: Any, arrays: dict[str, np.ndarray]) -> None:
+    net = model[1]
+    cur = net.state_dict()
+    with torch.no_grad():
+        for k, a in arrays.items():
+            cur[k].copy_(torch.as_tensor(np.asarray(a), dtype=cur[k].dtype))
+
+
+# optimizer hyperparameter -> (param_groups key, index into a tuple value)
+_GROUP_KEYS = {"lr": ("lr", None), "momentum": ("momentum", None), "wd": ("weight_decay", None),
+               "beta1": ("betas", 0), "beta2": ("betas", 1), "eps": ("eps", None)}
+
+
+def _perturb_groups(optimizer: torch.optim.Optimizer, perturb: dict, f32: bool) -> None:
+    """The written optimizer's hyperparameters changed in place: `perturb` {name: (relative,
+    absolute)} (a zero value takes the absolute change), `f32` the floats MXNet passes its update
+    op rounded to float32."""
+    for group in optimizer.param_groups:
+        for name, (rel, absolute) in perturb.items():
+            key, i = _GROUP_KEYS[name]
+            if key not in group:
+                continue
+            value = group[key] if i is None else group[key][i]
+            new = value * (1 + rel) if value else absolute
+            if i is None:
+                group[key] = new
+            else:
+                group[key] = tuple(new if j == i else v for j, v in enumerate(group[key]))
+        if f32:  # lr, eps, weight decay, momentum: float32 in MXNet's update ops. Not the betas: MXNet's
+            # optimizer corrects with its double betas (its op's float32 ones are emulated where they matter)
+            for key, value in list(group.items()):
+                if type(value) is float:
+                    group[key] = float(np.float32(value))
+
+
+@contextlib.contextmanager
+def _no_dropout(net: torch.nn.Module):
+    changed = [(m, m.p) for m in net.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0]
+    for m, _ in changed:
+        m.p = 0.0
+    try:
+        yield
+    finally:
+        for m, p in changed:
+            m.p = p
+
+
+def gradients(model: Any, data: dict, dtype: str = "float32") -> dict[str, np.ndarray]:
+    """The gradients gluon_step would apply at the first batch (the per-sample loss summed,
+    divided by the batch size), by parameter name: the proof sizes its small-gradient step by them."""
+    module, net = model
     net.to(getattr(torch, dtype))
-    if start is not None:
-        cur = net.state_dict()
-        net.load_state_dict({k: (torch.from_numpy(np.asarray(start[k])).to(cur[k].dtype) if k in start else v)
-                             for k, v in cur.items()})
-    make = sys.modules[type(net).__module__].make_optimizer
-    opt = make(net)
-    xs = torch.from_numpy(x.astype(dtype))
-    net.train()
-    states = [_state(net)]
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        out = net(xs)
-        outs = out if isinstance(out, tuple | list) else (out,)
-        sum(o.sum() for o in outs).backward()
-        opt.step()
-        states.append(_state(net))
-    net.to(torch.float32)
+    try:
+        with _no_dropout(net):
+            net.train()
+            net.zero_grad(set_to_none=True)
+            out = net(torch.from_numpy(np.asarray(data["batches"][0]).astype(dtype)))
+            outs = out if isinstance(out, tuple | list) else (out,)
+            sum((y * torch.from_numpy(np.asarray(r).astype(dtype))).sum()
+                for y, r in zip(outs, data["projections"][0])).backward()
+        return {n: p.grad.detach().cpu().numpy() / float(data["batch_size"]) for n, p in net.named_parameters()
+                if p.grad is not None}
+    finally:
+        net.zero_grad(set_to_none=True)
+        net.to(torch.float32)
+
+
+def optimizer_updates(model: Any, grads: list[dict], batch_size: int, dtype: str = "float32",
+                      options: dict | None = None) -> list[dict]:
+    """The written optimizer alone, fed the given gradients: at step k every parameter's gradient
+    is grads[k][name] * batch_size (what the Gluon loop's summed per-sample losses give), then
+    gluon_step(optimizer, batch_size). options as train_updates ('start', 'scale', 'round',
+    'perturb', 'rescale'). Returns the parameters before the first step and after each."""
+    from .compare import round_constants
+
+    module, net = model
+    o = options or {}
+    net.to(getattr(torch, dtype))
+    if o.get("start") is not None:
+        set_state(model, o["start"])
+    batch = float(batch_size)
+    if o.get("round"):
+        batch = 1.0 / float(np.float32(1.0 / batch))
+    batch *= 1 + o.get("rescale", 0.0)
+    named = dict(net.named_parameters())
+    try:
+        with contextlib.ExitStack() as stack:
+            if o.get("round"):
+                stack.enter_context(round_constants(net))
+            optimizer = module.make_optimizer(net)
+            _perturb_groups(optimizer, o.get("perturb", {}), bool(o.get("round")))
+            states = [{n: p.detach().cpu().numpy().copy() for n, p in named.items()}]
+            for g in grads:
+                optimizer.zero_grad(set_to_none=True)
+                for n, p in named.items():
+                    if n in g and p.requires_grad:
+                        p.grad = torch.from_numpy(np.asarray(g[n], np.float64) * batch_size * o.get("scale", 1.0)
+                                                  ).to(p.dtype)
+                module.gluon_step(optimizer, batch)
+                states.append({n: p.detach().cpu().numpy().copy() for n, p in named.items()})
+    finally:
+        net.to(torch.float32)
+    return states
+
+
+def train_updates(model: Any, data: dict, dtype: str = "float32", options: dict | None = None) -> list[dict]:
+    """K steps of the written port, as a user trains it: its own make_optimizer(model), the
+    Gluon loop's per-sample loss summed into backward(), gluon_step(optimizer, batch_size) (the
+    Trainer.step(batch_size) rescale). model: (module, net); data: 'batches' (one numpy batch per
+    step), 'projections' (per step, one array per output: the loss is sum(output * R)),
+    'batch_size'; options: 'start' (the state to start from), 'scale' (the loss times this),
+    'round' (every float constant as float32, as MXNet passes them: the floor), 'perturb'
+    {hyperparameter: (relative, absolute)}, 'rescale' (gluon_step's batch size times 1 + this),
+    'bn_momentum' (every BatchNorm momentum times 1 + this). Dropout is off. Returns the state
+    before the first step and after each, by state-dict name."""
+    from .compare import round_constants
+
+    module, net = model
+    o = options or {}
+    net.to(getattr(torch, dtype))
+    if o.get("start") is not None:
+        set_state(model, o["start"])
+    bn = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.momentum]
+    saved = [m.momentum for m in bn]
+    batch = float(data["batch_size"])
+    if o.get("round"):
+        batch = 1.0 / float(np.float32(1.0 / batch))  # MXNet's rescale_grad is the float32 1 / batch_size
+    batch *= 1 + o.get("rescale", 0.0)
+    try:
+        for m in bn:
+            m.momentum = m.momentum * (1 + o.get("bn_momentum", 0.0))
+        with contextlib.ExitStack() as stack:
+            if o.get("round"):
+                stack.enter_context(round_constants(net))
+            stack.enter_context(_no_dropout(net))
+            optimizer = module.make_optimizer(net)
+            _perturb_groups(optimizer, o.get("perturb", {}), bool(o.get("round")))
+            net.train()
+            states = [_state(net)]
+            for x, projection in zip(data["batches"], data["projections"]):
+                optimizer.zero_grad(set_to_none=True)
+                out = net(torch.from_numpy(np.asarray(x).astype(dtype)))
+                outs = out if isinstance(out, tuple | list) else (out,)
+                loss = sum((y * torch.from_numpy(np.asarray(r).astype(dtype))).sum() for y, r in zip(outs, projection))
+                (loss * o.get("scale", 1.0)).backward()
+                module.gluon_step(optimizer, batch)
+                states.append(_state(net))
+    finally:
+        for m, v in zip(bn, saved):
+            m.momentum = v
+        net.to(torch.float32)
     return states

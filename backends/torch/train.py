@@ -5,7 +5,6 @@ step returns 0-d tensors: no host sync inside the step, the caller reads them wh
 from __future__ import annotations
 
 import contextlib
-import math
 
 import numpy as np
 import torch
@@ -14,6 +13,7 @@ from torch import nn
 from ...common.differences import emulated
 from ...common.errors import GanparityError, choose
 from ...common.spec.model import Adam, GANSpec
+from .emulations import mxnet_adam_lr_eps
 
 # Speed options of the step (benchmarks/variants.py), none by default. The default step is the
 # sources' eager fp32 step; every option is checked against it by the benchmarks' parity check.
@@ -42,21 +42,13 @@ def _adam(net: nn.Module, opt: Adam, emulate: tuple[str, ...], options: frozense
 
 def _mxnet_adam_step(optimizer: torch.optim.Adam, opt: Adam, emulate: tuple[str, ...]) -> None:
     """Before step t, the lr and eps that make torch.optim.Adam take MXNet's step (differences
-    'adam-eps' and 'adam-betas', emulating MXNet). MXNet's step, with its bias corrections
-    c1 = 1 - b1^t, c2 = 1 - b2^t in double precision and its moments from the op's betas:
-        lr * sqrt(c2) / c1 * m / (sqrt(v) + eps)           ('adam-eps': eps on the raw sqrt(v))
-    torch's, with c1', c2' from the betas it was given:
-        lr_t / c1' * m / (sqrt(v) / sqrt(c2') + eps_t)
-    equal for eps_t = E sqrt(c2) / sqrt(c2') and lr_t = lr (c1' / c1) sqrt(c2) / sqrt(c2'), where
-    E = eps / sqrt(c2) for MXNet's eps placement and eps for PyTorch's."""
+    'adam-eps' and 'adam-betas', emulating MXNet): emulations.py mxnet_adam_lr_eps, from the
+    spec's lr, eps and betas; PyTorch's eps placement unless 'adam-eps' is emulated."""
     group = optimizer.param_groups[0]
     state = optimizer.state.get(group["params"][0])
     t = int(state["step"]) + 1 if state else 1
-    (b1, b2), (b1_op, b2_op) = (opt.beta1, opt.beta2), group["betas"]
-    c1, c2, c1_op, c2_op = 1 - b1 ** t, 1 - b2 ** t, 1 - b1_op ** t, 1 - b2_op ** t
-    e = opt.eps / math.sqrt(c2) if "adam-eps" in emulate else opt.eps
-    group["eps"] = e * math.sqrt(c2) / math.sqrt(c2_op)
-    group["lr"] = opt.lr * (c1_op / c1) * math.sqrt(c2) / math.sqrt(c2_op)
+    group["lr"], group["eps"] = mxnet_adam_lr_eps(opt.lr, opt.eps, (opt.beta1, opt.beta2), group["betas"], t,
+                                                  "adam-eps" in emulate)
 
 
 class _GluonBCE(torch.autograd.Function):

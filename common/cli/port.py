@@ -1,11 +1,12 @@
 """`ganparity port`: port a Gluon model to PyTorch and write the proof beside it.
 
     ganparity port --mxnet mypkg.models:make_block [--params net.params] --input-shape 1,3,224,224 \\
-        --out ported/ [--semantics torch|mxnet] [--trainer adam:lr=2e-4,beta1=0.5] [--steps 3] [--force]
+        --out ported/ [--semantics torch|mxnet] [--optimizer adam:lr=2e-4,beta1=0.5] [--steps 2] [--force]
 
-Writes model.py, weights.pt, weights.npz, mapping.json, test_port.py and PORT.md. Exit 0 when the
-proof agrees, 1 when a judged check differs (the files are still written: PORT.md says where),
-2 on bad input or an unsupported layer (one line; nothing written). The work is in common/port/.
+Writes model.py, weights.pt, weights.npz, mapping.json, port.json, test_port.py, proof.json and
+PORT.md. Exit 0 when every row of the proof agrees, 1 when a row differs (the files are still
+written: PORT.md says where), 3 when none differs but some cannot tell, 2 on bad input or an
+unsupported layer (one line; nothing written). The work is in common/port/.
 """
 
 from __future__ import annotations
@@ -14,35 +15,42 @@ import argparse
 import os
 import sys
 
-from ..compare import parse_shape
-from ..port import DEFAULT_TRAINER, SEMANTICS, port
+from ..port import DEFAULT_OPTIMIZER, DEFAULT_STEPS, SEMANTICS, port
+from ..port.report import console_lines
+from ..usermodel import parse_shape
+from ..verdicts import AGREE, EXIT_CODES
 from .args import nonnegative_int, seed
 
-DIFFER = 1
+
+class _Deprecated(argparse.Action):
+    """An old flag, accepted for one release with a one-line notice naming the new one."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"ganparity: note: {option_string} is deprecated; use {self.metavar_new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def cmd_port(a) -> None:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     result = port(a.mxnet, parse_shape(a.input_shape), a.out, params=a.params, semantics=a.semantics,
-                  trainer=a.trainer, steps=a.steps, force=a.force, seed=a.seed)
+                  optimizer=a.optimizer, steps=a.steps, force=a.force, seed=a.seed)
     p, proof = result.port, result.proof
     print(f"ported {p.class_name}: {len(p.layers)} layers, {len(p.tensor_map)} tensors, semantics {a.semantics}, "
           f"{result.seconds['port']:.1f} s (+ proof {result.seconds['proof']:.1f} s)")
-    for r in proof.rows:
-        verdict = {True: "ok", False: "DIFFER", None: "measured"}[r.ok]
-        print(f"  {r.check:<60} {verdict:<9} max rel err {r.max_rel:.3g}")
-    print(f"wrote {result.out}/ (model.py, weights.pt, weights.npz, mapping.json, test_port.py, PORT.md)")
-    if not proof.ok:
-        raise SystemExit(DIFFER)
+    print("\n".join(console_lines(proof)))
+    print(f"{proof.verdict}: wrote {result.out}/ (model.py, weights.pt, mapping.json, test_port.py, PORT.md, ...)")
+    if proof.verdict != AGREE:
+        raise SystemExit(EXIT_CODES[proof.verdict])
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser(
         "port", help="port a Gluon model to PyTorch, with the proof (test_port.py, PORT.md) beside it",
         description="Read the Gluon block's graph, write one readable torch.nn.Module with its weights, and prove it "
-                    "against the block: forward (train and eval), gradients and K optimizer steps. Exit 0 when the "
-                    "proof agrees, 1 when it differs, 2 on bad input or an unsupported layer.")
+                    "against the block: the weights, forward (train and eval), gradients and K optimizer steps, each "
+                    "row agree / differ / cannot tell here. Exit 0 when every row agrees, 1 when one differs, 3 when "
+                    "none differs but some cannot tell, 2 on bad input or an unsupported layer.")
     s.add_argument("--mxnet", required=True, metavar="MODULE:FUNCTION",
                    help="a factory returning the gluon.Block (pkg.mod:make_block or path/file.py:make_block)")
     s.add_argument("--params", metavar="FILE.params", help="Gluon parameters to load (save_parameters' file)")
@@ -50,10 +58,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", required=True, metavar="DIR", help="the folder to write (refused if not empty)")
     s.add_argument("--semantics", default="torch", choices=SEMANTICS,
                    help="torch: a native PyTorch port (default); mxnet: emulate MXNet's BatchNorm statistics and Adam")
-    s.add_argument("--trainer", default=DEFAULT_TRAINER, metavar="NAME:KEY=VALUE,...",
+    s.add_argument("--optimizer", default=DEFAULT_OPTIMIZER, metavar="NAME:KEY=VALUE,...",
                    help=f"the Gluon trainer to port: adam:lr=..,beta1=..,beta2=..,eps=..,wd=.. or "
-                        f"sgd:lr=..,momentum=..,wd=.. (default {DEFAULT_TRAINER})")
-    s.add_argument("--steps", type=nonnegative_int, default=1, metavar="K", help="optimizer steps to prove (default 1)")
+                        f"sgd:lr=..,momentum=..,wd=.. (default {DEFAULT_OPTIMIZER})")
+    old = s.add_argument("--trainer", dest="optimizer", action=_Deprecated, metavar="NAME:KEY=VALUE,...",
+                         help="deprecated: --optimizer")
+    old.metavar_new = "--optimizer"
+    s.add_argument("--steps", type=nonnegative_int, default=DEFAULT_STEPS, metavar="K",
+                   help=f"optimizer steps to prove (default {DEFAULT_STEPS}: momentum and betas act from step 2)")
     s.add_argument("--force", action="store_true", help="replace a non-empty --out")
-    s.add_argument("--seed", type=seed, default=0, help="numpy seed of the proof's input batch (default 0)")
+    s.add_argument("--seed", type=seed, default=0, help="numpy seed of the proof's input batches (default 0)")
     s.set_defaults(fn=cmd_port)

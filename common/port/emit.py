@@ -61,7 +61,7 @@ class Port:
     layers: list[Layer]
     tensor_map: dict[str, str]
     choices: list[str]
-    helpers: list[str]
+    helpers: list[str]  # names of backends/torch/emulations.py's classes that model.py needs
 
     def to_mapping(self) -> dict:
         """mapping.json: what test_port.py needs to prove the port again."""
@@ -96,80 +96,8 @@ def _class_name(cls: str) -> str:
     return "Net" if name in ("Sequential", "HybridSequential") else _ident(name)
 
 
-HELPER_GLOBAL_STATS = '''
-class GlobalStatsBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """Gluon's BatchNorm(use_global_stats=True): the running statistics normalise in train mode
-    too, and never move."""
-
-    def _check_input_dim(self, x):
-        if x.dim() < 2:
-            raise ValueError(f"expected at least a 2-D input (got {x.dim()}-D)")
-
-    def forward(self, x):
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
-'''
-
-HELPER_MXNET_BN = '''
-class MXNetBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """MXNet's (CPU) BatchNorm statistics: the running mean and variance move when backward
-    reaches the layer, with the biased batch variance, and not at all for a forward that no
-    backward follows: moving = m * moving + (1 - m) * batch, with Gluon's momentum m (the float32
-    MXNet passes its op). Same tensors and state-dict names as nn.BatchNorm2d."""
-
-    def __init__(self, num_features, eps=1e-5, momentum=0.1):
-        super().__init__(num_features, eps, momentum)
-        self.gluon_momentum = torch.tensor(1.0 - momentum, dtype=torch.float32).item()
-
-    def _check_input_dim(self, x):
-        if x.dim() < 2:
-            raise ValueError(f"expected at least a 2-D input (got {x.dim()}-D)")
-
-    def forward(self, x):
-        if not self.training:
-            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
-        mean, var = x.new_zeros(self.num_features), x.new_ones(self.num_features)
-        y = F.batch_norm(x, mean, var, self.weight, self.bias, True, 1.0, self.eps)  # batch mean, unbiased var
-        if y.requires_grad:
-            n = x.numel() // x.shape[1]
-            y.register_hook(lambda grad: self._move(mean, var * ((n - 1) / n)))
-        return y
-
-    def _move(self, mean, biased_var):
-        m = self.gluon_momentum
-        with torch.no_grad():
-            self.running_mean.mul_(m).add_(mean, alpha=1 - m)
-            self.running_var.mul_(m).add_(biased_var, alpha=1 - m)
-'''
-
-HELPER_MXNET_ADAM = '''
-class MXNetAdam(torch.optim.Optimizer):
-    """MXNet's Adam: bias corrections folded into the learning rate, so epsilon is added to
-    sqrt(v) unscaled: lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t); g = grad + wd * w;
-    m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g^2; w -= lr_t * m / (sqrt(v) + eps).
-    (torch.optim.Adam adds eps to sqrt(v / (1 - beta2^t)): a different step when v is small.)"""
-
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            # MXNet holds its betas as float32 inside the update
-            b1, b2 = (torch.tensor(b, dtype=torch.float32).item() for b in group["betas"])
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["t"], state["m"], state["v"] = 0, torch.zeros_like(p), torch.zeros_like(p)
-                state["t"] += 1
-                t = state["t"]
-                lr_t = group["lr"] * math.sqrt(1.0 - group["betas"][1] ** t) / (1.0 - group["betas"][0] ** t)
-                g = p.grad + group["weight_decay"] * p
-                state["m"].mul_(b1).add_(g, alpha=1 - b1)
-                state["v"].mul_(b2).addcmul_(g, g, value=1 - b2)
-                p.sub_(lr_t * state["m"] / (state["v"].sqrt() + group["eps"]))
-'''
+# The classes model.py may need beyond torch (backends/torch/emulations.py, copied as they are)
+GLOBAL_STATS, MXNET_BN, MXNET_ADAM = "GlobalStatsBatchNorm", "MXNetBatchNorm", ("mxnet_adam_lr_eps", "MXNetAdam")
 
 
 def _conv(node, arrays):
@@ -342,12 +270,12 @@ class _Emitter:
         self.choices["bn-momentum"] = ("BatchNorm momentum converted: Gluon momentum=m (running = m * running + "
                                        "(1 - m) * batch) is torch momentum=1 - m; eps kept as Gluon wrote it")
         if global_stats:
-            self.helpers.add(HELPER_GLOBAL_STATS)
+            self.helpers.add(GLOBAL_STATS)
             cls = "GlobalStatsBatchNorm"
             self.choices["bn-global-stats"] = ("BatchNorm(use_global_stats=True) is GlobalStatsBatchNorm (in "
                                                "model.py): running statistics in train mode too, never updated")
         elif self.semantics == "mxnet":
-            self.helpers.add(HELPER_MXNET_BN)
+            self.helpers.add(MXNET_BN)
             cls = "MXNetBatchNorm"
             self.choices["bn-stats"] = ("BatchNorm statistics follow MXNet (CPU): MXNetBatchNorm (in model.py) moves "
                                         "them in backward, with the biased batch variance")

@@ -1,0 +1,252 @@
+"""The proof of a port: does the written PyTorch model compute and train what the Gluon block did?
+Every row is judged agree / differ / cannot tell here (common/verdicts.py), and the proof says
+which hyperparameters it could have seen.
+
+1. weights, forward, gradients   the compare API (common/compare) with each model holding its own
+                                 weights: the port's as its own load() gives them, the block's own
+                                 parameters (the factory and --params). The weights row compares
+                                 every tensor through mapping.json, exactly (a port copies); then
+                                 every layer's output in train and eval mode and the gradients of
+                                 a projection loss, each against an fp64 control and the floor.
+2. K training steps              as a user trains: the written make_optimizer(model), the Gluon
+                                 loop's per-sample loss summed into backward(), gluon_step(optimizer,
+                                 batch_size) where Gluon calls trainer.step(batch_size); a new batch
+                                 every step; dropout off on both sides. The Gluon side follows the
+                                 chosen semantics: under 'torch' its BatchNorm statistics and Adam
+                                 emulate PyTorch's (backends/mxnet/emulations.py), under 'mxnet' it
+                                 runs natively and the written model.py carries MXNet's. Each row
+                                 compares the update since the start (state_k - state_0), so a wrong
+                                 lr or an added weight decay is not hidden under the size of the
+                                 weights, and the BatchNorm statistics in a row of their own.
+3. the optimizer alone           the same K steps fed the same gradients on both sides (the port's,
+                                 in float64, at each batch): what the optimizer does, free of the
+                                 model's chaos (Adam turns a gradient that is a cancellation into a
+                                 full-size step whose sign rounding decides). Adam's betas and SGD's
+                                 momentum show from step 2 on. (Adam) one more step with the
+                                 gradients scaled until the typical one is eps: eps, its placement
+                                 and gluon_step's 1 / batch_size, which Adam divides out at a
+                                 normal scale, move that step by O(1).
+4. what it could have seen       each hyperparameter of the trainer (and gluon_step's rescale, and
+                                 the BatchNorm momentum) changed by SEE = 1e-4 in the port, in
+                                 float64: a row 'sees' it when the change exceeds that row's fp64
+                                 allowance. One that no agreeing row sees makes the proof 'cannot
+                                 tell here', naming it and what would make it visible.
+
+The floor of every fp64 comparison is the port run again with every float constant (layers,
+optimizer, the rescale) rounded to float32: what MXNet does to each op constant.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..backend import get_backend
+from ..compare import compare_models
+from ..compare.checks import suggestion_for
+from ..verdicts import AGREE, CANNOT_TELL, DIFFER, NAN, SEE, Row, _scale, distance, judge, overall, row_of
+
+PROBE = "optimizer step 1, gradients near eps"
+COVERAGE = "hyperparameters seen"
+STATS = ("running_mean", "running_var")
+NORM = "rms"  # the step rows compare updates as vectors (verdicts.judge): a few ill-conditioned elements don't decide
+OPTIMIZER_HPS = {"sgd": ("lr", "momentum", "wd"), "adam": ("lr", "beta1", "beta2", "eps", "wd")}
+TELLABLE_BY = {  # what makes a hyperparameter visible, when no row saw it
+    "lr": "a step that moves the weights: check that the gradients are not all zero",
+    "momentum": "--steps 2 or more (momentum acts from the second step)",
+    "beta1": "--steps 2 or more (Adam's first step does not depend on beta1)",
+    "beta2": "--steps 2 or more (PyTorch's Adam's first step does not depend on beta2)",
+    "eps": "a model whose gradients are not all far above eps",
+    "wd": "larger weights or a smaller lr relative to them",
+    "rescale": "gradients that are not all zero (SGD), or --steps 1 or more (Adam: the small-gradient step)",
+    "bn-momentum": "--steps 1 or more with BatchNorm in train mode",
+}
+
+
+def port_backend(name: str):
+    """backends/<name>/port.py, reached through get_backend (which imports the framework)."""
+    return importlib.import_module(".port", get_backend(name).__package__)
+
+
+@dataclass
+class Proof:
+    """Every judged row of a port's proof, and which hyperparameters it could have seen."""
+
+    rows: list[Row] = field(default_factory=list)
+    coverage: dict[str, list[str]] = field(default_factory=dict)  # hyperparameter -> rows that would see SEE
+    tensors: int = 0
+    layers: int = 0
+    summary: str = ""  # compare's summary: the first divergence and its hints
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def verdict(self) -> str:
+        return overall(self.rows)
+
+    @property
+    def ok(self) -> bool:
+        """No row differs."""
+        return self.verdict != DIFFER
+
+    def row(self, check: str) -> Row:
+        return next(r for r in self.rows if r.check == check)
+
+    def failures(self) -> str:
+        return "; ".join(f"{r.check}: {r.verdict}: {r.reason} ({r.worst})" for r in self.rows if r.verdict != AGREE)
+
+    def to_dict(self) -> dict:
+        return {"verdict": self.verdict, "ok": self.ok, "tensors": self.tensors, "layers": self.layers,
+                "coverage": self.coverage, "notes": self.notes, "seconds": self.seconds,
+                "rows": [r.to_dict() for r in self.rows]}
+
+
+def make_data(shape: tuple[int, ...], out_shapes: list[tuple], steps: int, seed: int) -> dict:
+    """The proof's batches, drawn in numpy: a new N(0, 1) batch per step and, per step, one N(0, 1)
+    projection per output (the loss is sum(output * R), summed per sample as Gluon's losses are)."""
+    rng = np.random.default_rng([seed, 25])
+    batches = [rng.standard_normal(shape).astype(np.float32) for _ in range(max(steps, 1))]
+    projections = [[rng.standard_normal(s).astype(np.float32) for s in out_shapes] for _ in range(max(steps, 1))]
+    return {"batches": batches, "projections": projections, "batch_size": int(shape[0])}
+
+
+def _deltas(states: list[dict], names: dict[str, str] | None = None) -> list[dict]:
+    """state_k - state_0 for k = 1..K, by torch name (names: the Gluon side's structural names)."""
+    if names is not None:
+        states = [{t: s[g] for t, g in names.items() if g in s} for s in states]
+    start = states[0]
+    return [{k: np.asarray(s[k], np.float64) - np.asarray(start[k], np.float64) for k in s} for s in states[1:]]
+
+
+def _groups(names) -> dict[str, list[str]]:
+    params = [n for n in names if n.rsplit(".", 1)[-1] not in STATS]
+    stats = [n for n in names if n.rsplit(".", 1)[-1] in STATS]
+    return {"parameters": params, "BatchNorm statistics": stats}
+
+
+def _floor(base: dict, other: dict, keys: list[str]) -> dict[str, float]:
+    return {k: distance(other[k], base[k], NORM) for k in keys}
+
+
+@dataclass
+class _Phase:
+    """One set of runs of the two sides: the K training steps, the optimizer alone, or its
+    small-gradient step. run_t(dtype, options) and run_m(dtype) give the deltas by torch name."""
+
+    name: str  # 'step': rows 'step k parameters' / 'step k BatchNorm statistics'; else the row's name
+    run_t: Callable[[str, dict], list[dict]]
+    run_m: Callable[[str], list[dict]]
+    runs: dict[str, list[dict]] = field(default_factory=dict)  # 't32', 'm32', 't64', 'm64', 'floor'
+    rows: list[tuple[int, str, list[str], Row]] = field(default_factory=list)  # (step index, name, tensors, row)
+
+    def row_name(self, k: int, group: str) -> str:
+        return f"step {k + 1} {group}" if self.name == "step" else self.name.format(k=k + 1)
+
+
+def prove(model, block, mapping: dict, setting: dict, shape: tuple[int, ...], steps: int, semantics: str,
+          seed: int = 0) -> Proof:
+    """The proof of the written port `model` ((module, net): model.py and its load()) against the
+    Gluon `block` (its own parameters loaded), through mapping.json's content `mapping`, under
+    `semantics` with the trainer `setting` for `steps` steps. Both models end as they started."""
+    t0 = time.perf_counter()
+    T, M = port_backend("torch"), port_backend("mxnet")
+    to_gluon = dict(mapping["tensors"])
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    report = compare_models(model[1], block, x, weights="own", loss="projection", steps=0,
+                            mapping={"tensors": to_gluon}, seed=seed)
+    proof = Proof(list(report.checks), tensors=len(to_gluon), layers=len(mapping.get("layers", [])),
+                  summary=report.summary(),
+                  notes=[n for n in report.notes if n.startswith(("dropout", "conditioning"))])
+    t_start, m_start = T.get_state(model), M.get_state(block)
+    if proof.row("weights").verdict == DIFFER:
+        proof.notes.append("the steps start from each side's own weights, which differ: see the weights row")
+    if not steps:
+        proof.coverage = {h: [] for h in OPTIMIZER_HPS[setting["name"]]}
+        proof.rows.append(Row(COVERAGE, CANNOT_TELL, reason="--steps 0: the optimizer is not proved",
+                              suggestion="--steps 2 or more"))
+        proof.seconds = time.perf_counter() - t0
+        return proof
+    data = make_data(shape, report.output_shapes, steps, seed)
+    batch = data["batch_size"]
+    m_opts = {"setting": setting, "semantics": semantics, "start": m_start}
+    gluon_names = {t: g for t, g in to_gluon.items()}
+    sliced = [{**data, "batches": data["batches"][k:k + 1], "projections": data["projections"][k:k + 1]}
+              for k in range(steps)]
+    grads = [T.gradients(model, d, "float64") for d in sliced]  # the port's, at the start: fed to both
+    to_m = lambda g: {to_gluon[n]: v for n, v in g.items() if n in to_gluon}
+    phases = [
+        _Phase("step", lambda dt, o: _deltas(T.train_updates(model, data, dt, {"start": t_start} | o)),
+               lambda dt: _deltas(M.train_updates(block, data, dt, m_opts), gluon_names)),
+        _Phase("optimizer step {k}",
+               lambda dt, o: _deltas(T.optimizer_updates(model, grads, batch, dt, {"start": t_start} | o)),
+               lambda dt: _deltas(M.optimizer_updates(block, [to_m(g) for g in grads], batch, dt, m_opts),
+                                  gluon_names))]
+    if setting["name"] == "adam":
+        values = np.concatenate([np.abs(g).ravel() for g in grads[0].values()]) if grads[0] else np.zeros(1)
+        typical = float(np.median(values[values > 0])) if (values > 0).any() else 1.0
+        scale = float(setting["eps"]) / typical
+        phases.append(_Phase(PROBE, lambda dt, o: _deltas(T.optimizer_updates(
+            model, grads[:1], batch, dt, {"start": t_start, "scale": scale} | o)), lambda dt: _deltas(
+            M.optimizer_updates(block, [to_m(grads[0])], batch, dt, m_opts | {"scale": scale}), gluon_names)))
+    for ph in phases:
+        for dtype in ("float32", "float64"):
+            ph.runs["t" + dtype[-2:]], ph.runs["m" + dtype[-2:]] = ph.run_t(dtype, {}), ph.run_m(dtype)
+        ph.runs["floor"] = ph.run_t("float64", {"round": True})
+        _judge_phase(ph, proof, report.pairs)
+    _coverage(proof, phases, setting)
+    T.set_state(model, t_start)
+    M.set_state(block, m_start)
+    proof.seconds = time.perf_counter() - t0
+    return proof
+
+
+def _judge_phase(ph: _Phase, proof: Proof, pairs) -> None:
+    r = ph.runs
+    for k in range(len(r["t32"])):
+        for group, keys in _groups(r["t32"][k]).items():
+            keys = [n for n in keys if n in r["m32"][k]]
+            if not keys:
+                continue
+            pick = lambda run, k=k, keys=keys: {n: run[k][n] for n in keys}
+            tensors = judge(pick(r["t32"]), pick(r["m32"]), pick(r["t64"]), pick(r["m64"]),
+                            _floor(r["t64"][k], r["floor"][k], keys), group=True, norm=NORM)
+            row = row_of(ph.row_name(k, group), tensors, suggestion_for(pairs, "step"))
+            proof.rows.append(row)
+            ph.rows.append((k, row.check, keys, row))
+
+
+def _coverage(proof: Proof, phases: list[_Phase], setting: dict) -> None:
+    """Change each hyperparameter by SEE in the port (float64) and ask which agreeing row would
+    have seen it: its response beyond a tensor's fp64 allowance."""
+    hps = list(OPTIMIZER_HPS[setting["name"]]) + ["rescale"]
+    if any(name.endswith("BatchNorm statistics") for ph in phases for _, name, _, _ in ph.rows):
+        hps.append("bn-momentum")
+    for h in hps:
+        opts = ({"rescale": SEE} if h == "rescale" else {"bn_momentum": SEE} if h == "bn-momentum"
+                else {"perturb": {h: (SEE, SEE)}})
+        seen = []
+        for ph in phases:
+            if h == "bn-momentum" and ph.name != "step":
+                continue
+            changed = ph.run_t("float64", opts)
+            for k, name, keys, row in ph.rows:
+                if row.verdict != AGREE:
+                    continue
+                base, new = ph.runs["t64"][k], changed[k]
+                scale = _scale({n: ph.runs["t32"][k][n] for n in keys}, True, NORM)
+                allow = {t.name: t.allow64 for t in row.tensors}
+                if any(distance(new[n], base[n], NORM) / scale[n] > allow.get(n, NAN) for n in keys):
+                    seen.append(name)
+        proof.coverage[h] = seen
+    unseen = [h for h, rows in proof.coverage.items() if not rows]
+    if unseen:
+        proof.rows.append(Row(COVERAGE, CANNOT_TELL, reason="no agreeing row could see a change of "
+                              f"{SEE:g} in {', '.join(unseen)}",
+                              suggestion="; ".join(dict.fromkeys(TELLABLE_BY[h] for h in unseen))))
+    else:
+        seen = ", ".join(f"{h}: {rows[0]}" for h, rows in proof.coverage.items())
+        proof.rows.append(Row(COVERAGE, AGREE, worst=seen))
