@@ -27,7 +27,8 @@ and the verdict of a tensor is
                       small wrong change (a chaotic run, BatchNorm over a handful of values, fp32
                       noise with no fp64 control); the row says why and what would make it tellable
 
-A non-finite value is never a port difference: the tensor is named with where the NaN/Inf is.
+A non-finite value is never a port difference: the row cannot tell, and names the tensor and the
+side whose values hold the NaN or Inf (a run that diverged, a NaN weight).
 numpy and the standard library only.
 """
 
@@ -165,11 +166,9 @@ def judge(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], ref64: dict |
     for k, r in ref.items():
         c, s = cand[k], scale[k]
         bad = {who: nonfinite(a) for who, a in (("reference", r), ("candidate", c))}
-        if any(bad.values()):
+        if any(bad.values()):  # named, never a difference of the port: nothing can be told here
             what = "; ".join(f"the {who}'s values hold {v}" for who, v in bad.items() if v)
-            # the candidate alone going non-finite is a difference; the reference's own NaN tells nothing
-            verdict = DIFFER if not bad["reference"] else CANNOT_TELL
-            out.append(TensorDiff(k, NAN, NAN, NAN, NAN, NAN, NAN, verdict != DIFFER, verdict=verdict,
+            out.append(TensorDiff(k, NAN, NAN, NAN, NAN, NAN, NAN, True, verdict=CANNOT_TELL,
                                   reason=f"non-finite: {what}"))
             continue
         max_abs = distance(c, r, norm)

@@ -231,3 +231,20 @@ class BNLeakyBlock(nn.HybridBlock):
 
 def bn_leaky_block():
     return BNLeakyBlock()
+
+
+def mobilenet_trained_scale():
+    """mobilenet_v2_1_0 with weights at the scale a trained one has (BatchNorm gamma drawn in
+    [2, 4]): its ReLU6 clips engage, as in real use (at random init no activation reaches 6)."""
+    import mxnet as mx
+    import numpy as np
+
+    net = vision.mobilenet_v2_1_0(pretrained=False)
+    mx.random.seed(7)
+    net.initialize(mx.init.Xavier())
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    rng = np.random.default_rng(7)
+    for name, p in net.collect_params().items():
+        if name.endswith("gamma"):
+            p.set_data(mx.nd.array(rng.uniform(2.0, 4.0, p.shape).astype(np.float32)))
+    return net

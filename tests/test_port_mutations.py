@@ -29,7 +29,7 @@ from ganparity.common.port import port, prove_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = str(Path(__file__).with_name("port_models.py"))
-SGD, ADAM = "sgd:lr=0.05,momentum=0.9", "adam:lr=0.001,beta1=0.5"
+SGD, ADAM = "sgd:lr=0.01,momentum=0.9", "adam:lr=0.001,beta1=0.5"
 SEEDS = (0, 1, 2)
 pytestmark = pytest.mark.slow
 
@@ -63,14 +63,17 @@ def _in_load(statement: str):
 ANY = lambda m, s, o: True  # noqa: E731
 MUTANTS = {
     "weight scaled by 1.01 in load()": (_in_load("net.state_dict()['{w}'].mul_(1.01)"), ANY),
-    "a bias zeroed in load()": (_in_load("net.state_dict()['{b}'].zero_()"), lambda m, s, o: m != "mobilenet"),
+    "a bias shifted by 0.01 in load()": (_in_load("net.state_dict()['{b}'].add_(0.01)"),
+                                         lambda m, s, o: m != "mobilenet"),
     "BatchNorm statistics swapped in load()": (_in_load(
         "s = net.state_dict(); m = s['{mean}'].clone(); s['{mean}'].copy_(s['{var}']); s['{var}'].copy_(m)"), ANY),
     "LeakyReLU slope 0.2 -> 0.02": (_sub(r"LeakyReLU\(0\.2\)", "LeakyReLU(0.02)"), lambda m, s, o: m == "block"),
     "LeakyReLU at torch's default slope": (_sub(r"LeakyReLU\(0\.2\)", "LeakyReLU()"), lambda m, s, o: m == "block"),
-    "BatchNorm eps 1e-5 -> 1e-3": (_sub(r"eps=1e-05", "eps=0.001"), ANY),
-    "BatchNorm momentum left in Gluon's convention": (_sub(r"momentum=0\.1\)", "momentum=0.9)"), ANY),
-    "BatchNorm momentum 0.1 -> 0.11": (_sub(r"momentum=0\.1\)", "momentum=0.11)", count=100), ANY),
+    "BatchNorm eps 1e-5 -> 1e-3": (_sub(r"(BatchNorm\w*\(\d+, eps=)1e-05", r"\g<1>0.001"), ANY),
+    "BatchNorm momentum left in Gluon's convention": (
+        _sub(r"(BatchNorm\w*\(\d+, eps=[^,]+, momentum=)0\.1\)", r"\g<1>0.9)"), ANY),
+    "BatchNorm momentum 0.1 -> 0.11": (
+        _sub(r"(BatchNorm\w*\(\d+, eps=[^,]+, momentum=)0\.1\)", r"\g<1>0.11)", count=100), ANY),
     "ReLU6 ported as ReLU": (_sub(r"nn\.ReLU6\(\)", "nn.ReLU()"), lambda m, s, o: m == "mobilenet"),
     "Tanh ported as Hardtanh": (_sub(r"nn\.Tanh\(\)", "nn.Hardtanh()"), lambda m, s, o: m == "netG"),
     "skip connection dropped": (_sub(r"(\w+) = (\w+) \+ (\w+)\n", r"\1 = \3\n"), lambda m, s, o: m == "block"),
@@ -80,8 +83,8 @@ MUTANTS = {
                                            lambda m, s, o: m == "block"),
     "dropout rate 0.3 -> 0.5": (_sub(r"nn\.Dropout\(p=0\.3\)", "nn.Dropout(p=0.5)"), lambda m, s, o: m == "block"),
     "dropout left out": (_sub(r"nn\.Dropout\(p=0\.3\)", "nn.Identity()"), lambda m, s, o: m == "block"),
-    "lr +1%": (_sub(r"lr=(0\.05|0\.001)\b", lambda mt: f"lr={float(mt.group(1)) * 1.01!r}"), ANY),
-    "lr x100": (_sub(r"lr=(0\.05|0\.001)\b", lambda mt: f"lr={float(mt.group(1)) * 100!r}"), ANY),
+    "lr +1%": (_sub(r"\(params, lr=([0-9.e-]+)", lambda mt: f"(params, lr={float(mt.group(1)) * 1.01!r}"), ANY),
+    "lr x100": (_sub(r"\(params, lr=([0-9.e-]+)", lambda mt: f"(params, lr={float(mt.group(1)) * 100!r}"), ANY),
     "weight decay 1e-4 added": (_sub(r"weight_decay=0\.0\)", "weight_decay=0.0001)"), ANY),
     "SGD momentum 0.9 -> 0.8": (_sub(r"momentum=0\.9, weight_decay", "momentum=0.8, weight_decay"),
                                 lambda m, s, o: o == SGD),
@@ -89,7 +92,7 @@ MUTANTS = {
                                    lambda m, s, o: o == SGD),
     "Adam beta1 0.5 -> 0.9": (_sub(r"betas=\(0\.5, 0\.999\)", "betas=(0.9, 0.999)"), lambda m, s, o: o == ADAM),
     "Adam beta2 0.999 -> 0.99": (_sub(r"betas=\(0\.5, 0\.999\)", "betas=(0.5, 0.99)"), lambda m, s, o: o == ADAM),
-    "Adam eps 1e-8 -> 1e-6": (_sub(r"eps=1e-08\)", "eps=1e-06)"), lambda m, s, o: o == ADAM),
+    "Adam eps 1e-8 -> 1e-6": (_sub(r"eps=1e-08, weight_decay", "eps=1e-06, weight_decay"), lambda m, s, o: o == ADAM),
     "gluon_step without the 1 / batch_size rescale": (_sub(r"p\.grad\.div_\(batch_size\)", "p.grad.div_(1)"), ANY),
     "gluon_step divides by batch_size - 1": (_sub(r"p\.grad\.div_\(batch_size\)", "p.grad.div_(batch_size - 1)"),
                                              ANY),
@@ -104,8 +107,9 @@ MUTANTS = {
 PORTS = {
     "block": ("bn_leaky_block", (4, 3, 16, 16), [("torch", SGD), ("torch", ADAM), ("mxnet", SGD), ("mxnet", ADAM)]),
     "netG": ("netG", (4, 16, 1, 1), [("torch", ADAM), ("mxnet", ADAM)]),
-    "mobilenet": ("mobilenet", (4, 3, 32, 32), [("torch", SGD), ("mxnet", ADAM)]),
+    "mobilenet": ("mobilenet_trained_scale", (4, 3, 32, 32), [("torch", SGD), ("mxnet", ADAM)]),
 }
+SEEDS_OF = {("mobilenet", "mxnet", ADAM): (0,)}  # each mobilenet proof costs seconds: one combination at 3 seeds
 # the kinds run on mobilenet (each of its proofs costs seconds): those a model zoo port can get wrong
 MOBILENET_KINDS = ("weight scaled by 1.01 in load()", "BatchNorm statistics swapped in load()",
                    "BatchNorm eps 1e-5 -> 1e-3", "BatchNorm momentum left in Gluon's convention",
@@ -134,7 +138,7 @@ def base_ports(tmp_path_factory):
     out = {}
     for model, (factory, shape, combos) in PORTS.items():
         for sem, opt in combos:
-            for seed in SEEDS:
+            for seed in SEEDS_OF.get((model, sem, opt), SEEDS):
                 name = f"{model}-{sem}-{opt.split(':')[0]}-{seed}"
                 out[(model, sem, opt, seed)] = port(f"{MODELS}:{factory}", shape, root / name, semantics=sem,
                                                    optimizer=opt, seed=seed)
@@ -184,8 +188,9 @@ def test_at_least_25_kinds_on_three_models():
 
 
 def test_no_mutant_agrees(mutants):
-    agreed = {key: where for key, (where, verdict, _) in mutants.items() if verdict == "agree"}
-    assert not agreed, agreed
+    agreed = sorted(f"{m} {s} {o}: {k} ({where.name})" for (m, s, o, k), (where, verdict, _) in mutants.items()
+                    if verdict == "agree")
+    assert not agreed, "\n".join(agreed)
     errors = {key: v for key, (_, v, _) in mutants.items() if v.startswith("error")}
     assert not errors, errors  # every mutant runs: the proof, not a crash, must catch it
 

@@ -173,6 +173,52 @@ def _trainer(block: gluon.Block, setting: dict, semantics: str) -> gluon.Trainer
     return trainer
 
 
+_NOT_FORWARD = {"momentum", "rate"}
+
+
+def constant_groups(model: Any) -> dict[str, int]:
+    """The float settings of the block's layers (their op keyword arguments: 'LeakyReLU.alpha',
+    'BatchNorm.eps'): how many layers hold each."""
+    out: dict[str, int] = {}
+    for _, b in _blocks(model):
+        for key, value in {**getattr(b, "_kwargs", {}), **vars(b)}.items():
+            if type(value) is float and key not in _NOT_FORWARD and not key.startswith("__"):
+                name = f"{type(b).__name__}.{key.lstrip('_')}"
+                out[name] = out.get(name, 0) + 1
+    return out
+
+
+def outputs(model: Any, x: np.ndarray, dtype: str = "float64", mode: str = "train",
+            change: tuple[str, float] | None = None) -> list[np.ndarray]:
+    """The block's outputs for x (dropout off; un-hybridized), with one group of constant_groups()
+    times 1 + change[1] when given."""
+    name, rel = change or ("", 0.0)
+    changed = []
+    for _, b in _blocks(model):
+        kwargs = getattr(b, "_kwargs", {})
+        for key in list(kwargs):
+            if f"{type(b).__name__}.{key}" == name:
+                changed.append((kwargs, key, kwargs[key]))
+        for key in list(vars(b)):
+            if f"{type(b).__name__}.{key.lstrip('_')}" == name and type(vars(b)[key]) is float:
+                changed.append((vars(b), key, vars(b)[key]))
+    state = _get_state(model)
+    model.hybridize(False)
+    model.cast(dtype)
+    try:
+        for holder, key, value in changed:
+            holder[key] = value * (1 + rel) if value else rel
+        with no_dropout(model), (autograd.train_mode() if mode == "train" else autograd.predict_mode()):
+            out = model(mx.nd.array(np.asarray(x).astype(dtype), dtype=dtype))
+        outs = list(out) if isinstance(out, list | tuple) else [out]
+        return [o.asnumpy().astype(np.float64) for o in outs]
+    finally:
+        for holder, key, value in changed:
+            holder[key] = value
+        model.cast("float32")
+        _set_state(model, state)
+
+
 def gradients(model: Any, data: dict, dtype: str = "float32") -> dict[str, np.ndarray]:
     """The gradients trainer.step(batch_size) would apply at the first batch (the per-sample loss
     summed in backward, divided by the batch size), by structural name."""

@@ -130,6 +130,46 @@ def _no_dropout(net: torch.nn.Module):
             m.p = p
 
 
+_NOT_FORWARD = {"momentum", "p"}  # constants the forward rows cannot see: the statistics rows and the dropout rates do
+
+
+def constant_groups(model: Any) -> dict[str, int]:
+    """The float constants of the port's layers that the forward uses, by layer class and name
+    ('LeakyReLU.negative_slope', 'ReLU6.max_val', 'BatchNorm2d.eps'): how many layers hold each."""
+    out: dict[str, int] = {}
+    for m in model[1].modules():
+        for key, value in vars(m).items():
+            if type(value) is float and key not in _NOT_FORWARD and not key.startswith("_"):
+                name = f"{type(m).__name__}.{key}"
+                out[name] = out.get(name, 0) + 1
+    return out
+
+
+def outputs(model: Any, x: np.ndarray, dtype: str = "float64", mode: str = "train",
+            change: tuple[str, float] | None = None) -> list[np.ndarray]:
+    """The port's outputs for x (dropout off), with one group of constant_groups() times
+    1 + change[1] when given: does the forward depend on that constant at this input?"""
+    module, net = model
+    name, rel = change or ("", 0.0)
+    changed = [(m, key, getattr(m, key)) for m in net.modules() for key in vars(m)
+               if f"{type(m).__name__}.{key}" == name]
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    net.to(getattr(torch, dtype))
+    try:
+        for m, key, value in changed:
+            setattr(m, key, value * (1 + rel) if value else rel)  # a zero (a clip at 0) moves by rel
+        with _no_dropout(net), torch.no_grad():
+            net.train(mode == "train")
+            out = net(torch.from_numpy(np.asarray(x).astype(dtype)))
+        outs = out if isinstance(out, tuple | list) else (out,)
+        return [o.detach().cpu().numpy().astype(np.float64) for o in outs]
+    finally:
+        for m, key, value in changed:
+            setattr(m, key, value)
+        net.to(torch.float32)
+        net.load_state_dict(state)  # a train-mode forward moved the running statistics
+
+
 def gradients(model: Any, data: dict, dtype: str = "float32") -> dict[str, np.ndarray]:
     """The gradients gluon_step would apply at the first batch (the per-sample loss summed,
     divided by the batch size), by parameter name: the proof sizes its small-gradient step by them."""

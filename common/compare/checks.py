@@ -215,8 +215,9 @@ def suggestion_for(pairs: list[Pair], category: str) -> str:
 
 
 def build_checks(mp: Mapping, runs: dict[str, SideRun], floors: dict, where_t: dict, opts: dict, rtol: float,
-                 shapes_differ: list[str], weights: CheckResult | None) -> list[CheckResult]:
-    """Every row, judged. runs: 'torch', 'mxnet' (fp32) and, when the control ran, 'torch64', 'mxnet64'."""
+                 shapes_differ: list[str], weights: CheckResult | None, unpaired_dropout: dict) -> list[CheckResult]:
+    """Every row, judged. runs: 'torch', 'mxnet' (fp32) and, when the control ran, 'torch64', 'mxnet64';
+    unpaired_dropout: framework -> its dropout layers that have no counterpart."""
     t32, m32, t64, m64 = runs["torch"], runs["mxnet"], runs.get("torch64"), runs.get("mxnet64")
     checks = [weights] if weights is not None else []
     where_f = {p.torch.path: i for i, p in enumerate(mp.pairs)}
@@ -231,13 +232,19 @@ def build_checks(mp: Mapping, runs: dict[str, SideRun], floors: dict, where_t: d
                                          t64.inputs.get(mode) if t64 else None,
                                          m64.inputs.get(mode) if m64 else None, rtol)
         checks.append(res)
-    drop = {i: p for i, p in enumerate(mp.pairs) if p.torch.kind == p.mxnet.kind == "dropout"}
-    if drop:
-        rate = lambda layer: np.array([float(layer.config.get("rate") or 0.0)])
-        ref = {p.torch.path: rate(p.torch) for p in drop.values()}
-        cand = {p.torch.path: rate(p.mxnet) for p in drop.values()}
-        checks.append(judged(DROPOUT_CHECK, "config", ref, cand, ref, cand, None,
-                             {p.torch.path: i for i, p in drop.items()}, False, rtol))
+    # every dropout, paired or not: a layer left out (or made an Identity) on one side has rate 0 there
+    rate = lambda layer: np.array([float(layer.config.get("rate") or 0.0) if layer.kind == "dropout" else 0.0])
+    drop = {i: p for i, p in enumerate(mp.pairs) if "dropout" in (p.torch.kind, p.mxnet.kind)}
+    ref = {p.torch.path: rate(p.torch) for p in drop.values()}
+    cand = {p.torch.path: rate(p.mxnet) for p in drop.values()}
+    where = {p.torch.path: i for i, p in drop.items()}
+    for fw, layers in unpaired_dropout.items():
+        for layer in layers:
+            key = f"{fw} '{layer.path}' (no counterpart)"
+            ref[key], cand[key] = (rate(layer), np.zeros(1)) if fw == "torch" else (np.zeros(1), rate(layer))
+            where[key] = -1
+    if ref:
+        checks.append(judged(DROPOUT_CHECK, "config", ref, cand, ref, cand, None, where, False, rtol))
     tensor_where = {tn: where_t[p.torch.path] for p in mp.pairs for _, tn, _ in p.tensors}
     if opts["skip_backward"]:
         reason = "the outputs' shapes differ: " + "; ".join(shapes_differ)

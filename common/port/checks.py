@@ -48,15 +48,30 @@ import numpy as np
 from ..backend import get_backend
 from ..compare import compare_models
 from ..compare.checks import suggestion_for
-from ..verdicts import AGREE, CANNOT_TELL, DIFFER, NAN, SEE, Row, _scale, distance, judge, overall, row_of
+from ..verdicts import (
+    AGREE,
+    CANNOT_TELL,
+    DIFFER,
+    FP64_MIN,
+    NAN,
+    SEE,
+    Row,
+    _scale,
+    distance,
+    judge,
+    overall,
+    row_of,
+    size,
+)
 
 PROBE = "optimizer step 1, gradients near eps"
+CONSTANTS = "layer constants seen"
 COVERAGE = "hyperparameters seen"
 STATS = ("running_mean", "running_var")
 NORM = "rms"  # the step rows compare updates as vectors (verdicts.judge): a few ill-conditioned elements don't decide
 OPTIMIZER_HPS = {"sgd": ("lr", "momentum", "wd"), "adam": ("lr", "beta1", "beta2", "eps", "wd")}
 TELLABLE_BY = {  # what makes a hyperparameter visible, when no row saw it
-    "lr": "a step that moves the weights: check that the gradients are not all zero",
+    "lr": "gradients that are not all zero",
     "momentum": "--steps 2 or more (momentum acts from the second step)",
     "beta1": "--steps 2 or more (Adam's first step does not depend on beta1)",
     "beta2": "--steps 2 or more (PyTorch's Adam's first step does not depend on beta2)",
@@ -78,6 +93,7 @@ class Proof:
 
     rows: list[Row] = field(default_factory=list)
     coverage: dict[str, list[str]] = field(default_factory=dict)  # hyperparameter -> rows that would see SEE
+    constants: dict = field(default_factory=dict)  # the layer constants, and those the output did not respond to
     tensors: int = 0
     layers: int = 0
     summary: str = ""  # compare's summary: the first divergence and its hints
@@ -101,7 +117,7 @@ class Proof:
 
     def to_dict(self) -> dict:
         return {"verdict": self.verdict, "ok": self.ok, "tensors": self.tensors, "layers": self.layers,
-                "coverage": self.coverage, "notes": self.notes, "seconds": self.seconds,
+                "coverage": self.coverage, "constants": self.constants, "notes": self.notes, "seconds": self.seconds,
                 "rows": [r.to_dict() for r in self.rows]}
 
 
@@ -170,6 +186,7 @@ def prove(model, block, mapping: dict, setting: dict, shape: tuple[int, ...], st
                               suggestion="--steps 2 or more"))
         proof.seconds = time.perf_counter() - t0
         return proof
+    proof.rows.append(_constants(T, model, x, proof))
     data = make_data(shape, report.output_shapes, steps, seed)
     batch = data["batch_size"]
     m_opts = {"setting": setting, "semantics": semantics, "start": m_start}
@@ -204,6 +221,38 @@ def prove(model, block, mapping: dict, setting: dict, shape: tuple[int, ...], st
     return proof
 
 
+def _constants(T, model, x: np.ndarray, proof: Proof) -> Row:
+    """Which of the port's layer constants (a LeakyReLU's slope, a ReLU6's clip, a BatchNorm's eps)
+    the forward rows could have seen: each group changed by SEE (float64, both modes); one the
+    output does not respond to beyond the forward rows' allowance (a clip at 6 that this input
+    never reaches) is named, and the row cannot tell."""
+    allow = {}
+    for mode in ("train", "eval"):
+        row = proof.row(f"forward {mode}")
+        allow[mode] = max((t.allow64 for t in row.tensors if t.name.startswith("output") and t.allow64 == t.allow64),
+                          default=FP64_MIN)
+    base = {mode: T.outputs(model, x, "float64", mode) for mode in allow}
+    unseen = []
+    groups = T.constant_groups(model)
+    for name, count in groups.items():
+        seen = False
+        for mode in allow:
+            changed = T.outputs(model, x, "float64", mode, (name, SEE))
+            if any(len(a) != len(b) or np.shape(a) != np.shape(b) or distance(a, b, "max") / max(size(b), 1e-30)
+                   > allow[mode] for a, b in zip(changed, base[mode])):
+                seen = True
+                break
+        if not seen:
+            unseen.append(f"{name} ({count} layer{'s' if count > 1 else ''})")
+    proof.constants = {"groups": groups, "unseen": unseen}
+    if unseen:
+        return Row(CONSTANTS, CANNOT_TELL, reason=f"the output does not respond to a change of {SEE:g} in "
+                   f"{', '.join(unseen)} at this input (a clip or slope that no value reaches)",
+                   suggestion="--params with trained weights (random weights keep activations small), or an "
+                              "input that reaches those ranges")
+    return Row(CONSTANTS, AGREE, worst=f"{len(groups)} groups of constants, each seen by the output")
+
+
 def _judge_phase(ph: _Phase, proof: Proof, pairs) -> None:
     r = ph.runs
     for k in range(len(r["t32"])):
@@ -229,8 +278,8 @@ def _coverage(proof: Proof, phases: list[_Phase], setting: dict) -> None:
         opts = ({"rescale": SEE} if h == "rescale" else {"bn_momentum": SEE} if h == "bn-momentum"
                 else {"perturb": {h: (SEE, SEE)}})
         seen = []
-        for ph in phases:
-            if h == "bn-momentum" and ph.name != "step":
+        for ph in phases:  # the optimizer's own hyperparameters in its rows; BatchNorm's in the training steps
+            if (h == "bn-momentum") != (ph.name == "step"):
                 continue
             changed = ph.run_t("float64", opts)
             for k, name, keys, row in ph.rows:
