@@ -275,17 +275,17 @@ def protected(target: Path) -> str | None:
         cwd = Path.cwd().resolve()
     except OSError:  # the current folder was deleted
         cwd = None
+    try:
+        home: Path | None = Path.home().resolve()
+    except (OSError, RuntimeError, KeyError):
+        home = None
     if cwd is not None and target == cwd:
         return "the current folder"
+    if home is not None and target == home:
+        return "the home folder"
     if cwd is not None and target in cwd.parents:
         return "a folder above the current one"
-    try:
-        home = Path.home().resolve()
-    except (OSError, RuntimeError, KeyError):
-        return None
-    if target == home:
-        return "the home folder"
-    if target in home.parents:
+    if home is not None and target in home.parents:
         return "a folder above the home folder"
     return None
 
@@ -643,7 +643,7 @@ def writing(path: str | os.PathLike, *, what: str = "--out", kind: str = "file",
     label = _label(what, shown)
     made = _make_folders(target if kind == "dir" else target.parent, label)
     try:
-        with output_lock(target, what=what):
+        with output_lock(shown, what=what):
             clean_stale(target, log)
             check_output_path(shown, what=what, kind=kind, manifest=manifest, owned=owned, force=force,
                               update=update)
@@ -672,7 +672,7 @@ def replacing_folder(path: str | os.PathLike, *, what: str = "--out", manifest: 
     made = _make_folders(target.parent, label)
     tmp = None
     try:
-        with output_lock(target, what=what):
+        with output_lock(shown, what=what):
             clean_stale(target, log)
             check_output_path(shown, what=what, kind="dir", manifest=manifest, owned=owned, force=force)
             tmp = temp_dir(target)
