@@ -490,7 +490,9 @@ def stale_temporaries(target: str | os.PathLike) -> list[tuple[Path, int]]:
     """The temporaries of `target` whose process is gone: `.NAME.<pid>.<random>.tmp` files and
     folders beside it (atomic_write, temp_dir, swap_into_place name them so), with their pid.
     A pid reused by an unrelated live process keeps its temporary a while longer: never the
-    other way round, so nothing a live writer is writing is ever taken for stale."""
+    other way round, so nothing a live writer on this machine is writing is ever taken for stale.
+    (A writer in another PID namespace or on another host sharing the folder is not seen here;
+    the target's lock, held by every ganparity writer while it writes, is what keeps those apart.)"""
     target = Path(target)
     pattern = re.compile(rf"\.{re.escape(target.name)}\.(\d+)\.[A-Za-z0-9_]+\.(?:tmp|link)")
     try:
