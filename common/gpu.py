@@ -33,6 +33,24 @@ def list_gpus() -> list[GPU]:
     return gpus
 
 
+def driver_problem() -> str | None:
+    """What nvidia-smi says is wrong, without any framework: 'the NVIDIA driver fails: ...' (it is
+    there but cannot talk to the driver) or 'no CUDA device found (nvidia-smi lists no GPU)'. None
+    when it lists a GPU, or is not installed (then only the frameworks can tell)."""
+    if not shutil.which("nvidia-smi"):
+        return None
+    try:
+        res = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"the NVIDIA driver fails: nvidia-smi -L did not answer ({type(e).__name__})"
+    if res.returncode != 0:
+        first = (res.stdout + res.stderr).strip().splitlines()
+        return f"the NVIDIA driver fails: nvidia-smi exited {res.returncode} ({first[0] if first else 'no output'})"
+    if not res.stdout.strip():
+        return "no CUDA device found (nvidia-smi lists no GPU)"
+    return None
+
+
 def runs_on(capability: tuple[int, int], built_for: tuple[tuple[int, int], ...], has_ptx: bool) -> bool:
     """CUDA binary compatibility: a cubin for sm_XY runs on X.Z with Z >= Y (same major); PTX, if
     shipped, is JIT-compiled for any newer GPU."""

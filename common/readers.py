@@ -2,8 +2,9 @@
 frameworks' own files are read by backends/<name>/checkpoint.py, after check_file).
 
 Every failure (missing, a folder, empty, truncated, the wrong kind, the wrong keys, the wrong
-shape) is a one-line GanparityError that names the file, what was expected and what was found,
-so the CLI can print it alone (exit 2) instead of a traceback from zipfile, numpy or json.
+shape; and, through check_finite, NaN or inf where numbers must be finite) is a one-line
+GanparityError that names the file, what was expected and what was found, so the CLI can print
+it alone (exit 2) instead of a traceback from zipfile, numpy or json.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import zipfile
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +84,40 @@ def _kind(path: Path, error: BaseException | None = None) -> str:
     if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
         return "text"
     return "binary data of another kind"
+
+
+def non_finite(x: np.ndarray) -> str | None:
+    """'2 NaN and 1 inf of 16 values (the first at index (0, 3))' for an array holding non-finite
+    values; None when every value is finite (integer and boolean arrays always are)."""
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.inexact):
+        return None
+    bad = ~np.isfinite(x)
+    if not bad.any():
+        return None
+    nan = int(np.count_nonzero(np.isnan(x)))
+    inf = int(np.count_nonzero(bad)) - nan
+    counts = " and ".join(c for c in (f"{nan} NaN" if nan else "", f"{inf} inf" if inf else "") if c)
+    first = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), x.shape))
+    return f"{counts} of {x.size} values (the first at index {first})"
+
+
+def check_finite(arrays: Mapping[str, np.ndarray] | np.ndarray, what: str):
+    """`arrays` unchanged if every value is finite, else one line naming each non-finite tensor
+    (the first few): "weights 'w.npz' hold non-finite values, refused: G.0.weight has 1 NaN of 2048
+    values (the first at index (0, 0, 0, 0))". A NaN weight or input makes every output NaN, and
+    a comparison of NaN with anything an unexplained difference: refused before any work."""
+    if isinstance(arrays, Mapping):
+        bad = [(k, d) for k, v in arrays.items() if (d := non_finite(v))]
+        if bad:
+            raise GanparityError(f"{what} hold non-finite values, refused: "
+                                 + "; ".join(f"{k} has {d}" for k, d in bad[:MAX_SHOWN])
+                                 + (f"; and {len(bad) - MAX_SHOWN} more tensors" if len(bad) > MAX_SHOWN else ""))
+        return arrays
+    d = non_finite(arrays)
+    if d:
+        raise GanparityError(f"{what} holds non-finite values, refused: {d}")
+    return arrays
 
 
 def read_npz(path: str | os.PathLike, what: str = "weights file", required: tuple[str, ...] = (),

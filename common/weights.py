@@ -18,6 +18,7 @@ import numpy as np
 from . import shapes
 from .errors import GanparityError
 from .files import atomic_write
+from .readers import check_finite
 from .spec.layers import BatchNorm
 from .spec.model import InitScheme, ModelSpec
 
@@ -76,8 +77,10 @@ def expected(spec, nets: tuple[str, ...] | None = None) -> dict[str, tuple[int, 
 def validate(arrays: dict[str, np.ndarray], spec, nets: tuple[str, ...] | None = None,
              what: str = "weights", allow: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """The arrays of `nets` (default: all of the spec's), in spec order as float32, or a
-    GanparityError naming every missing, extra and mis-shaped tensor. Names in `allow` may be
-    there too (a pretrained file's ImageNet classifier) and are passed on."""
+    GanparityError naming every missing, extra and mis-shaped tensor, or those holding NaN or inf
+    (readers.check_finite; a float64 value beyond float32's range becomes inf here, and is
+    refused). Names in `allow` may be there too (a pretrained file's ImageNet classifier) and are
+    passed on."""
     want = expected(spec, nets)
     # mis-shaped first: a wrong width or --set shows there, before the layers it leaves missing
     problems = [f"{k} has shape {tuple(arrays[k].shape)}, spec {spec.name} needs {want[k]}"
@@ -88,7 +91,8 @@ def validate(arrays: dict[str, np.ndarray], spec, nets: tuple[str, ...] | None =
         shown = "; ".join(problems[:MAX_SHOWN])
         more = f"; and {len(problems) - MAX_SHOWN} more" if len(problems) > MAX_SHOWN else ""
         raise GanparityError(f"{what} do not fit spec {spec.name} ({spec.params}): {shown}{more}")
-    return {k: np.asarray(arrays[k], np.float32) for k in [*want, *(k for k in allow if k in arrays)]}
+    out = {k: np.asarray(arrays[k], np.float32) for k in [*want, *(k for k in allow if k in arrays)]}
+    return check_finite(out, what)
 
 
 def save(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from ganparity.common import files
-from ganparity.common.cli import main
+from ganparity.common.cli import distributed, main, report
 from ganparity.common.errors import GanparityError
 from ganparity.common.gan import run as gan_run
 from ganparity.common.gan.loop import TrainConfig, train
@@ -79,6 +79,17 @@ def world(tmp_path_factory):
     (w / "garbage.pth").write_bytes(b"nonsense, not a torch file")
     (w / "afile").write_text("a file where a folder should be\n")
     (w / "adir").mkdir()
+    os.mkfifo(w / "fifo")  # a reader may be waiting on it: never replaced by a regular file
+    x = np.zeros((2, 8, 1, 1), np.float32)
+    x[1, 3] = np.nan
+    np.save(w / "nan_x.npy", x)
+    np.save(w / "inf_x.npy", np.where(np.isnan(x), np.float32(np.inf), x))
+    arrays = dict(np.load(w / "g.npz"))
+    arrays["G.0.weight"].flat[5] = np.nan
+    np.savez(w / "nan.npz", **arrays)
+    (w / "foreign").mkdir()  # a folder of the user's own, with files named as the commands name theirs
+    (w / "foreign" / "report.md").write_text("my own report\n")
+    (w / "foreign" / "results.json").write_text('{"mine": true}')
     _kaggle(w / "kaggle", labels=["id,breed", *(f"id{i},breed{i % 2}" for i in range(4))], images=4)
     _kaggle(w / "no_images", labels=["id,breed", *(f"id{i},breed{i % 2}" for i in range(4))], images=0)
     _kaggle(w / "bad_header", labels=["name,kind", "id0,breed0"], images=1)
@@ -239,6 +250,52 @@ CASES = {
     "bench semantics": (["bench", "--semantics", "mine"], ["'mine'", "'native', 'faithful'"]),
     "bench out is a file": (["bench", "--out", "afile"], ["'afile'", "is a file"]),
     "gpu-check device": (["gpu-check", "--device", "tpu"], ["'tpu'", "'cuda', 'cpu'"]),
+    # the output-path rule (common/files.py check_output_path): never a device, a FIFO or a socket ...
+    "forward out is a FIFO": ([*F[:-2], "--out", "fifo", "--weights", "g.npz", "--input", "x.npy"],
+                              ["'fifo'", "is a named pipe (FIFO), not a regular file"]),
+    "forward out is /dev/null": ([*F[:-2], "--out", "/dev/null", "--weights", "g.npz", "--input", "x.npy"],
+                                 ["'/dev/null'", "is a character device"]),
+    "init out is /dev/full": (["init", *WEIGHTS, "--out", "/dev/full"], ["'/dev/full'", "is a character device"]),
+    "init out is a FIFO": (["init", *WEIGHTS, "--out", "fifo"], ["'fifo'", "named pipe (FIFO)"]),
+    "sample out is a FIFO": (["sample", "--run", "run", "--out", "fifo"], ["'fifo'", "named pipe (FIFO)"]),
+    "porting out is a FIFO": (["porting", "dcgan", "--out", "fifo"], ["'fifo'", "named pipe (FIFO)"]),
+    "convert out is a FIFO": (["convert", *WEIGHTS, "--from", "torch", "--to", "torch", "garbage.pt", "fifo"],
+                              ["'fifo'", "named pipe (FIFO)"]),
+    "finetune predict out is a FIFO": (["finetune", "predict", "--backend", "torch", "--data", "kaggle", "--run",
+                                        "ft", "--out", "fifo"], ["'fifo'", "named pipe (FIFO)"]),
+    "finetune convert out is a FIFO": (["finetune", "convert", "--from", "torch", "--to", "torch", "garbage.pth",
+                                        "fifo"], ["'fifo'", "named pipe (FIFO)"]),
+    # ... never `.`, a folder above it, the home folder or the root ...
+    "report out is the current folder": (["report", "--out", "."], ["'.'", "is the current folder"]),
+    "bench out is above the current folder": (["bench", "--out", ".."], ["'..'", "a folder above the current one"]),
+    "train out is the filesystem root": ([*T, "--out", "/"], ["'/'", "is the filesystem root"]),
+    "finetune train out is the current folder": ([*FT[:-2], "--out", "."], ["'.'", "is the current folder"]),
+    "reorganize out is the home folder": (["finetune", "reorganize", "--data", "kaggle", "--out", "~"],
+                                          ["'~'", "is the home folder"]),
+    # ... and nothing a command did not write is overwritten or written among
+    "bench stem with a folder": (["bench", "--stem", "../x"], ["'../x'", "file name stem"]),
+    "bench over a file it did not write": (["bench", "--out", "foreign", "--backends", "torch"],
+                                           ["'results.json'", "ganparity bench did not write", "--stem"]),
+    "report over a file it did not write": (["report", "--out", "foreign"], ["'report.md'", "did not write"]),
+    "train into a folder of other files": ([*T, "--out", "kaggle"], ["'kaggle'", "is not a run directory"]),
+    "finetune train into a folder of other files": ([*FT[:-2], "--out", "kaggle"], ["'kaggle'", "no run.json"]),
+    "reorganize into a folder of other files": (["finetune", "reorganize", "--data", "kaggle", "--out", "stray"],
+                                                ["'stray'", "no reorganize.json"]),
+    # non-finite numbers: inputs and weights named, flags finite and in range
+    "forward NaN input": ([*G, "--input", "nan_x.npy"], ["--input 'nan_x.npy'", "non-finite", "1 NaN of 16"]),
+    "forward inf input": ([*G, "--input", "inf_x.npy"], ["--input 'inf_x.npy'", "1 inf of 16"]),
+    "forward NaN weights": ([*F, "--weights", "nan.npz", "--input", "x.npy"],
+                            ["'nan.npz'", "non-finite", "G.0.weight has 1 NaN"]),
+    "train dist timeout inf": ([*T, "--nproc", "2", "--dist-timeout", "inf", "--out", "new"],
+                               ["--dist-timeout", "'inf'", "finite"]),
+    "finetune train lr nan": ([*FT, "--set", "lr=nan"], ["lr", "'nan'", "finite"]),
+    "finetune train momentum 1.5": ([*FT, "--set", "momentum=1.5"], ["momentum", "'1.5'", "[0, 1)"]),
+    # train --nproc: refused by the launcher, once, before any worker starts
+    "train nproc more than the batch": ([*T, "--nproc", "4", "--batch-size", "2", "--out", "new"],
+                                        ["4 workers need at least 4 rows", "batch size 2"]),
+    "train nproc over an existing run": ([*T, "--nproc", "2", "--out", "run"], ["'run'", "already holds a run"]),
+    "train nproc into a folder of other files": ([*T, "--nproc", "2", "--out", "kaggle"],
+                                                 ["'kaggle'", "is not a run directory"]),
     "unknown command": (["trian"], ["'trian'", "'train'"]),
     # finetune (the dog-breed app)
     "reorganize ids without images": ([*REORG, "--data", "no_images"],
@@ -280,6 +337,7 @@ def test_the_table_is_large_and_covers_every_command():
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(name, world, capsys, monkeypatch):
     argv, names = CASES[name]
     monkeypatch.chdir(world)
+    monkeypatch.setattr(distributed.subprocess, "Popen", _no_worker)  # --nproc: refused before any starts
     before = snapshot(world)
     code, _, err = run_main(argv, capsys)
     lines = err.strip().splitlines()
@@ -289,6 +347,10 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(name, world, capsys, m
     for text in names:
         assert text in lines[0], (text, lines[0])
     assert snapshot(world) == before  # no existing file changed, none left behind
+
+
+def _no_worker(*args, **kwargs):
+    raise AssertionError(f"a worker was started: {args[0]}")
 
 
 # -- a corrupt checkpoint never loses a run ---------------------------------------------------------------
@@ -525,3 +587,242 @@ def test_resume_keeps_eval_samples_cadence_and_gif(tmp_path, capsys):
     assert json.loads((run / RUN_JSON).read_text())["seed"] == 3
     # the same value given again is fine
     assert main(["train", "--resume", "--out", str(run), "--epochs", "4", "--eval-samples", "12", "--seed", "3"]) == 0
+
+
+# -- outputs: read-only folders, one writer, non-finite outputs -----------------------------------------
+
+
+def test_an_out_in_a_read_only_folder_is_refused_before_the_work(tmp_path, capsys, monkeypatch):
+    """bench used to fail with a traceback after the whole benchmark had run; report, forward
+    and init the same way. Now: one line before any work, nothing written."""
+    from ganparity.benchmarks import harness
+
+    from .test_files import simulate_read_only
+
+    need("torch")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    assert main(["init", *WEIGHTS, "--out", str(tmp_path / "g.npz")]) == 0
+    np.save(tmp_path / "x.npy", np.zeros((2, 8, 1, 1), np.float32))
+    simulate_read_only(monkeypatch, ro)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the work started")
+
+    monkeypatch.setattr(harness, "run_matrix", no_work)
+    monkeypatch.setattr(report, "main_report", no_work)
+    try:
+        for argv in (["bench", "--out", str(ro / "bench")], ["report", "--out", str(ro / "report")],
+                     ["forward", *WEIGHTS, "--backend", "torch", "--net", "G", "--weights", str(tmp_path / "g.npz"),
+                      "--input", str(tmp_path / "x.npy"), "--out", str(ro / "y.npy")],
+                     ["init", *WEIGHTS, "--out", str(ro / "w.npz")], ["bench", "--out", str(ro)]):
+            code, _, err = run_main(argv, capsys)
+            lines = err.strip().splitlines()
+            assert code == 2 and len(lines) == 1, (argv, err)
+            assert f"cannot write in {str(ro)!r} (Permission denied)" in lines[0], lines[0]
+        assert os.listdir(ro) == []
+    finally:
+        ro.chmod(0o755)
+
+
+def test_a_second_writer_of_one_output_is_refused(world, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(world)
+    before = snapshot(world)
+    with files.output_lock(world / "y.npy"):
+        code, _, err = run_main([*G, "--input", "x.npy"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"--out 'y.npy' is in use by pid {os.getpid()}" in err and "one output has one writer" in err
+    assert snapshot(world) == before
+
+
+def test_forward_refuses_to_write_a_non_finite_output(tmp_path, capsys):
+    """Finite weights and input whose product overflows float32: not written, and said so."""
+    need("torch")
+    w = tmp_path / "w.npz"
+    assert main(["init", "--spec", "gan-gaussian", "--out", str(w)]) == 0
+    arrays = dict(np.load(w))
+    arrays["G.0.weight"][:] = 3e38
+    np.savez(w, **arrays)
+    np.save(tmp_path / "x.npy", np.full((2, 2), 3e38, np.float32))
+    code, _, err = run_main(["forward", "--spec", "gan-gaussian", "--backend", "torch", "--net", "G", "--weights",
+                             str(w), "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "y.npy")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "the output of torch G holds non-finite values" in err and "nothing was written" in err
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_sample_falls_back_from_a_checkpoint_with_nan_weights(tmp_path, capsys):
+    """A checkpoint that loads but holds NaN weights is corrupt: the previous one is used, in one
+    warning line that names the tensor."""
+    need("torch")
+    train(tiny(tmp_path / "run", epochs=2))
+    ckpt = tmp_path / "run" / CHECKPOINT
+    with np.load(ckpt) as z:
+        payload = dict(z)
+    payload["D.0.weight"].flat[0] = np.nan
+    np.savez(ckpt, **payload)
+    code, out, err = run_main(["sample", "--run", str(tmp_path / "run"), "--n", "8"], capsys)
+    assert code == 0 and "(step 2, epoch 1" in out
+    warned = warnings_in(err)
+    assert len(warned) == 1 and "D.0.weight has 1 NaN" in warned[0] and "drawing from" in warned[0]
+
+
+# -- self-checks and benchmarks that measured nothing fail --------------------------------------------
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(_has_cuda(), reason="a CUDA device is here")
+def test_gpu_check_and_bench_without_a_cuda_device(tmp_path, capsys, monkeypatch):
+    need("torch")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(["gpu-check", "--backends", "torch"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and out == ""
+    assert lines[0].startswith("ganparity: error: gpu-check: no CUDA device to check") and "nothing was checked" in err
+    assert "no CUDA device found" in lines[0] or "no CUDA support" in lines[0] or "driver" in lines[0]
+    code, out, err = run_main(["bench", "--device", "cuda", "--backends", "torch", "--out", "b"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "bench --device cuda: no CUDA device to measure on" in lines[0]
+    assert "nothing was run or written" in lines[0] and os.listdir(tmp_path) == []
+
+
+def test_gpu_check_names_a_failing_driver(tmp_path, capsys, monkeypatch):
+    """A GPU whose driver fails: nvidia-smi is there and cannot talk to it."""
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho \"NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA "
+                    "driver. Make sure that the latest NVIDIA driver is installed and running.\"\nexit 9\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    code, _, err = run_main(["gpu-check"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1
+    assert "the NVIDIA driver fails: nvidia-smi exited 9 (NVIDIA-SMI has failed because it couldn't" in lines[0]
+
+
+def test_a_self_check_that_checked_nothing_fails(capsys):
+    need("torch")
+    code, out, err = run_main(["gpu-check", "--device", "cpu", "--backends", "torch", "--variants", "cuda-graph",
+                               "--no-train"], capsys)
+    assert code == 2 and "0 passed, 0 failed, 1 skipped" in out
+    assert err.strip() == ("ganparity: error: gpu-check checked nothing on cpu: every check was skipped: "
+                           "torch/cuda-graph: CUDA only")
+
+
+def test_a_bench_that_measured_nothing_fails_and_writes_nothing(tmp_path, capsys):
+    need("torch")
+    code, _, err = run_main(["bench", "--spec", "gan-gaussian", "--backends", "torch", "--variants", "cuda-graph",
+                             "--batch-sizes", "8", "--same-process", "--out", str(tmp_path / "b")], capsys)
+    lines = [line for line in err.strip().splitlines() if line.startswith("ganparity")]
+    assert code == 2 and lines == ["ganparity: error: bench measured nothing: none of its 1 rows ran (skipped: CUDA "
+                                   "only; device is cpu); nothing was written"]
+    assert not (tmp_path / "b").exists()
+
+
+# -- the mxnet engine never keeps a process from exiting ----------------------------------------------------
+
+CUSTOM_OP = '''
+import mxnet as mx
+from mxnet import gluon
+
+
+class Twice(mx.operator.CustomOp):
+    def forward(self, is_train, req, in_data, out_data, aux):
+        self.assign(out_data[0], req[0], in_data[0] * 2)
+
+    def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
+        self.assign(in_grad[0], req[0], out_grad[0] * 2)
+
+
+@mx.operator.register("ganparity_test_twice")
+class TwiceProp(mx.operator.CustomOpProp):
+    def __init__(self):
+        super().__init__(need_top_grad=True)
+
+    def list_arguments(self):
+        return ["data"]
+
+    def list_outputs(self):
+        return ["output"]
+
+    def infer_shape(self, in_shape):
+        return in_shape, [in_shape[0]], []
+
+    def create_operator(self, ctx, shapes, dtypes):
+        return Twice()
+
+
+class Net(gluon.HybridBlock):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        with self.name_scope():
+            self.fc = gluon.nn.Dense(4, in_units=6)
+
+    def hybrid_forward(self, F, x):
+        return F.Custom(self.fc(x), op_type="ganparity_test_twice")
+
+
+def mlp():
+    return Net()
+'''
+# What a refused `port` did before it raised: a forward queued and never read, the graph read
+# through the symbol API, the parameters copied out. Without backends/mxnet/device.py
+# drain_at_exit, 6 of 8 such processes hung at exit here (or aborted); with it, none.
+QUEUED_THEN_REFUSED = '''
+import sys
+from ganparity.common.backend import get_backend
+get_backend("mxnet")
+import mxnet as mx
+from mxnet import autograd
+import gm
+net = gm.mlp()
+net.initialize()
+with autograd.predict_mode():
+    net(mx.nd.ones((2, 6)))
+sym = net(mx.sym.var("data"))
+sym.get_internals().infer_shape(data=(2, 6))
+arrays = [p.data().asnumpy() for p in net.collect_params().values()]
+print("ganparity: error: unsupported: the op Custom", file=sys.stderr)
+sys.exit(2)
+'''
+
+
+def test_a_python_custom_op_never_hangs_the_exit(tmp_path):
+    need("mxnet")
+    (tmp_path / "gm.py").write_text(CUSTOM_OP)
+    (tmp_path / "refused.py").write_text(QUEUED_THEN_REFUSED)
+    root = Path(__file__).resolve().parents[1]
+    env = os.environ | {"PYTHONPATH": f"{root}{os.pathsep}{tmp_path}"}
+    for _ in range(4):
+        try:
+            res = subprocess.run([sys.executable, "refused.py"], cwd=tmp_path, env=env, capture_output=True,
+                                 text=True, timeout=90)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the process hung at exit (MXNet's engine waiting on a CustomOp)")
+        assert res.returncode == 2, res.stderr[-2000:]
+
+
+def test_port_of_a_block_with_a_python_custom_op_exits(tmp_path):
+    """The user-facing case: `ganparity port` refuses the Custom op in one line, and exits."""
+    need("mxnet")
+    need("torch")
+    (tmp_path / "gm.py").write_text(CUSTOM_OP)
+    root = Path(__file__).resolve().parents[1]
+    env = os.environ | {"PYTHONPATH": str(root)}
+    for i in range(2):
+        try:
+            res = subprocess.run([sys.executable, "-m", "ganparity", "port", "--mxnet", "gm.py:mlp", "--input-shape",
+                                  "2,6", "--out", f"out{i}"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                 timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail("ganparity port hung at exit")
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 2 and len(lines) == 1 and "Custom" in lines[0], res.stderr[-2000:]
+    assert sorted(os.listdir(tmp_path)) == ["gm.py"]

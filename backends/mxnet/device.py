@@ -46,6 +46,40 @@ def resolve(device: str) -> mx.Context:
     return mx.gpu(0)
 
 
+_DRAINING = False
+
+
+def drain_at_exit() -> None:
+    """Make the process able to exit while MXNet still has work queued (idempotent; called once
+    when this module is imported, so everything reached through get_backend('mxnet') has it).
+
+    MXNet's own atexit handler (mxnet/base.py: MXNotifyShutdown) first stops the worker threads
+    of Python custom operators (mx.operator.CustomOp), then waits for every queued operation. A
+    forward that was pushed asynchronously and never read (an error raised before .asnumpy(), as
+    in a refused `port`) may reach its CustomOp after those threads are gone: the engine then
+    waits forever for an operation no thread will run, and the process hangs at exit (about half
+    the runs; or aborts). An atexit handler registered after mxnet's own runs before it (atexit
+    is last in, first out): mx.nd.waitall() there lets the queued work finish while the custom
+    operator threads still run, so MXNet's shutdown finds nothing pending."""
+    global _DRAINING
+    if _DRAINING:
+        return
+    import atexit
+
+    atexit.register(_drain)
+    _DRAINING = True
+
+
+def _drain() -> None:
+    try:
+        mx.nd.waitall()
+    except Exception:  # noqa: BLE001 - an error of the queued work was reported (or dropped) earlier
+        pass
+
+
+drain_at_exit()
+
+
 def sync(device: mx.Context) -> None:
     """MXNet is asynchronous even on CPU: wait for every queued operation."""
     mx.nd.waitall()

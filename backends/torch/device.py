@@ -18,8 +18,24 @@ SPEED_FLAGS = ("cudnn.benchmark", "cudnn.allow_tf32", "cuda.matmul.allow_tf32")
 def resolve(device: str) -> torch.device:
     choose("device", device, DEVICES)
     if device == "cuda" and not torch.cuda.is_available():
-        raise GanparityError("device 'cuda' asked for, but torch.cuda.is_available() is False here")
+        raise GanparityError(f"device 'cuda' asked for, but torch.cuda.is_available() is False here: {_no_cuda()}")
     return torch.device(device)
+
+
+def _no_cuda() -> str:
+    """Why torch has no CUDA device: a CPU-only build, no driver, a failing driver, or no GPU."""
+    if torch.version.cuda is None:
+        return f"this torch {torch.__version__} build has no CUDA support"
+    try:
+        torch.cuda.init()
+    except Exception as e:  # noqa: BLE001 - the driver's own words are the reason
+        return f"no CUDA device found ({str(e).splitlines()[0].split('. Please')[0] if str(e) else type(e).__name__})"
+    return "no CUDA device found"
+
+
+def drain_at_exit() -> None:
+    """Nothing to do: PyTorch runs CPU work synchronously and ends its CUDA work at exit itself
+    (the mxnet backend's drain_at_exit waits for MXNet's queued work, which can hang the exit)."""
 
 
 def sync(device: torch.device) -> None:

@@ -8,10 +8,11 @@ Every count, epoch, step, batch and size goes through one of these types. None i
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import math
 
 from ..backend import BACKENDS
 from ..errors import GanparityError, choose
+from ..files import check_output_path
 from ..spec.registry import GAN_SPECS
 
 DEVICES = ("cpu", "cuda")
@@ -80,13 +81,13 @@ def positive_seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0 seconds, got {text!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds above 0, got {text!r}")
     return value
 
 
 def fraction(text: str) -> float:
-    """A share in [0, 1): the part of a data set held out."""
+    """A share in [0, 1): the part of a data set held out (nan and inf are refused too)."""
     try:
         value = float(text)
     except ValueError:
@@ -126,26 +127,24 @@ def backend_list(text: str) -> list[str]:
 
 
 def output_file(text: str) -> str:
-    """A file to write: refused at once if a folder is in the way (the parent is created)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("expected a file name, got ''")
-    if Path(text).is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} is a folder, expected a file name")
+    """A file to write (common/files.py check_output_path, kind 'file'): refused at once if a folder,
+    a device, a FIFO or a socket is in the way, a folder above it is a file, or nothing can be
+    written where it goes (the folders above it are created by the command)."""
+    try:
+        check_output_path(text, what="", kind="file")
+    except GanparityError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return text
 
 
 def output_dir(text: str) -> str:
-    """A folder to write into (created if missing): refused at once if a file is in the way."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("expected a folder name, got ''")
-    path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} is a file, expected a folder (created if missing)")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise argparse.ArgumentTypeError(f"{text!r} cannot be created: {str(parent)!r} is a file")
-            break
+    """A folder to write into (created if missing; check_output_path, kind 'dir'): refused at once
+    if it is `.`, the current folder or one above it, the home folder, the filesystem root, a file,
+    a device, or not writable."""
+    try:
+        check_output_path(text, what="", kind="dir")
+    except GanparityError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return text
 
 

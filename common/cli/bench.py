@@ -4,18 +4,54 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
-from ..backend import BACKENDS, available
-from ..errors import GanparityError
+from ..backend import BACKENDS, available, get_backend
+from ..errors import GanparityError, choose
+from ..files import check_own_files, json_with, text_starting, writing
 from ..spec.registry import REGISTRY, parse_knobs
 from .args import DEVICES, nonnegative_int, output_dir, positive_int, positive_int_list
 
 
 def _progress(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def cuda_unusable(backends: list[str]) -> str | None:
+    """Why nothing can run on CUDA here, in one line (the driver fails, no GPU, no backend with
+    CUDA), or None when a backend can. nvidia-smi first (no framework); else each backend's own
+    resolve('cuda'), which names the reason (torch: the driver's own words)."""
+    from ..gpu import driver_problem
+
+    problem = driver_problem()
+    if problem:
+        return problem
+    reasons = []
+    for b in backends:
+        try:
+            get_backend(b).resolve("cuda")
+            return None
+        except GanparityError as e:
+            reasons.append(f"{b}: {e}")
+    return "; ".join(reasons) or "no backend is installed"
+
+
+def stem_name(text: str) -> str:
+    """--stem: a file name without a folder (bench writes STEM.json, STEM.md, STEM.png into --out)."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", text) or text.endswith((".json", ".md", ".png")):
+        raise argparse.ArgumentTypeError(f"expected a file name stem (letters, digits, '.', '_', '-', no folder and "
+                                         f"no suffix), got {text!r}")
+    return text
+
+
+def own_results(out: Path, stem: str) -> dict:
+    """The files bench writes into --out, each with the test that recognises an earlier bench's."""
+    ours = json_with("metadata", "rows")
+    return {f"{stem}.json": ours, f"{stem}.md": text_starting("# Step cost"),
+            f"{stem}.png": lambda _png: ours(out / f"{stem}.json")}
 
 
 def cmd_bench(a) -> None:
@@ -27,25 +63,41 @@ def cmd_bench(a) -> None:
     # before any framework import: both start with the same pool
     set_threads(a.threads if a.threads is not None else os.cpu_count() or 1)
     backends = parse_list(a.backends) or available()
+    for b in backends:
+        choose("backend", b, BACKENDS)
     specs = parse_list(a.spec)
-    out, stem = Path(a.out), a.stem or "results"
-    rows: list[dict] = []
-    written = []
+    stem, label = a.stem, f"--out {a.out!r}"
+    if a.device == "cuda":  # refused before anything runs or is written
+        why = cuda_unusable(backends)
+        if why:
+            raise GanparityError(f"bench --device cuda: no CUDA device to measure on ({why}); nothing was run "
+                                 "or written")
+    with writing(a.out, kind="dir") as out:
+        check_own_files(out, own_results(out, stem), label=label, command="ganparity bench",
+                        instead="give another --out or --stem")
+        rows: list[dict] = []
 
-    def save(_row=None) -> None:  # after every row: Ctrl-C keeps the finished ones
-        nonlocal written
-        if rows:
-            written = write_results(rows, out, stem, with_plot=False)
+        def measured() -> bool:  # a row that timed steps (a parity failure is a measured result too)
+            return any("median_ms" in r for r in rows)
 
-    try:
-        run_matrix(specs, parse_knobs(a.set), backends, a.device, a.batch_sizes,
-                   parse_list(a.variants), a.rounds, a.warmup, check=not a.no_check,
-                   progress=_progress, on_row=lambda r: (rows.append(r), save()), semantics=a.semantics,
-                   isolate=not a.same_process)
-    finally:
-        if rows:
-            written = write_results(rows, out, stem)
-            _progress(f"wrote {', '.join(map(str, written))} ({len(rows)} rows)")
+        def save(_row=None) -> None:  # after every row: Ctrl-C keeps the finished ones
+            if measured():
+                write_results(rows, out, stem, with_plot=False)
+
+        try:
+            run_matrix(specs, parse_knobs(a.set), backends, a.device, a.batch_sizes,
+                       parse_list(a.variants), a.rounds, a.warmup, check=not a.no_check,
+                       progress=_progress, on_row=lambda r: (rows.append(r), save()), semantics=a.semantics,
+                       isolate=not a.same_process)
+        finally:
+            if measured():
+                written = write_results(rows, out, stem)
+                _progress(f"wrote {', '.join(map(str, written))} ({len(rows)} rows)")
+        if not measured():
+            first = next((r for r in rows if r.get("reason")), None)
+            why = f"{first['status']}: {first['reason']}" if first else "no rows"
+            raise GanparityError(f"bench measured nothing: none of its {len(rows)} rows ran ({why}); nothing was "
+                                 "written")
     print(markdown(rows))
 
 
@@ -79,7 +131,7 @@ def register(sub) -> None:
                    help="run every row in this one process (default: each row in a fresh one, since in one "
                         "process a row's times depend on the rows before it)")
     s.add_argument("--out", default=f"reports/bench-{time.strftime('%Y%m%d')}", type=output_dir, help="output folder")
-    s.add_argument("--stem", default="results", help="file names: STEM.json, STEM.md, STEM.png")
+    s.add_argument("--stem", default="results", type=stem_name, help="file names: STEM.json, STEM.md, STEM.png")
     s.set_defaults(fn=cmd_bench)
     register_gpu_check(sub)
 
@@ -103,7 +155,14 @@ def cmd_gpu_check(a) -> None:
     from ...benchmarks.variants import parse_list
 
     t = time.perf_counter()
-    results = run_checks(a.device, parse_list(a.backends) or None, parse_list(a.variants) or None,
+    backends = parse_list(a.backends)
+    for b in backends:
+        choose("backend", b, BACKENDS)
+    if a.device == "cuda":  # a self-check of the CUDA paths without CUDA checks nothing: it must not pass
+        why = cuda_unusable(backends or available())
+        if why:
+            raise GanparityError(f"gpu-check: no CUDA device to check ({why}); nothing was checked")
+    results = run_checks(a.device, backends or None, parse_list(a.variants) or None,
                          train=None if a.no_train else _train_tiny, report=lambda line: print(line, flush=True))
     failed = failures(results)
     counts = {s: sum(r["status"] == s for r in results) for s in ("pass", "FAIL", "skipped")}
@@ -111,6 +170,10 @@ def cmd_gpu_check(a) -> None:
           f"in {time.perf_counter() - t:.0f} s on {a.device}")
     if failed:
         raise GanparityError(f"{len(failed)} check(s) failed: " + " | ".join(failed))
+    if not counts["pass"]:
+        first = next((r for r in results if r["status"] == "skipped"), None)
+        why = f": {first['name']}: {first['detail']}" if first else ""
+        raise GanparityError(f"gpu-check checked nothing on {a.device}: every check was skipped{why}")
 
 
 def register_gpu_check(sub) -> None:

@@ -9,8 +9,8 @@ import numpy as np
 from .. import weights as W
 from ..backend import BACKENDS, build_nets, get_backend
 from ..errors import GanparityError
-from ..files import write_npy, write_text
-from ..readers import read_npy, read_npz
+from ..files import write_npy, write_text, writing
+from ..readers import check_finite, non_finite, read_npy, read_npz
 from ..spec.registry import REGISTRY, get_spec, parse_knobs
 from .args import DEVICES, backend_name, output_file, seed, spec_args
 
@@ -28,7 +28,8 @@ def cmd_porting(a) -> None:
 
     text = porting_sheet([a.spec] if a.spec else None)
     if a.out:
-        write_text(a.out, text)
+        with writing(a.out) as out:
+            write_text(out, text)
         print(f"wrote {a.out}")
     else:
         print(text)
@@ -37,7 +38,8 @@ def cmd_porting(a) -> None:
 def cmd_init(a) -> None:
     spec = get_spec(a.spec, kind="gan", **parse_knobs(a.set))
     arrays = W.init_arrays(spec, a.seed)
-    W.save(a.out, arrays)
+    with writing(a.out) as out:
+        W.save(out, arrays)
     print(f"wrote {a.out}: {len(arrays)} tensors of {spec.name} {spec.params}, init {spec.init.name}, seed {a.seed}")
 
 
@@ -47,11 +49,17 @@ def cmd_forward(a) -> None:
     arrays = W.validate(W.split(read_npz(a.weights, "--weights"), a.net), spec, (a.net,),
                         what=f"weights {a.weights!r}")
     x = read_npy(a.input, f"--input (a batch for {a.net} of {spec.name})", shape=(None, *model.input_shape))
-    be = get_backend(a.backend)
-    net = be.build(model, device=a.device, semantics=spec.recipe.semantics)
-    be.set_arrays(net, model, arrays)
-    y = be.forward(net, x.astype(np.float32), a.mode)
-    write_npy(a.out, y)
+    x = check_finite(x.astype(np.float32), f"--input {a.input!r}")  # a float64 beyond float32's range: inf
+    with writing(a.out) as out:  # one writer per output, from here to the rename
+        be = get_backend(a.backend)
+        net = be.build(model, device=a.device, semantics=spec.recipe.semantics)
+        be.set_arrays(net, model, arrays)
+        y = be.forward(net, x, a.mode)
+        bad = non_finite(y)
+        if bad:
+            raise GanparityError(f"the output of {a.backend} {a.net} holds non-finite values ({bad}) although the "
+                                 f"weights and the input are finite: an overflow in float32; nothing was written")
+        write_npy(out, y)
     print(f"wrote {a.out}: {a.backend} {a.net}({tuple(x.shape)}) -> {tuple(y.shape)} in {a.mode} mode")
 
 
@@ -64,9 +72,10 @@ def cmd_convert(a) -> None:
     nets = build_nets(dst, spec)
     for n, m in spec.nets.items():
         dst.set_arrays(nets[n], m, W.split(arrays, n))
-    dst.save_native(a.output, {n: (nets[n], m) for n, m in spec.nets.items()})
+    with writing(a.output, what="OUT") as out:
+        dst.save_native(out, {n: (nets[n], m) for n, m in spec.nets.items()})
     # Verify: reload what was written, and compare an eval-mode forward of both frameworks.
-    back = W.validate(dst.load_native(a.output, spec.nets), spec, what=f"written {a.output!r}")
+    back = W.validate(dst.load_native(out, spec.nets), spec, what=f"written {a.output!r}")
     src_nets = build_nets(src, spec)
     rng = np.random.default_rng(0)
     worst = 0.0

@@ -34,6 +34,7 @@ import threading
 from pathlib import Path
 
 from ..errors import GanparityError
+from ..files import DirLock
 from ..gan import distributed as DP
 from .args import port, positive_int, positive_seconds
 
@@ -192,8 +193,35 @@ def _checkpoint_note(a) -> str:
             f"--out {shlex.quote(out)} --nproc {a.nproc}")
 
 
-def launch(a) -> None:
-    """Run N workers through the backend's launcher; a failed worker ends the job with one line."""
+def check_before_start(a, config) -> None:
+    """What every worker would refuse, said once, before any worker starts: the run directory (an
+    existing run without --resume, a folder of other files, a --resume that does not fit the run),
+    the spec and its settings, and a batch that cannot give each of the N workers a row.
+    `config(a)` is the TrainConfig the workers build from the same arguments."""
+    import dataclasses
+
+    from ..gan import run as R
+    from ..gan.data import dataset_rows
+    from ..gan.quality import check_inception_file
+
+    cfg = dataclasses.replace(config(a), backend=a.backend)
+    if not cfg.spec and not cfg.resume:
+        raise GanparityError("--spec is required (or --resume --out RUN_DIR)")
+    with R.open_run(cfg, writer=False) as run:  # reads only: creates and locks nothing
+        if not cfg.resume:
+            R.check_new_run_dir(run.dir)
+        c = run.cfg
+        if c.fid_weights is not None:
+            check_inception_file(c.fid_weights)
+        rows = dataset_rows(run.spec, c.data, c.dataset, c.cache_dir, c.n_data)
+    DP.check_batches(rows, run.spec.recipe.batch_size, a.nproc)
+    if (run.dir / R.LOCK).exists():  # a train writing there now: refused here, not once per worker
+        DirLock(run.dir / R.LOCK, f"run directory {str(run.dir)!r}").acquire().release()
+
+
+def launch(a, config=None) -> None:
+    """Run N workers through the backend's launcher; a failed worker ends the job with one line.
+    config(a) -> TrainConfig: given, the arguments are checked once here (check_before_start)."""
     backend, nproc = a.backend, a.nproc
     if backend is None and a.resume and a.out:
         from ..gan.run import read_run
@@ -207,6 +235,8 @@ def launch(a) -> None:
     if backend == "mxnet" and a.sync_bn:
         raise GanparityError("--sync-bn: MXNet 1.9 has no cross-process SyncBatchNorm (gluon.contrib.nn.SyncBatchNorm "
                              "synchronises the devices of one process); drop --sync-bn for per-worker BatchNorm")
+    if config is not None:
+        check_before_start(a, config)
     if backend == "torch":
         check_port(a.master_port)
     argv = worker_argv(a)

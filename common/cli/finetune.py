@@ -8,26 +8,29 @@ import numpy as np
 from .. import weights as W
 from ..backend import BACKENDS, build_nets, get_backend
 from ..errors import GanparityError
+from ..files import writing
 from .args import DEVICES, backend_name, fraction, output_dir, output_file, positive_int, seed
 
 
 def cmd_reorganize(a) -> None:
-    from ..finetune.layout import reorganize
+    from ..finetune.layout import MANIFEST, reorganize
 
-    counts = reorganize(a.data, a.out, a.valid_ratio, a.seed)
+    with writing(a.out, kind="dir", manifest=MANIFEST) as out:
+        counts = reorganize(a.data, out, a.valid_ratio, a.seed)
     print(f"reorganised {a.data} -> {a.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
           + " images (hard links or symlinks, no copies)")
 
 
 def cmd_train(a) -> None:
-    from ..finetune.loop import parse_settings, train
+    from ..finetune.loop import RUN_JSON, parse_settings, train
 
     knobs, recipe = parse_settings(a.set)
     if a.epochs is not None:
         recipe["epochs"] = a.epochs
     if a.batch_size is not None:
         recipe["batch_size"] = a.batch_size
-    meta = train(a.backend, a.data, a.out, a.full, a.weights, knobs, recipe, a.seed, a.device)
+    with writing(a.out, kind="dir", manifest=RUN_JSON) as out:  # a finetune run folder, or a new one
+        meta = train(a.backend, a.data, out, a.full, a.weights, knobs, recipe, a.seed, a.device)
     print(f"wrote {a.out}/weights.npz and run.json ({a.backend}, {len(meta['classes'])} classes, "
           f"{meta['recipe']['epochs']} epochs on {'train_valid' if a.full else 'train'})")
 
@@ -35,7 +38,8 @@ def cmd_train(a) -> None:
 def cmd_predict(a) -> None:
     from ..finetune.loop import predict
 
-    rows = predict(a.backend, a.data, a.run, a.out, a.batch_size, a.device)
+    with writing(a.out) as out:
+        rows = predict(a.backend, a.data, a.run, out, a.batch_size, a.device)
     print(f"wrote {a.out}: {rows} test images, softmax over the run's classes")
 
 
@@ -48,8 +52,9 @@ def cmd_convert(a) -> None:
     spec = get_spec(SPEC, kind="finetune", **knobs)
     src, dst = get_backend(a.src), get_backend(a.dst)
     arrays = src.load_pretrained(a.input, spec)
-    dst.save_pretrained(a.output, arrays, spec)
-    back = dst.load_pretrained(a.output, spec)
+    with writing(a.output, what="OUT") as out:
+        dst.save_pretrained(out, arrays, spec)
+    back = dst.load_pretrained(out, spec)
     # Verify: the written file, loaded by the target framework, gives the source's eval logits.
     head = W.split(W.init_arrays(spec, 0), "head")
     x = np.random.default_rng(1).standard_normal((2, 3, 64, 64)).astype(np.float32)

@@ -15,7 +15,7 @@ from .. import parity
 from ..backend import available, get_backend
 from ..differences import SEMANTIC_KEYS
 from ..errors import GanparityError, choose
-from ..files import atomic_write, write_json, write_text
+from ..files import atomic_write, check_own_files, json_with, text_starting, write_json, write_text, writing
 from ..spec.registry import GAN_SPECS, REGISTRY, get_spec, parse_knobs
 from ..table import md_table
 from .args import backend_list, output_dir, output_file, positive_int, spec_args
@@ -214,14 +214,25 @@ def cmd_parity(a) -> None:
     checks = run_parity(specs, backends, a.steps, knobs, a.batch, fp64=not a.no_fp64, native=a.native)
     print(parity_section(checks))
     if a.json:
-        write_json(a.json, [c.to_dict() for c in checks])
+        with writing(a.json, what="--json") as out:
+            write_json(out, [c.to_dict() for c in checks])
         print(f"wrote {a.json}")
     if not all(c.ok for c in checks):
         raise SystemExit(1)
 
 
+def report_files(out: Path) -> dict:
+    """The files `report` writes into --out, each with the test that recognises an earlier report's."""
+    ours = json_with("environment", "shapes", "parity")
+    return {"report.md": text_starting("# ganparity report"), "results.json": ours,
+            "lockstep.png": lambda _png: ours(out / "results.json"), "step_cost.json": json_with()}
+
+
 def cmd_report(a) -> None:
-    main_report(Path(a.out), backend_list(a.backends) if a.backends else available(), steps=a.steps)
+    backends = backend_list(a.backends) if a.backends else available()
+    with writing(a.out, kind="dir") as out:  # checked and locked before the minutes of work
+        check_own_files(out, report_files(out), label=f"--out {a.out!r}", command="ganparity report")
+        main_report(out, backends, steps=a.steps)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..backend import BACKENDS
 from ..errors import GanparityError
+from ..files import writing
 from ..gan.data import DATASETS
 from ..gan.distributed import end_worker, engine, is_rank0
 from ..spec.registry import GAN_SPECS, parse_knobs
@@ -18,19 +19,25 @@ from . import distributed
 from .args import DEVICES, backend_name, int_at_least, output_dir, output_file, positive_int, seed
 
 
+def train_config(a):
+    """The TrainConfig of `ganparity train`'s arguments."""
+    from ..gan.loop import TrainConfig
+
+    return TrainConfig(spec=a.spec, backend=a.backend, knobs=parse_knobs(a.set), data=a.data, dataset=a.dataset,
+                       n_data=a.n_data, cache_dir=a.cache_dir, epochs=a.epochs, batch_size=a.batch_size,
+                       device=a.device, seed=a.seed, out=a.out, resume=a.resume, eval_samples=a.eval_samples,
+                       sample_every=a.sample_every, gif=a.gif, fid_weights=a.fid_weights,
+                       progress={"auto": None, "bar": True, "lines": False}[a.progress])
+
+
 def cmd_train(a) -> None:
-    from ..gan.loop import TrainConfig, describe_quality, train
+    from ..gan.loop import describe_quality, train
 
     if a.nproc is not None:  # data parallel: N workers through the backend's launcher
-        return distributed.launch(a)
+        return distributed.launch(a, train_config)
     distributed.worker_env(a)
 
-    cfg = TrainConfig(spec=a.spec, backend=a.backend, knobs=parse_knobs(a.set), data=a.data, dataset=a.dataset,
-                      n_data=a.n_data, cache_dir=a.cache_dir, epochs=a.epochs, batch_size=a.batch_size,
-                      device=a.device, seed=a.seed, out=a.out, resume=a.resume, eval_samples=a.eval_samples,
-                      sample_every=a.sample_every, gif=a.gif, fid_weights=a.fid_weights,
-                      progress={"auto": None, "bar": True, "lines": False}[a.progress])
-    res = train(cfg)
+    res = train(train_config(a))
     if res.interrupted:
         raise SystemExit(130)
     if engine() is None or is_rank0():
@@ -70,11 +77,12 @@ def cmd_sample(a) -> None:
         z = rng.standard_normal((a.n, *latent)).astype(np.float32)
     fake = generate(be, G, spec, z)
     out = Path(a.out) if a.out else run_dir / ("interpolation.png" if a.interpolate else "samples.png")
-    if points:
-        save_scatter(out, gaussian(len(fake), np.random.default_rng(a.seed + 1)), fake,
-                     f"{spec.name}: {len(fake)} samples at step {meta['step']}")
-    else:
-        save_grid(out, fake, nrow=8, scale=max(1, 64 // spec.D.input_shape[-1]))
+    with writing(out) as target:
+        if points:
+            save_scatter(target, gaussian(len(fake), np.random.default_rng(a.seed + 1)), fake,
+                         f"{spec.name}: {len(fake)} samples at step {meta['step']}")
+        else:
+            save_grid(target, fake, nrow=8, scale=max(1, 64 // spec.D.input_shape[-1]))
     print(f"wrote {out}: {len(fake)} samples of {spec.name} from {run_dir} (step {meta['step']}, "
           f"epoch {meta['epoch']}, trained with {run.get('backend')}; drawn with {backend})")
 

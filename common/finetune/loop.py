@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 import os
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from ..spec.registry import get_spec
 from . import images
 
 SPEC = "resnet34-finetune"
+RUN_JSON = "run.json"  # the manifest of a run folder: a folder without it is never written into
 SPEC_KNOBS = ("num_classes", "image_size", "width", "blocks", "hidden", "semantics")
 # recipe fields --set can change (semantics is a spec knob: it sets every difference at once)
 RECIPE_FIELDS = {f.name: f.type for f in dataclasses.fields(FinetuneRecipe) if f.name != "semantics"}
@@ -36,6 +38,13 @@ PRETRAINED = {".pth": "torch", ".pt": "torch", ".params": "mxnet"}  # backends' 
 LEAST = {"num_classes": 1, "image_size": 1, "width": 1, "blocks": 1, "hidden": 1, "epochs": 1, "batch_size": 1,
          "lr_period": 1, "lr": 0.0, "momentum": 0.0, "weight_decay": 0.0, "lr_decay": 0.0}
 POSITIVE = ("lr", "lr_decay")  # must be more than their LEAST, not equal
+# The ranges of the float settings, as the refusals name them (every float must also be finite).
+RANGES = {"lr": "(0, inf)", "momentum": "[0, 1)", "weight_decay": "[0, inf)", "lr_decay": "(0, 1]"}
+MOST = {"momentum": (1.0, False), "lr_decay": (1.0, True)}  # the top of a range: (value, included)
+
+
+def _range(key: str) -> str:
+    return f" (valid: {RANGES[key]})" if key in RANGES else ""
 
 
 def parse_settings(pairs: list[str] | None) -> tuple[dict, dict]:
@@ -61,10 +70,17 @@ def parse_settings(pairs: list[str] | None) -> tuple[dict, dict]:
         except ValueError:
             raise GanparityError(f"--set {key}: {value!r} is not a valid {kind}") from None
         got = knobs.get(key, recipe.get(key))
+        if kind == "float" and not math.isfinite(got):
+            raise GanparityError(f"--set {key}: must be a finite number in {RANGES.get(key, '(-inf, inf)')}, "
+                                 f"got {value!r}")
         least = LEAST.get(key)
         if least is not None and (got < least or (key in POSITIVE and got <= least)):
             rule = f"more than {least:g}" if key in POSITIVE else f"at least {least:g}"
-            raise GanparityError(f"--set {key}: must be {rule}, got {value!r}")
+            raise GanparityError(f"--set {key}: must be {rule}{_range(key)}, got {value!r}")
+        top, included = MOST.get(key, (math.inf, True))
+        if got > top or (got == top and not included):
+            rule = f"at most {top:g}" if included else f"less than {top:g}"
+            raise GanparityError(f"--set {key}: must be {rule}{_range(key)}, got {value!r}")
     return knobs, recipe
 
 
@@ -135,7 +151,7 @@ def train(backend: str, data: str | os.PathLike, out: str | os.PathLike, full: b
                                                         for k, v in spec.params.items()},
             "recipe": dataclasses.asdict(r), "classes": list(folder.classes), "full": full,
             "weights": str(weights) if weights else None, "seed": seed, "history": history}
-    write_json(out / "run.json", meta)
+    write_json(out / RUN_JSON, meta)
     return meta
 
 

@@ -229,23 +229,42 @@ def image_folder(root: str | os.PathLike, size: int, channels: int = 3, cache_di
                    rows)
 
 
-def dataset_for(spec: GANSpec, data: str | os.PathLike | None = None, dataset: str | None = None,
-                cache_dir: str | os.PathLike | None = None, n: int | None = None, seed: int = 0) -> Dataset:
-    """The training data for a spec: a folder path, or a named dataset (default: gaussian for 2-D
-    specs, discs for image specs)."""
+def _source(spec: GANSpec, data: str | os.PathLike | None, dataset: str | None) -> str:
+    """'folder', 'gaussian' or 'discs': what a spec trains on, a mismatch refused."""
     shape = tuple(spec.D.input_shape)
     if data is not None and dataset is not None:
         raise GanparityError("give --data PATH or --dataset NAME, not both")
     if data is not None:
         if shape == (2,):
             raise GanparityError(f"{spec.name} takes 2-D points; it trains on --dataset gaussian, not an image folder")
-        return image_folder(data, shape[1], shape[0], cache_dir)
+        return "folder"
     name = choose("dataset", dataset or ("gaussian" if shape == (2,) else "discs"), DATASETS)
     if (name == "gaussian") != (shape == (2,)):
         raise GanparityError(f"dataset {name!r} does not fit {spec.name}, whose D takes {shape}")
-    if name == "gaussian":
+    return name
+
+
+def dataset_for(spec: GANSpec, data: str | os.PathLike | None = None, dataset: str | None = None,
+                cache_dir: str | os.PathLike | None = None, n: int | None = None, seed: int = 0) -> Dataset:
+    """The training data for a spec: a folder path, or a named dataset (default: gaussian for 2-D
+    specs, discs for image specs)."""
+    shape = tuple(spec.D.input_shape)
+    source = _source(spec, data, dataset)
+    if source == "folder":
+        return image_folder(data, shape[1], shape[0], cache_dir)
+    if source == "gaussian":
         return gaussian_dataset(GAUSSIAN_POINTS if n is None else n, seed)
     return discs_dataset(DISCS_IMAGES if n is None else n, shape[1], shape[0], seed)
+
+
+def dataset_rows(spec: GANSpec, data: str | os.PathLike | None = None, dataset: str | None = None,
+                 cache_dir: str | os.PathLike | None = None, n: int | None = None) -> int:
+    """len(dataset_for(...)), without drawing a built-in dataset (the --nproc launcher's check, before
+    any worker starts). An image folder is decoded into its cache, which the workers then read."""
+    source = _source(spec, data, dataset)
+    if source == "folder":
+        return len(dataset_for(spec, data, None, cache_dir, n))
+    return (GAUSSIAN_POINTS if source == "gaussian" else DISCS_IMAGES) if n is None else n
 
 
 DATASETS = ("gaussian", "discs")

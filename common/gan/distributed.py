@@ -97,6 +97,19 @@ class Watchdog:
                 os._exit(WATCHDOG_EXIT)
 
 
+def check_batches(n_rows: int, batch_size: int, world: int) -> None:
+    """Every one of `world` ranks must get at least one row of every batch (an empty piece would
+    leave the collectives unmatched). The launcher checks it before any worker starts."""
+    if world == 1:
+        return
+    last = n_rows % batch_size or batch_size
+    if min(batch_size, last) < world:
+        why = (f"batch size {batch_size}" if batch_size < world else
+               f"batch size {batch_size} over {n_rows} rows leaves a last batch of {last}")
+        raise GanparityError(f"{world} workers need at least {world} rows in every batch; {why}: change --batch-size, "
+                             "--n-data or --nproc")
+
+
 @dataclass
 class Context:
     """What the training loop asks about data parallelism. The default is one process: rank 0 of 1,
@@ -142,15 +155,7 @@ class Context:
         return z if self.world == 1 else z[shard(len(z), self.rank, self.world)]
 
     def check_batches(self, n_rows: int, batch_size: int) -> None:
-        """Every rank must get at least one row of every batch (an empty piece would leave the
-        collectives unmatched)."""
-        if self.world == 1:
-            return
-        last = n_rows % batch_size or batch_size
-        if min(batch_size, last) < self.world:
-            raise GanparityError(f"{self.world} workers need at least {self.world} rows in every batch; batch size "
-                                 f"{batch_size} over {n_rows} rows leaves a last batch of {last}: change --batch-size, "
-                                 "--n-data or --nproc")
+        check_batches(n_rows, batch_size, self.world)
 
     def after_step(self, step: int) -> None:
         if self.watchdog is not None:

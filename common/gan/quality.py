@@ -158,6 +158,12 @@ INCEPTION_FILES = {".pth": "torch", ".pt": "torch", ".params": "mxnet"}
 
 def inception_backend(path: str | os.PathLike):
     """The backend that reads this Inception-v3 weights file, checked before any work."""
+    return get_backend(check_inception_file(path))
+
+
+def check_inception_file(path: str | os.PathLike) -> str:
+    """The name of the backend that reads this Inception-v3 weights file (no framework imported),
+    or one line saying what is wrong with it."""
     path = Path(path)
     if not path.exists():
         raise GanparityError(f"--fid-weights {str(path)!r} does not exist (a local Inception-v3 weights file: "
@@ -166,7 +172,7 @@ def inception_backend(path: str | os.PathLike):
     if path.suffix not in INCEPTION_FILES:
         raise GanparityError(f"--fid-weights {str(path)!r}: expected one of {', '.join(INCEPTION_FILES)} "
                              f"({', '.join(f'{s} for {b}' for s, b in INCEPTION_FILES.items())})")
-    return get_backend(INCEPTION_FILES[path.suffix])
+    return INCEPTION_FILES[path.suffix]
 
 
 def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:

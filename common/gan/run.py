@@ -37,8 +37,8 @@ import numpy as np
 
 from .. import weights as W
 from ..errors import GanparityError, choose
-from ..files import DirLock, atomic_write, keep_copy, reason, write_json
-from ..readers import read_json, read_jsonl, read_npz, sha256
+from ..files import DirLock, atomic_write, folder_entries, keep_copy, reason, write_json
+from ..readers import check_finite, read_json, read_jsonl, read_npz, sha256
 from ..spec.model import GANSpec
 from ..spec.registry import GAN_SPECS, get_spec
 
@@ -103,6 +103,7 @@ def load_checkpoint(path: Path, spec: GANSpec | None = None
         if meta["spec"] != spec.name:
             raise GanparityError(f"checkpoint {str(path)!r} is of spec {meta['spec']!r}, expected {spec.name!r}")
         arrays = W.validate(arrays, spec, what=f"the weights of checkpoint {str(path)!r}")
+        check_finite(opt, f"the Adam state of checkpoint {str(path)!r}")
         want = optimizer_keys(spec)
         bad = [f"missing {k}" for k in want if k not in opt]
         bad += [f"{k} has shape {tuple(opt[k].shape)}, expected {want[k]}" for k in want
@@ -324,6 +325,21 @@ def _start(cfg, run_dir: Path) -> Run:
     return Run(run_dir, spec, resolved, record, False)
 
 
+def check_new_run_dir(run_dir: Path) -> None:
+    """A new run goes into a new or empty folder: one that holds a run is refused (pass --resume),
+    and so is one that holds anything else (named), since a run would write its files among them."""
+    if is_run(run_dir) or has_checkpoint(run_dir):
+        raise GanparityError(f"{str(run_dir)!r} already holds a run: pass --resume to continue it, "
+                             "or another --out")
+    if not run_dir.is_dir():
+        return
+    names = [n for n in folder_entries(run_dir) if n != LOCK]
+    if names:
+        more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
+        raise GanparityError(f"--out {str(run_dir)!r} holds {names[0]!r}{more} and is not a run directory: a new "
+                             "run goes into a new or empty folder")
+
+
 def _claim(run_dir: Path, create: bool) -> tuple[DirLock, bool]:
     """Make (a new run) and lock the run directory; refuse a file in its place or another writer."""
     if run_dir.exists() and not run_dir.is_dir():
@@ -376,6 +392,8 @@ def open_run(cfg, writer: bool = True) -> Run:
         return _resume(cfg, run_dir) if cfg.resume else _start(cfg, run_dir)
     lock, created = _claim(run_dir, create=not cfg.resume)
     try:
+        if not cfg.resume:
+            check_new_run_dir(run_dir)
         run = _resume(cfg, run_dir) if cfg.resume else _start(cfg, run_dir)
     except BaseException:
         lock.release()
