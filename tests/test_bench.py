@@ -52,7 +52,14 @@ def test_row_has_numbers_and_metadata(name):
     assert row["p10_ms"] <= row["median_ms"] <= row["p90_ms"] and row["finite"]
     assert row["flops_per_step"] == flops.step_flops(get_spec("dcgan", **TINY), 4)
     assert row["parity"]["ok"], row["parity"]
-    assert row["peak_tflops"] is None  # no known CPU peak
+    # the peak is measured beside the row: a GEMM of the same framework, precision and threads
+    assert row["peak_tflops"] > 0 and row["peak_precision"] == "fp32" and row["datasheet_peak_tflops"] is None
+    assert row["fraction_of_peak"] == pytest.approx(row["tflops_achieved"] / row["peak_tflops"])
+    assert ("torch.mm" if name == "torch" else "FullyConnected") in row["peak_how"]
+    from ganparity.benchmarks.results import markdown
+
+    table = markdown([row])
+    assert "unknown peak" not in table and f"% of {row['peak_tflops']:.3g} fp32" in table
 
 
 def test_hybridize_row_and_parity():
