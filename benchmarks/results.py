@@ -38,10 +38,15 @@ def _source_cells(row: dict) -> list[str]:
     return cells
 
 
+def pct(fraction: float) -> str:
+    """12.3% or, below one percent, two significant digits (0.047%)."""
+    return f"{100 * fraction:.1f}%" if fraction >= 0.01 else f"{100 * fraction:.2g}%"
+
+
 def peak_cell(row: dict) -> str:
     """'12.3% of 0.13 fp32': the row's TFLOP/s over the GEMM peak measured beside it, and that peak."""
     if row.get("fraction_of_peak"):
-        return f"{100 * row['fraction_of_peak']:.1f}% of {row['peak_tflops']:.3g} {row['peak_precision']}"
+        return f"{pct(row['fraction_of_peak'])} of {row['peak_tflops']:.3g} {row['peak_precision']}"
     if row.get("peak_how"):  # no GEMM in that precision: the reason
         return f"no peak: {row['peak_how']}"
     return "-"

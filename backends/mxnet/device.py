@@ -23,8 +23,7 @@ from ...common import gpu
 from ...common.errors import GanparityError, choose
 
 DEVICES = ("cpu", "cuda")
-MXNET_191_CUDA_ARCHS = ((5, 0), (6, 0), (7, 0), (8, 0), (8, 6))
-MXNET_191_HAS_PTX = False
+MXNET_191_CUDA_ARCHS, MXNET_191_HAS_PTX = gpu.MXNET_191_CUDA_ARCHS, gpu.MXNET_191_HAS_PTX  # common/gpu.py
 # MXNet's speed flags are environment variables its operators read when they are created.
 SPEED_FLAGS = {"cudnn.benchmark": "MXNET_CUDNN_AUTOTUNE_DEFAULT"}
 
@@ -37,14 +36,10 @@ def resolve(device: str) -> mx.Context:
         raise GanparityError(
             f"device 'cuda' asked for, but this mxnet {mx.__version__} build has no CUDA support "
             "(the PyPI 'mxnet' wheel is CPU-only; the CUDA builds are mxnet-cu11x)")
-    gpus = gpu.list_gpus()
-    for g in gpus:
-        if not gpu.runs_on(g.capability, MXNET_191_CUDA_ARCHS, MXNET_191_HAS_PTX):
-            archs = ", ".join(f"sm_{a}{b}" for a, b in MXNET_191_CUDA_ARCHS)
-            raise GanparityError(
-                f"MXNet {mx.__version__} cannot run on GPU {g.index} ({g.name}, compute capability "
-                f"{g.capability[0]}.{g.capability[1]}): its CUDA kernels are built for {archs} only, "
-                "with no PTX to compile for newer GPUs")
+    for g in gpu.list_gpus():
+        why = gpu.mxnet_191_refusal(g)
+        if why:
+            raise GanparityError(why.replace("MXNet 1.9.1", f"MXNet {mx.__version__}"))
     if mx.context.num_gpus() < 1:
         raise GanparityError("device 'cuda' asked for, but MXNet sees no GPU")
     return mx.gpu(0)
