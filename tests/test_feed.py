@@ -260,3 +260,35 @@ def test_log_every_defaults():
     assert log_every(TrainConfig(device="cpu")) == 1
     assert log_every(TrainConfig(device="cuda")) == 50
     assert log_every(TrainConfig(device="cuda", log_every=7)) == 7
+
+
+@pytest.mark.gpu
+def test_cuda_feeder_copies_on_its_stream_and_training_matches_the_batches(tmp_path, monkeypatch):
+    """On a GPU: the pinned, non-blocking copy gives to_device's values; and a prefetched CUDA run
+    trains on the same batches, in the same order, as the unprefetched one."""
+    be = need("torch")
+    import torch
+
+    from ganparity.backends.torch import train as T
+    from ganparity.common.backend import build_nets
+
+    nets = build_nets(be, _spec(), device="cuda")
+    feeder = be.Feeder(nets["D"])
+    assert feeder.stream is not None
+    real = np.random.default_rng(0).standard_normal((5, 3, 16, 16)).astype(np.float32)
+    staged = feeder.stage((real,))
+    (got,) = feeder.take(staged)
+    assert got.is_cuda and torch.equal(got.cpu(), be.to_device(nets["D"], real).cpu())
+    seen, step = [], T.GANTrainer.step
+
+    def recording(self, r, z):
+        seen.append(hashlib.sha256(r.cpu().numpy().tobytes() + z.cpu().numpy().tobytes()).hexdigest()[:16])
+        return step(self, r, z)
+
+    monkeypatch.setattr(T.GANTrainer, "step", recording)
+    runs = {}
+    for name, kw in {"plain": dict(prefetch=0, log_every=1), "ahead": dict(prefetch=2, log_every=3)}.items():
+        seen.clear()
+        train(tiny(tmp_path / name, device="cuda", **kw))
+        runs[name] = list(seen)
+    assert runs["plain"] == runs["ahead"] and len(runs["plain"]) == 8 and not prefetch_threads()
