@@ -52,6 +52,7 @@ from ..common.table import md_table
 from .environment import metadata, peak_tflops, set_threads
 from .harness import finetune_row, rate
 from .results import peak_cell
+from .selfcheck import run_checks
 from .timing import time_interleaved, time_rounds
 from .variants import DEFAULT, VARIANTS
 
@@ -118,8 +119,6 @@ def _say(msg: str) -> None:
 def part_selfcheck(a, sink: Sink) -> None:
     """benchmarks/selfcheck.py's checks (every variant's one-step parity at tiny width) for the
     variants named, each one a row as soon as it is known."""
-    from .selfcheck import run_checks
-
     run_checks(a.device, ["torch"], a.variants.split(","), train=None, report=_say, on_result=sink.row)
 
 
@@ -308,10 +307,10 @@ def part_dcgan(a, sink: Sink) -> None:
         sink.info(doing=None)
 
     plain = [n for n in names if n == SOURCE or not _compiles(n)]
-    arms = [arm for n in plain if (arm := setup(n, 8.0 + 0.3 * len(plain))) is not None]
+    arms = [got for n in plain if (got := setup(n, 8.0 + 0.3 * len(plain))) is not None]
     timed(arms, "plain", plain)
     refs = [arm for arm in arms if arm.name in (SOURCE, DEFAULT)]
-    del arms
+    del arms, got  # the other arms' memory (CUDA graphs' pools) goes back before the compiles
     for name in (n for n in names if n not in plain):
         arm = setup(name, 45.0 if a.device == "cuda" else 5.0)  # a compile that cannot finish would lose its row
         if arm is not None:
@@ -598,6 +597,9 @@ def _run_all(a) -> int:
             run.log(f"part {p.name}: {entry['status']} in {entry['seconds']:.1f} s")
             run.save()
     except KeyboardInterrupt:
+        for entry in run.results["parts"].values():
+            if entry.get("status") == "running":
+                entry["status"] = "interrupted (SIGTERM or Ctrl-C): rows after the last one written are missing"
         run.log("interrupted: the results so far are written")
         rc = 130
     finally:
