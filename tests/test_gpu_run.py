@@ -204,3 +204,23 @@ def test_run_part_writes_its_file_even_when_the_part_fails(tmp_path, monkeypatch
     assert G.run_part(a) == 1
     data = json.loads((tmp_path / "p.json").read_text())
     assert data["done"] and data["rows"] == [{"x": 1}] and "RuntimeError: no device" in data["info"]["error"]
+
+
+def test_a_compile_arm_is_timed_beside_the_source_and_default_steps(tmp_path, monkeypatch):
+    """The torch.compile arms' path (a compile takes minutes on this CPU, so a cheap arm stands in for
+    one): timed after the others are written, in rounds of its own with the source and default steps
+    again, its speed-up from those rounds."""
+    pytest.importorskip("torch")
+    monkeypatch.setattr(G, "_compiles", lambda name: name == "fused-adam")
+    a = SimpleNamespace(device="cpu", knobs=json.dumps(G.DRY_DCGAN), batch=2, variants="fused-adam", rounds=2,
+                        min_round_s=0.0, part_budget_s=120.0, dry_run=False, with_compile=False)
+    sink = G.Sink(tmp_path / "part.json", "dcgan")
+    G.part_dcgan(a, sink)
+    rows = {r["variant"]: r for r in json.loads((tmp_path / "part.json").read_text())["rows"]}
+    assert list(rows) == ["source", "default", "fused-adam"]
+    assert all(r["status"] == "ok" for r in rows.values()), rows
+    late = rows["fused-adam"]
+    assert late["set"].startswith("fused-adam with the source and default steps")
+    assert set(late["same_rounds_ms"]) == {"source", "default"}
+    assert late["speedup_vs_source"] == pytest.approx(late["same_rounds_ms"]["source"] / late["median_ms"])
+    assert "same_rounds_ms" not in rows["default"] and rows["default"]["set"] == "plain"
