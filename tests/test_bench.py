@@ -154,6 +154,23 @@ def test_interleaved_timing_rotates_the_arms():
     assert all(out[n]["p10_ms"] <= out[n]["median_ms"] <= out[n]["p90_ms"] for n in out)
 
 
+def test_bf16_runs_the_emulated_statistics_too():
+    """bf16 autocast on CPU through the BatchNorm that emulates MXNet's statistics (the bench row's
+    emulating arm): CPU batch_norm refuses bf16 statistics beside float32 parameters."""
+    pytest.importorskip("torch")
+    import math
+
+    from ganparity.common import parity
+    from ganparity.common.backend import build_nets, get_backend
+
+    be, spec = get_backend("torch"), get_spec("dcgan", **TINY, semantics="mxnet")
+    inputs = parity.make_inputs(spec, 4)
+    nets = build_nets(be, spec)
+    out = be.GANTrainer(spec, nets["G"], nets["D"], options={"bf16"}).step(
+        be.to_device(nets["D"], inputs.real[0]), be.to_device(nets["G"], inputs.noise[0]))
+    assert all(math.isfinite(be.scalar(v)) for v in out.values())
+
+
 def test_cuda_only_variant_skipped_on_cpu():
     row = H.bench_row("gan-gaussian", {}, VARIANTS["torch"]["cuda-graph"], "cpu", 8)
     assert row["status"] == "skipped" and "CUDA only" in row["reason"] and "median_ms" not in row
