@@ -832,7 +832,7 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default=os.environ.get("OUT") or f"reports/gpu-run-{time.strftime('%Y%m%d-%H%M')}",
                    help="folder for gpu_run.json, gpu_run.md, gpu_run.log")
-    p.add_argument("--budget-s", type=float, default=None, help="the whole run's time (default 450; dry run 400): "
+    p.add_argument("--budget-s", type=float, default=None, help="the whole run's time (default 450; dry run 900): "
                    "parts and arms it does not reach say 'skipped: time budget'")
     p.add_argument("--device", default=None, choices=("cuda", "cpu"), help="default cuda; cpu with --dry-run")
     p.add_argument("--dry-run", action="store_true", help="tiny widths, batch 2, 2 rounds, on the CPU: every code "
@@ -860,7 +860,7 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
     a = parser().parse_args(argv)
     dry = a.dry_run
     a.device = a.device or ("cpu" if dry else "cuda")
-    a.budget_s = a.budget_s if a.budget_s is not None else (400.0 if dry else 450.0)
+    a.budget_s = a.budget_s if a.budget_s is not None else (900.0 if dry else 450.0)  # dry: a busy CPU is slow
     a.rounds = a.rounds or (2 if dry else 10)
     a.min_round_s = a.min_round_s if a.min_round_s is not None else (0.0 if dry else 0.05)
     a.train_batch = a.train_batch or (4 if dry else 128)

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-
 # MXNet 1.9.1, the last release: its CUDA wheels (mxnet-cu11x) carry kernels for these compute
 # capabilities only, and no PTX, so they cannot run on Hopper (sm_90: H100, H200) or anything newer.
 # Here, not in backends/mxnet, so that a machine without mxnet (the GPU machine) can say so too.
