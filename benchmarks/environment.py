@@ -1,5 +1,6 @@
 """What every number needs beside it: versions, device, threads, flags, commit, command, load;
-and the devices' datasheet peaks that a step's FLOP rate is compared with."""
+the peak a step's FLOP rate is held against, measured in the same process (a large GEMM of the same
+framework, precision and threads), and the devices' datasheet peaks beside it."""
 
 from __future__ import annotations
 
@@ -33,6 +34,24 @@ def peak_tflops(device_name: str, precision: str) -> float | None:
         if prec == precision and frag in device_name:
             return value
     return None
+
+
+_MEASURED: dict[tuple, dict] = {}
+
+
+def measured_peak(be, dev, precision: str) -> dict:
+    """The backend's GEMM peak on this device, in this precision, with the threads set now
+    (be.peak_gemm: torch.mm, MXNet's FullyConnected), measured once per process and kept: the
+    ceiling a row's TFLOP/s is held against, measured beside it rather than read off a datasheet
+    (a CPU has none; a GPU's clocks and power limit are the ones it runs the step at). A precision the
+    backend has no GEMM for gives {'error': why}."""
+    key = (be.NAME, str(dev), precision, os.environ.get("OMP_NUM_THREADS"))
+    if key not in _MEASURED:
+        try:
+            _MEASURED[key] = be.peak_gemm(dev, precision)
+        except GanparityError as e:
+            _MEASURED[key] = {"error": str(e)}
+    return _MEASURED[key]
 
 
 def set_threads(n: int) -> dict:

@@ -4,7 +4,8 @@ variant, with the settings beside it.
 A GAN row times GANTrainer.step (D step + G step of the spec's recipe), fed device-resident inputs
 made once in numpy (benchmarks/timing.py: warm-up apart, rounds synced only at their ends). Per row:
 median, p10, p90 ms/step, img/s, FLOPs per step from the spec (common.flops), achieved TFLOP/s and
-the fraction of a known device peak, peak memory, a D/G phase split (extra rounds with a sync
+the fraction of the peak measured in the same process (a GEMM of the same framework, precision and
+threads), peak memory, a D/G phase split (extra rounds with a sync
 between phases; not for a captured CUDA graph), and the variant's parity check
 (benchmarks/variants.py). A variant that cannot run on the device is a row with status 'skipped'
 and the reason, never a number. Nothing here imports torch or mxnet at import time.
@@ -23,7 +24,7 @@ from ..common import weights as W
 from ..common.backend import BACKENDS, build_nets, get_backend
 from ..common.errors import GanparityError, choose
 from ..common.spec.registry import REGISTRY, get_spec
-from .environment import metadata, peak_tflops, set_threads
+from .environment import measured_peak, metadata, peak_tflops, set_threads
 from .timing import peak_rss, time_interleaved, time_phases
 from .variants import DEFAULT, Variant, check_variant, resolve_variants
 
@@ -57,12 +58,24 @@ def _memory(be, dev) -> dict:
     return {"peak_mem_bytes": mem, "peak_mem_kind": kind}
 
 
-def _rate(row: dict, be, dev, precision: str, device: str) -> dict:
-    tflops = row["flops_per_step"] / (row["median_ms"] / 1000) / 1e12
+def rate(flop: int, batch: int, median_ms: float, be, dev, precision: str, device: str) -> dict:
+    """img/s, TFLOP/s, and the fraction of the peak the row is held against: a GEMM of the same
+    framework, in the precision the step really computes in (effective_precision: a CUDA 'fp32'
+    step's convolutions run in TF32), with the same threads, measured in this process
+    (environment.measured_peak); the datasheet figure, where one is known, beside it."""
+    tflops = flop / (median_ms / 1000) / 1e12
     prec = be.effective_precision(dev, precision)
-    peak = peak_tflops(be.describe(dev), prec) if device == "cuda" else None
-    return {"img_per_s": row["batch"] / (row["median_ms"] / 1000), "tflops_achieved": tflops, "peak_tflops": peak,
-            "peak_precision": prec if peak else None, "fraction_of_peak": tflops / peak if peak else None}
+    peak = measured_peak(be, dev, prec)
+    datasheet = peak_tflops(be.describe(dev), prec) if device == "cuda" else None
+    top = peak.get("tflops")
+    return {"img_per_s": batch / (median_ms / 1000), "tflops_achieved": tflops, "peak_tflops": top,
+            "peak_precision": prec, "peak_how": peak.get("how") or peak.get("error"),
+            "fraction_of_peak": tflops / top if top else None, "datasheet_peak_tflops": datasheet,
+            "fraction_of_datasheet": tflops / datasheet if datasheet else None}
+
+
+def _rate(row: dict, be, dev, precision: str, device: str) -> dict:
+    return rate(row["flops_per_step"], row["batch"], row["median_ms"], be, dev, precision, device)
 
 
 SEMANTICS_MODES = ("native", "faithful")

@@ -38,6 +38,20 @@ def _source_cells(row: dict) -> list[str]:
     return cells
 
 
+def pct(fraction: float) -> str:
+    """12.3% or, below one percent, two significant digits (0.047%)."""
+    return f"{100 * fraction:.1f}%" if fraction >= 0.01 else f"{100 * fraction:.2g}%"
+
+
+def peak_cell(row: dict) -> str:
+    """'12.3% of 0.13 fp32': the row's TFLOP/s over the GEMM peak measured beside it, and that peak."""
+    if row.get("fraction_of_peak"):
+        return f"{pct(row['fraction_of_peak'])} of {row['peak_tflops']:.3g} {row['peak_precision']}"
+    if row.get("peak_how"):  # no GEMM in that precision: the reason
+        return f"no peak: {row['peak_how']}"
+    return "-"
+
+
 def markdown(rows: list[dict]) -> str:
     head = ["spec", "backend", "variant", "semantics", "device", "batch", "status", "ms/step median", "p10-p90",
             "source loop ms", "x source", "emulating other ms (+%)", "img/s",
@@ -60,7 +74,7 @@ def markdown(rows: list[dict]) -> str:
             r["batch"], r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}",
             r.get("median_ms"), f"{r['p10_ms']:.2f}-{r['p90_ms']:.2f}" if "p10_ms" in r else "-",
             *_source_cells(r), r.get("img_per_s"), r["flops_per_step"] / 1e9, r.get("tflops_achieved"),
-            f"{100 * r['fraction_of_peak']:.1f}%" if r.get("fraction_of_peak") else "unknown peak",
+            peak_cell(r),
             _fmt_mem(r), f"{ph['D']:.2f} / {ph['G']:.2f}" if ph else "-", r.get("warmup_s"), ptext])
     return md_table(head, out)
 
@@ -77,7 +91,10 @@ def describe_run(rows: list[dict], meta: dict) -> str:
              "Specs: " + "; ".join(f"{k} {v}" for k, v in knobs.items()) + ".", "",
              "ms/step: one full GANTrainer.step (D step + G step of the spec's recipe), median and p10-p90 over "
              "rounds, device synced only between rounds. GFLOP/step from common/flops.py (2 FLOPs per "
-             "multiply-add; forward + backward = 3x forward per pass; the recipe's passes). Peak memory on CPU is "
+             "multiply-add; forward + backward = 3x forward per pass; the recipe's passes). % of peak: TFLOP/s "
+             "over the TFLOP/s of a large square GEMM of the same framework (torch.mm; MXNet's FullyConnected), in the "
+             "precision the step computes in (a CUDA 'fp32' step's convolutions run in TF32) and with the same "
+             "threads, measured in the same process; the peak is written after the %. Peak memory on CPU is "
              "the process's peak RSS so far (monotonic, includes the framework), not the step's own. Phases: D step "
              "and G step timed in separate rounds with a sync between them. Warm-up s: first step (compile, "
              "trace) plus the other warm-up steps. Semantics: the framework whose numbers the reported step "

@@ -33,10 +33,12 @@ def _usable(backend: str, device: str) -> str | None:
 
 def run_checks(device: str, backends: list[str] | None = None, variants: list[str] | None = None,
                train: Callable[[str, str, Path], None] | None = None,
-               report: Callable[[str], None] = print) -> list[dict]:
+               report: Callable[[str], None] = print,
+               on_result: Callable[[dict], None] | None = None) -> list[dict]:
     """Every (spec, backend, variant) check on the device, then, given train(backend, device,
     run_dir) (the CLI passes `ganparity train` at TINY widths), one training run per backend.
-    Returns the results: name, status ('pass', 'FAIL', 'skipped'), seconds, detail."""
+    Returns the results: name, status ('pass', 'FAIL', 'skipped'), seconds, detail; on_result gets
+    each one as it is known (benchmarks/gpu_run.py writes its file after every check)."""
     choose("device", device, ("cpu", "cuda"))
     for b in backends or []:
         choose("backend", b, VARIANTS)
@@ -47,6 +49,8 @@ def run_checks(device: str, backends: list[str] | None = None, variants: list[st
     def record(name: str, status: str, seconds: float, detail: str = "") -> None:
         results.append({"name": name, "status": status, "seconds": seconds, "detail": detail})
         report(f"{status:7s} {name} ({seconds:.1f} s){': ' + detail if detail else ''}")
+        if on_result is not None:
+            on_result(results[-1])
 
     for b in backends or available():
         why = _usable(b, device)

@@ -6,6 +6,12 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+# MXNet 1.9.1, the last release: its CUDA wheels (mxnet-cu11x) carry kernels for these compute
+# capabilities only, and no PTX, so they cannot run on Hopper (sm_90: H100, H200) or anything newer.
+# Here, not in backends/mxnet, so that a machine without mxnet (the GPU machine) can say so too.
+MXNET_191_CUDA_ARCHS = ((5, 0), (6, 0), (7, 0), (8, 0), (8, 6))
+MXNET_191_HAS_PTX = False
+
 
 @dataclass(frozen=True)
 class GPU:
@@ -58,3 +64,12 @@ def runs_on(capability: tuple[int, int], built_for: tuple[tuple[int, int], ...],
     if any(m == major and n <= minor for m, n in built_for):
         return True
     return has_ptx and any((m, n) <= capability for m, n in built_for)
+
+
+def mxnet_191_refusal(g: GPU) -> str | None:
+    """Why MXNet 1.9.1's CUDA build cannot run on this GPU, or None when it can."""
+    if runs_on(g.capability, MXNET_191_CUDA_ARCHS, MXNET_191_HAS_PTX):
+        return None
+    archs = ", ".join(f"sm_{a}{b}" for a, b in MXNET_191_CUDA_ARCHS)
+    return (f"MXNet 1.9.1 cannot run on GPU {g.index} ({g.name}, compute capability {g.capability[0]}."
+            f"{g.capability[1]}): its CUDA kernels are built for {archs} only, with no PTX to compile for newer GPUs")

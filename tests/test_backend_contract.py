@@ -13,7 +13,7 @@ from ganparity.common.spec.registry import get_spec
 
 from .conftest import need
 
-PROTOCOL_CLASSES = {"GANTrainer": B.GANTrainer, "FinetuneTrainer": B.FinetuneTrainer}
+PROTOCOL_CLASSES = {"GANTrainer": B.GANTrainer, "FinetuneTrainer": B.FinetuneTrainer, "Feeder": B.Feeder}
 
 
 def _shape(fn, drop_self: bool) -> list[tuple]:

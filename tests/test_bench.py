@@ -52,7 +52,14 @@ def test_row_has_numbers_and_metadata(name):
     assert row["p10_ms"] <= row["median_ms"] <= row["p90_ms"] and row["finite"]
     assert row["flops_per_step"] == flops.step_flops(get_spec("dcgan", **TINY), 4)
     assert row["parity"]["ok"], row["parity"]
-    assert row["peak_tflops"] is None  # no known CPU peak
+    # the peak is measured beside the row: a GEMM of the same framework, precision and threads
+    assert row["peak_tflops"] > 0 and row["peak_precision"] == "fp32" and row["datasheet_peak_tflops"] is None
+    assert row["fraction_of_peak"] == pytest.approx(row["tflops_achieved"] / row["peak_tflops"])
+    assert ("torch.mm" if name == "torch" else "FullyConnected") in row["peak_how"]
+    from ganparity.benchmarks.results import markdown
+
+    table = markdown([row])
+    assert "unknown peak" not in table and f"% of {row['peak_tflops']:.3g} fp32" in table
 
 
 def test_hybridize_row_and_parity():
@@ -145,6 +152,23 @@ def test_interleaved_timing_rotates_the_arms():
     firsts = {timed[i] for i in range(0, len(timed), len(timed) // 3)}
     assert firsts == {"a", "b", "c"}  # each arm leads one round: no arm always runs cold or hot
     assert all(out[n]["p10_ms"] <= out[n]["median_ms"] <= out[n]["p90_ms"] for n in out)
+
+
+def test_bf16_runs_the_emulated_statistics_too():
+    """bf16 autocast on CPU through the BatchNorm that emulates MXNet's statistics (the bench row's
+    emulating arm): CPU batch_norm refuses bf16 statistics beside float32 parameters."""
+    pytest.importorskip("torch")
+    import math
+
+    from ganparity.common import parity
+    from ganparity.common.backend import build_nets, get_backend
+
+    be, spec = get_backend("torch"), get_spec("dcgan", **TINY, semantics="mxnet")
+    inputs = parity.make_inputs(spec, 4)
+    nets = build_nets(be, spec)
+    out = be.GANTrainer(spec, nets["G"], nets["D"], options={"bf16"}).step(
+        be.to_device(nets["D"], inputs.real[0]), be.to_device(nets["G"], inputs.noise[0]))
+    assert all(math.isfinite(be.scalar(v)) for v in out.values())
 
 
 def test_cuda_only_variant_skipped_on_cpu():

@@ -345,7 +345,8 @@ def test_cli_help_covers_every_option(capsys):
 
     p = build_parser()
     for cmd, opts in (("train", ["--spec", "--backend", "--data", "--dataset", "--epochs", "--batch-size",
-                                 "--device", "--seed", "--out", "--resume", "--set", "--cache-dir", "--fid-weights"]),
+                                 "--device", "--seed", "--out", "--resume", "--set", "--cache-dir", "--fid-weights",
+                                 "--log-every", "--prefetch"]),
                       ("sample", ["--run", "--n", "--out", "--interpolate"])):
         with pytest.raises(SystemExit):
             p.parse_args([cmd, "--help"])

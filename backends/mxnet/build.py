@@ -124,6 +124,12 @@ def scalar(value: mx.nd.NDArray) -> float:
     return float(value.asscalar())
 
 
+def scalars(values: list[mx.nd.NDArray]) -> np.ndarray:
+    """Many 0-d (or one-element) device values as one float64 numpy array (the torch backend stacks
+    them into one copy; MXNet's asscalar per value costs little on the CPU it runs on here)."""
+    return np.array([float(v.asscalar()) for v in values], np.float64)
+
+
 def _mode(mode: str, naive: frozenset[str]):
     """mode='train' means batch statistics, which Gluon gives only inside autograd.train_mode()
     or record() (difference 'train-eval'); 'eval' uses the running statistics."""

@@ -4,23 +4,26 @@ up for a measurement: threads, peak memory, the speed flags.
 mxnet 1.9.1 is the last release. Its CUDA wheels (mxnet-cu11x) carry kernels for sm_50, 60, 70,
 80 and 86 only, and no PTX, so they cannot run on Hopper (sm_90: H100, H200) or anything newer.
 Rather than crash inside the first kernel launch, resolve() refuses with that reason.
+
+Also the machine's measured GEMM peak, and how training batches reach the device (Feeder).
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import mxnet as mx
+import numpy as np
 
 from ...common import gpu
 from ...common.errors import GanparityError, choose
 
 DEVICES = ("cpu", "cuda")
-MXNET_191_CUDA_ARCHS = ((5, 0), (6, 0), (7, 0), (8, 0), (8, 6))
-MXNET_191_HAS_PTX = False
+MXNET_191_CUDA_ARCHS, MXNET_191_HAS_PTX = gpu.MXNET_191_CUDA_ARCHS, gpu.MXNET_191_HAS_PTX  # common/gpu.py
 # MXNet's speed flags are environment variables its operators read when they are created.
 SPEED_FLAGS = {"cudnn.benchmark": "MXNET_CUDNN_AUTOTUNE_DEFAULT"}
 
@@ -33,14 +36,10 @@ def resolve(device: str) -> mx.Context:
         raise GanparityError(
             f"device 'cuda' asked for, but this mxnet {mx.__version__} build has no CUDA support "
             "(the PyPI 'mxnet' wheel is CPU-only; the CUDA builds are mxnet-cu11x)")
-    gpus = gpu.list_gpus()
-    for g in gpus:
-        if not gpu.runs_on(g.capability, MXNET_191_CUDA_ARCHS, MXNET_191_HAS_PTX):
-            archs = ", ".join(f"sm_{a}{b}" for a, b in MXNET_191_CUDA_ARCHS)
-            raise GanparityError(
-                f"MXNet {mx.__version__} cannot run on GPU {g.index} ({g.name}, compute capability "
-                f"{g.capability[0]}.{g.capability[1]}): its CUDA kernels are built for {archs} only, "
-                "with no PTX to compile for newer GPUs")
+    for g in gpu.list_gpus():
+        why = gpu.mxnet_191_refusal(g)
+        if why:
+            raise GanparityError(why.replace("MXNet 1.9.1", f"MXNet {mx.__version__}"))
     if mx.context.num_gpus() < 1:
         raise GanparityError("device 'cuda' asked for, but MXNet sees no GPU")
     return mx.gpu(0)
@@ -129,3 +128,49 @@ def speed_flags(settings: dict) -> Iterator[None]:
 def effective_precision(device: mx.Context, precision: str) -> str:
     """MXNet computes fp32 in fp32 (no TF32 by default)."""
     return precision
+
+
+GEMM_SIZE = {"cpu": 2048, "gpu": 8192}  # n of the n x n x n product: large enough to reach the plateau
+GEMM_DTYPES = {"fp32": "float32"}  # the only precision MXNet's steps run in here
+
+
+def peak_gemm(device: mx.Context, precision: str = "fp32", size: int = 0) -> dict:
+    """The rate a large square matrix product reaches here with the threads set now: the ceiling a
+    training step's FLOP rate is held against (measured; the CPU has no datasheet figure).
+    FullyConnected (oneDNN on CPU, cuBLAS on GPU), not nd.dot: the wheel's nd.dot goes through its
+    OpenBLAS at about a quarter of the rate (~37 against ~165 GFLOP/s on this project's 2-core CPU),
+    and oneDNN is what the step's convolutions use. Random data, a warm-up, waitall around every
+    repeat, repeated for at least 0.2 s; the best repeat is the peak, the median is kept beside it."""
+    choose("MXNet GEMM precision", precision, GEMM_DTYPES)
+    n = size or GEMM_SIZE[device.device_type]
+    x = mx.nd.random.normal(shape=(n, n), ctx=device, dtype=GEMM_DTYPES[precision])
+    w = mx.nd.random.normal(shape=(n, n), ctx=device, dtype=GEMM_DTYPES[precision])
+    mx.nd.FullyConnected(x, w, no_bias=True, num_hidden=n).wait_to_read()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 3 or (time.perf_counter() - start < 0.2 and len(times) < 50):
+        t = time.perf_counter()
+        mx.nd.FullyConnected(x, w, no_bias=True, num_hidden=n).wait_to_read()
+        times.append(time.perf_counter() - t)
+    flop = 2 * n ** 3
+    return {"tflops": flop / min(times) / 1e12, "median_tflops": flop / float(np.median(times)) / 1e12,
+            "precision": precision, "size": n, "repeats": len(times),
+            "how": f"mx.nd.FullyConnected {n}x{n}x{n} {precision} on {describe(device)}"}
+
+
+class Feeder:
+    """Training batches onto the device (the torch backend's Feeder, mirrored). stage() runs on the
+    loop's prefetch thread and leaves the arrays in numpy; take() copies them to the device on the
+    training thread, the plain copy to_device makes. MXNet is called from the training thread only
+    (the prefetch thread keeps to numpy), and no MXNet GPU build runs on the Hopper GPUs this project
+    is measured on, so there is no copy stream to overlap."""
+
+    def __init__(self, net: mx.gluon.Block):
+        param = next(iter(net.collect_params().values()))
+        self.ctx, self.dtype = param.list_ctx()[0], param.dtype
+
+    def stage(self, arrays: tuple[np.ndarray, ...]) -> object:
+        return arrays
+
+    def take(self, staged: object) -> tuple[mx.nd.NDArray, ...]:
+        return tuple(mx.nd.array(np.asarray(a), ctx=self.ctx, dtype=self.dtype) for a in staged)

@@ -10,15 +10,18 @@ from .build import (  # noqa: F401
     layer_outputs,
     param_count,
     scalar,
+    scalars,
     set_arrays,
     to_device,
 )
 from .checkpoint import PRETRAINED_SUFFIX, SUFFIX, load_native, load_pretrained, save_native, save_pretrained  # noqa: F401
 from .device import (  # noqa: F401
     DEVICES,
+    Feeder,
     describe,
     effective_precision,
     flags,
+    peak_gemm,
     peak_memory,
     reset_peak_memory,
     resolve,

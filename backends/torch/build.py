@@ -104,6 +104,18 @@ def scalar(value: torch.Tensor) -> float:
     return float(value.item())
 
 
+def scalars(values: list[torch.Tensor]) -> np.ndarray:
+    """Many 0-d device values as one float64 numpy array: one host wait and one copy for all of them
+    (scalar() waits once per value). The training loop reads a window of steps' losses this way."""
+    if not values or values[0].device.type == "cpu":  # nothing to wait for: item() is ten times cheaper
+        return np.array([v.item() for v in values], np.float64)
+    flat = [v.detach().reshape(()) for v in values]
+    device = flat[0].device
+    if any(v.device != device or v.dtype != flat[0].dtype for v in flat):  # a NaN stand-in made on the CPU
+        flat = [v.to(device, torch.float64) for v in flat]
+    return torch.stack(flat).to(torch.float64).cpu().numpy()
+
+
 def _mode(net: nn.Module, mode: str, naive: frozenset[str]) -> None:
     """mode='train' uses batch statistics, 'eval' the running ones, as module.train()/eval() say;
     a naive port of Gluon code forgets net.eval() (difference 'train-eval')."""

@@ -1,11 +1,14 @@
 """Where PyTorch runs ('cpu' or 'cuda', checked before any work starts) and how it is set up for a
-measurement: threads, peak memory, the torch.backends speed flags."""
+measurement: threads, peak memory, the torch.backends speed flags, the machine's measured GEMM peak;
+and how training batches reach the device (Feeder: pinned memory, a copy stream)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 
 from ...common.errors import GanparityError, choose
@@ -101,3 +104,77 @@ def effective_precision(device: torch.device, precision: str) -> str:
     if device.type == "cuda" and precision == "fp32" and torch.backends.cudnn.allow_tf32:
         return "tf32"
     return precision
+
+
+GEMM_SIZE = {"cpu": 2048, "cuda": 8192}  # n of the n x n x n product: large enough to reach the plateau
+GEMM_DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16}
+
+
+def peak_gemm(device: torch.device, precision: str = "fp32", size: int = 0) -> dict:
+    """The rate a large square matrix product reaches here, in this precision, with the threads set
+    now: the ceiling a training step's FLOP rate is held against (measured, not a datasheet figure;
+    on CPU the datasheet has none). torch.mm on random data (zeros run faster), warm-up first,
+    synced; repeated for at least 0.2 s; the best repeat is the peak, the median is kept beside it.
+    'fp32' turns TF32 matmul off for the measurement, 'tf32' on (cuDNN's convolutions use TF32 by
+    default on Ampere and later, which is why a CUDA 'fp32' step is held against 'tf32')."""
+    choose("GEMM precision", precision, GEMM_DTYPES)
+    n = size or GEMM_SIZE[device.type]
+    gen = torch.Generator(device=device).manual_seed(0)
+    a, b = (torch.randn(n, n, device=device, dtype=GEMM_DTYPES[precision], generator=gen) for _ in range(2))
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    try:
+        torch.mm(a, b)
+        sync(device)
+        times: list[float] = []
+        start = time.perf_counter()
+        while len(times) < 3 or (time.perf_counter() - start < 0.2 and len(times) < 50):
+            t = time.perf_counter()
+            torch.mm(a, b)
+            sync(device)
+            times.append(time.perf_counter() - t)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
+    flop = 2 * n ** 3
+    return {"tflops": flop / min(times) / 1e12, "median_tflops": flop / float(np.median(times)) / 1e12,
+            "precision": precision, "size": n, "repeats": len(times),
+            "how": f"torch.mm {n}x{n}x{n} {precision} on {describe(device)}"}
+
+
+class Feeder:
+    """Training batches onto the device while the step before them runs. stage() runs on the loop's
+    prefetch thread (common/gan/feed.py), take() on the training thread, just before the step.
+
+    CUDA: each numpy array is copied into pinned (page-locked) host memory and from there to the
+    device with a non-blocking copy on a stream of its own, so the copy overlaps the step in flight;
+    take() makes the training stream wait for that copy's event (a device-side wait: the host does
+    not block) and tells the caching allocator the tensors are used there (record_stream), so their
+    memory is not handed out again while the step reads them. Pinned blocks come from torch's
+    caching host allocator, which reuses a block only after the copies out of it have finished.
+    CPU: stage() passes the arrays through and take() is to_device's torch.as_tensor, so CPU
+    training computes bit for bit what it did before the feeder existed."""
+
+    def __init__(self, net: torch.nn.Module):
+        param = next(iter(net.parameters()))
+        self.device, self.dtype = param.device, param.dtype
+        self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+
+    def stage(self, arrays: tuple[np.ndarray, ...]) -> object:
+        if self.stream is None:
+            return arrays
+        with torch.cuda.stream(self.stream):
+            tensors = tuple(torch.from_numpy(np.ascontiguousarray(a)).pin_memory().to(
+                self.device, self.dtype, non_blocking=True) for a in arrays)
+            done = torch.cuda.Event()
+            done.record(self.stream)
+        return tensors, done
+
+    def take(self, staged: object) -> tuple[torch.Tensor, ...]:
+        if self.stream is None:
+            return tuple(torch.as_tensor(np.asarray(a), device=self.device, dtype=self.dtype) for a in staged)
+        tensors, done = staged
+        current = torch.cuda.current_stream(self.device)
+        current.wait_event(done)
+        for t in tensors:
+            t.record_stream(current)
+        return tensors

@@ -36,7 +36,9 @@ class MXNetBatchNorm(nn.modules.batchnorm._BatchNorm):
         self._check_input_dim(x)
         if not self.training:
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
-        mean, var = x.new_zeros(self.num_features), x.new_ones(self.num_features)
+        # scratch in the statistics' dtype, not x's: under bf16 autocast x is bf16, and CPU batch_norm
+        # refuses bf16 statistics beside float32 parameters
+        mean, var = torch.zeros_like(self.running_mean), torch.ones_like(self.running_var)
         y = F.batch_norm(x, mean, var, self.weight, self.bias, True, 1.0, self.eps)  # batch mean, unbiased var
         if y.requires_grad:
             n = x.numel() // x.shape[1]

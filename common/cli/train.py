@@ -14,9 +14,10 @@ from ..errors import GanparityError
 from ..files import writing
 from ..gan.data import DATASETS
 from ..gan.distributed import end_worker, engine, is_rank0
+from ..gan.feed import DEPTH
 from ..spec.registry import GAN_SPECS, parse_knobs
 from . import distributed
-from .args import DEVICES, backend_name, int_at_least, output_dir, output_file, positive_int, seed
+from .args import DEVICES, backend_name, int_at_least, nonnegative_int, output_dir, output_file, positive_int, seed
 
 
 def train_config(a):
@@ -27,7 +28,8 @@ def train_config(a):
                        n_data=a.n_data, cache_dir=a.cache_dir, epochs=a.epochs, batch_size=a.batch_size,
                        device=a.device, seed=a.seed, out=a.out, resume=a.resume, eval_samples=a.eval_samples,
                        sample_every=a.sample_every, gif=a.gif, fid_weights=a.fid_weights,
-                       progress={"auto": None, "bar": True, "lines": False}[a.progress])
+                       progress={"auto": None, "bar": True, "lines": False}[a.progress], log_every=a.log_every,
+                       prefetch=a.prefetch)
 
 
 def cmd_train(a) -> None:
@@ -134,6 +136,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="skip progress.gif")
     s.add_argument("--progress", default="auto", choices=("auto", "bar", "lines"),
                    help="auto: a tqdm bar on a terminal, one line per epoch otherwise")
+    s.add_argument("--log-every", type=positive_int, default=None, metavar="N",
+                   help="read the steps' losses every N steps, in one copy (default 1 on cpu; on cuda 50, the "
+                        "PyTorch DCGAN tutorial's print interval: in between the host never waits for the GPU). "
+                        "metrics.jsonl still gets one line per step")
+    s.add_argument("--prefetch", type=nonnegative_int, default=DEPTH, metavar="N",
+                   help="batches made ahead on a background thread while the step runs (on cuda also pinned "
+                        "and copied on a stream of their own); 0 makes each batch when its step needs it")
     distributed.add_arguments(s)
     s.set_defaults(fn=cmd_train)
 

@@ -145,10 +145,19 @@ class Context:
 
     def rows(self, idx: np.ndarray) -> np.ndarray:
         """This rank's rows of a global batch (and the global size, which the MXNet step divides by)."""
-        if self.world == 1:
-            return idx
-        self.wrapped.global_batch = len(idx)
-        return idx[shard(len(idx), self.rank, self.world)]
+        self.start_batch(len(idx))
+        return self.local_rows(idx)
+
+    def local_rows(self, idx: np.ndarray) -> np.ndarray:
+        """This rank's rows of a global batch, and nothing else: the prefetch thread asks it ahead of
+        the step (common/gan/feed.py)."""
+        return idx if self.world == 1 else idx[shard(len(idx), self.rank, self.world)]
+
+    def start_batch(self, size: int) -> None:
+        """The global batch size of the step about to run (the MXNet step divides by it), set on the
+        training thread just before that step."""
+        if self.world > 1:
+            self.wrapped.global_batch = size
 
     def noise(self, z: np.ndarray) -> np.ndarray:
         """This rank's rows of the global noise, drawn by every rank from the shared Generator."""

@@ -2,7 +2,14 @@
 
 numpy is the only currency: the data batches, the noise, the shuffling (a numpy Generator, per the
 recipe's `shuffle` flag) and the fixed noise of the progress pictures are made here, then handed to
-the backend with to_device. What a run directory holds is in common/gan/run.py. On CPU, resuming
+the backend's Feeder. What a run directory holds is in common/gan/run.py.
+
+Feeding a GPU as fast as it steps: the next batches are made on a background thread while the step
+runs (common/gan/feed.py; the backend's Feeder pins them and starts their copy on a stream of its
+own), and the host reads the step's values (losses, D(x), ...) only every `log_every` steps, in one
+copy for the whole window: in between nothing waits for the device. On CPU the default reads every
+step, as before; on CUDA every 50 steps, the PyTorch DCGAN tutorial's print interval. A checkpoint
+is written only after the values of every step before it were read and found finite. On CPU, resuming
 gives the same numbers as never stopping, bit for bit (Ctrl-C mid-epoch, or kill -9 at any moment
 and a resume from the last epoch's checkpoint); Ctrl-C saves a checkpoint between two steps. A
 run directory has one writer at a time (run.lock) and a corrupt checkpoint falls back to the
@@ -11,6 +18,7 @@ previous one (common/gan/run.py).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -30,6 +38,7 @@ from ..files import reason, write_json, write_text
 from . import distributed as DP
 from . import run as R
 from .data import Dataset, dataset_for
+from .feed import DEPTH, Batch, Prefetcher
 from .quality import fid as fid_of
 from .quality import gaussian_report, inception_backend, swd
 from .sample import FIXED_POINTS, fixed_noise, generate, is_points
@@ -37,6 +46,18 @@ from .sample import FIXED_POINTS, fixed_noise, generate, is_points
 
 class Diverged(GanparityError):
     """A loss became NaN or inf; the run stopped and kept its last good checkpoint."""
+
+
+CUDA_LOG_EVERY = 50  # the PyTorch DCGAN tutorial prints its losses every 50 iterations
+
+
+def log_every(cfg: TrainConfig) -> int:
+    """Steps between two reads of the step's values: the configured number, else every step on the CPU
+    (a CPU step is synchronous: reading costs nothing) and CUDA_LOG_EVERY on a GPU (each read waits
+    for the device, which would then idle while the host makes the next step's launches)."""
+    if cfg.log_every is not None:
+        return cfg.log_every
+    return 1 if cfg.device == "cpu" else CUDA_LOG_EVERY
 
 
 @dataclass
@@ -64,6 +85,8 @@ class TrainConfig:
     gif: bool | None = None
     fid_weights: str | None = None
     progress: bool | None = None  # None: a tqdm bar when stderr is a terminal, else a line per epoch
+    log_every: int | None = None  # steps between reads of the step's values (None: 1 on cpu, 50 on cuda)
+    prefetch: int = DEPTH  # batches made ahead on a background thread (0: none, each made when needed)
 
 
 @dataclass
@@ -160,6 +183,8 @@ class _Session:
         nets = build_nets(self.be, spec, device=cfg.device)
         self.G, self.D = nets["G"], nets["D"]
         self.trainer = self.be.GANTrainer(spec, self.G, self.D)
+        self.feeder = self.be.Feeder(self.D)
+        self.log_every = log_every(cfg)
         self.n_batches = math.ceil(len(self.ds) / spec.recipe.batch_size)
         self.state = self._restore()
         self.saved_step: int | None = self.state.step if run.resumed else None  # of the last good checkpoint
@@ -236,18 +261,45 @@ class _Session:
     def quality(self, n: int = 512, fid_weights: str | None = None) -> dict:
         return quality(self.be, self.G, self.spec, self.ds, self.cfg.seed, n, fid_weights)
 
-    def train_step(self, idx: np.ndarray) -> dict[str, float]:
-        """One D+G step on the rows idx with fresh noise; a NaN or inf value stops the run."""
-        s, be = self.state, self.be
-        real = self.ds.batch(self.dp.rows(idx))  # data parallel: this rank's rows and noise of the global batch
-        noise = self.dp.noise(s.rng.standard_normal((len(idx), *self.spec.latent_shape)).astype(np.float32))
-        out = self.trainer.step(be.to_device(self.D, real), be.to_device(self.G, noise))
-        values = {k: be.scalar(out[k]) for k in R.FIELDS}
-        if not all(math.isfinite(v) for v in values.values()):
-            bad = ", ".join(f"{k}={v}" for k, v in values.items() if not math.isfinite(v))
-            raise Diverged(f"training diverged at step {s.step + 1} (epoch {s.epoch + 1}, batch {s.batch_done + 1}): "
-                           f"{bad}; run stopped, {self._kept()}")
-        return values
+    def batches(self, start: int) -> Prefetcher:
+        """The current epoch's batches from number `start` on, made ahead on a background thread
+        (common/gan/feed.py): the rows of the epoch's order, their data, fresh noise drawn from a copy
+        of the run's Generator, staged for the device by the backend's Feeder."""
+        s, spec, ds, dp, feeder = self.state, self.spec, self.ds, self.dp, self.feeder
+        size, perm, gen = spec.recipe.batch_size, s.perm, copy.deepcopy(s.rng)
+
+        def make(b: int) -> Batch:
+            idx = perm[b * size:(b + 1) * size]
+            real = ds.batch(dp.local_rows(idx))  # data parallel: this rank's rows and noise of the global batch
+            noise = dp.noise(gen.standard_normal((len(idx), *spec.latent_shape)).astype(np.float32))
+            return Batch(b, idx, feeder.stage((real, noise)), gen.bit_generator.state)
+
+        return Prefetcher(make, start, self.n_batches, self.cfg.prefetch)
+
+    def train_step(self, batch: Batch) -> dict:
+        """One D+G step on a batch made ahead. Returns the step's values as device values, unread
+        (read_values reads a window of them); the run's Generator takes the state after the
+        batch's noise, as if this thread had drawn it."""
+        real, noise = self.feeder.take(batch.staged)
+        self.dp.start_batch(len(batch.rows))
+        out = self.trainer.step(real, noise)
+        self.state.rng.bit_generator.state = batch.rng_state
+        return out
+
+    def read_values(self, pending: list[tuple]) -> tuple[list[dict[str, float]], Diverged | None]:
+        """The values of a window of steps, (step, epoch, batch, device values) each, in one read (the
+        host waits here, once): those of the steps up to the first one with a NaN or inf value, and
+        the error that stops the run there (None when every value is finite)."""
+        flat = self.be.scalars([out[k] for *_, out in pending for k in R.FIELDS]) if pending else []
+        rows: list[dict[str, float]] = []
+        for i, (step, epoch, batch, _) in enumerate(pending):
+            values = {k: float(v) for k, v in zip(R.FIELDS, flat[i * len(R.FIELDS):(i + 1) * len(R.FIELDS)])}
+            if not all(math.isfinite(v) for v in values.values()):
+                bad = ", ".join(f"{k}={v}" for k, v in values.items() if not math.isfinite(v))
+                return rows, Diverged(f"training diverged at step {step} (epoch {epoch}, batch {batch}): "
+                                      f"{bad}; run stopped, {self._kept()}")
+            rows.append(values)
+        return rows, None
 
     def end_of_epoch(self, rate: float) -> None:
         """The epoch's picture, the 2-D specs' quality line, a checkpoint and a log line."""
@@ -352,6 +404,53 @@ class _AppendLog:
             pass
 
 
+class _StepLog:
+    """The steps trained whose values are not read yet, and their logging once read: metrics.jsonl (one
+    line per step; img/s is the window's images over its wall time, a true rate since every read waits
+    for the device), the loss curves, the progress bar and on_step. A window is read in one go
+    (_Session.read_values: one host wait) when it holds log_every steps, and before a checkpoint."""
+
+    def __init__(self, session: _Session, mf: _AppendLog, on_step):
+        self.session, self.mf, self.on_step = session, mf, on_step
+        self.pending: list[tuple] = []  # (step, epoch, batch, device values)
+        self.bar = None
+        self.start(None)
+
+    def start(self, bar) -> None:
+        """A new window (and the epoch's bar), timed from now."""
+        self.t0, self.images, self.bar = time.perf_counter(), 0, bar
+
+    def add(self, step: int, epoch: int, batch: int, images: int, values: dict) -> None:
+        self.pending.append((step, epoch, batch, values))
+        self.images += images
+        if len(self.pending) >= self.session.log_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        session, cfg = self.session, self.session.cfg
+        rows, diverged = session.read_values(self.pending)
+        now = time.perf_counter()
+        rate = self.images / max(now - self.t0, 1e-9)
+        for (step, epoch, _, _), values in zip(self.pending, rows):  # the good steps, also before a NaN
+            self.mf.write(json.dumps({"step": step, "epoch": epoch, **values, "img_per_s": rate,
+                                      "backend": cfg.backend}) + "\n")
+            session.losses["G"].append(values["loss_G"])
+            session.losses["D"].append(values["loss_D"])
+            if self.on_step is not None:
+                self.on_step(step, values)
+        if diverged is not None:
+            raise diverged
+        session.values = rows[-1]
+        if self.bar is not None:
+            self.bar.set_postfix(loss_D=f"{rows[-1]['loss_D']:.3f}", loss_G=f"{rows[-1]['loss_G']:.3f}",
+                                 img_s=f"{rate:.0f}", refresh=False)
+            self.bar.update(len(rows))
+        self.pending.clear()
+        self.t0, self.images = now, 0
+
+
 def _train(session: _Session, on_step) -> RunResult:
     s, spec, run, cfg = session.state, session.spec, session.run, session.cfg
     dp = session.dp
@@ -361,44 +460,35 @@ def _train(session: _Session, on_step) -> RunResult:
         write_text(run.dir / R.QUALITY_LOG, json.dumps({"epoch": 0, "step": 0, **session.quality()}) + "\n")
     interrupted = False
     with _Interrupt() as stop, _AppendLog(run.dir / R.METRICS if dp.writer else Path(os.devnull), session._kept) as mf:
+        log = _StepLog(session, mf, on_step)
         while s.epoch < recipe.epochs and not interrupted:
             if s.batch_done == 0 or s.perm is None:
                 s.perm = s.rng.permutation(len(session.ds)) if recipe.shuffle else np.arange(len(session.ds))
-            bar = _bar(progress, session.n_batches, s.batch_done, f"epoch {s.epoch + 1}/{recipe.epochs}")
+            log.start(_bar(progress, session.n_batches, s.batch_done, f"epoch {s.epoch + 1}/{recipe.epochs}"))
             t_epoch, seen = time.perf_counter(), 0
             try:
-                for b in range(s.batch_done, session.n_batches):
-                    idx = s.perm[b * recipe.batch_size:(b + 1) * recipe.batch_size]
-                    t0 = time.perf_counter()
-                    session.values = values = session.train_step(idx)
-                    dt = time.perf_counter() - t0
-                    s.step, s.batch_done, seen = s.step + 1, b + 1, seen + len(idx)
-                    row = {"step": s.step, "epoch": s.epoch + 1, **values, "img_per_s": len(idx) / dt,
-                           "backend": cfg.backend}
-                    mf.write(json.dumps(row) + "\n")
-                    session.losses["G"].append(values["loss_G"])
-                    session.losses["D"].append(values["loss_D"])
-                    if bar is not None:
-                        bar.set_postfix(loss_D=f"{values['loss_D']:.3f}", loss_G=f"{values['loss_G']:.3f}",
-                                        img_s=f"{row['img_per_s']:.0f}", refresh=False)
-                        bar.update(1)
-                    dp.after_step(s.step)
-                    if on_step is not None:
-                        on_step(s.step, values)
-                    if dp.any_rank(stop.flag):  # data parallel: every rank stops after the same step
-                        mf.flush()
-                        path = session.checkpoint(s.perm)
-                        interrupted = True
-                        if dp.writer:  # data parallel: rank 0 saved it, and says so once
-                            more = f" --nproc {dp.world}" if dp.world > 1 else ""
-                            _log(f"interrupted at step {s.step} (epoch {s.epoch + 1}, batch {b + 1}/"
-                                 f"{session.n_batches}); checkpoint saved to {path}; continue with: "
-                                 f"ganparity train --resume --out {run.dir}{more}")
-                        break
+                with session.batches(s.batch_done) as batches:  # made ahead on a background thread
+                    for batch in batches:
+                        values = session.train_step(batch)
+                        s.step, s.batch_done, seen = s.step + 1, batch.index + 1, seen + len(batch.rows)
+                        log.add(s.step, s.epoch + 1, s.batch_done, len(batch.rows), values)
+                        dp.after_step(s.step)
+                        if dp.any_rank(stop.flag):  # data parallel: every rank stops after the same step
+                            log.flush()  # a NaN among the unread steps stops the run before any checkpoint
+                            mf.flush()
+                            path = session.checkpoint(s.perm)
+                            interrupted = True
+                            if dp.writer:  # data parallel: rank 0 saved it, and says so once
+                                more = f" --nproc {dp.world}" if dp.world > 1 else ""
+                                _log(f"interrupted at step {s.step} (epoch {s.epoch + 1}, batch {s.batch_done}/"
+                                     f"{session.n_batches}); checkpoint saved to {path}; continue with: "
+                                     f"ganparity train --resume --out {run.dir}{more}")
+                            break
+                log.flush()
             finally:
                 mf.flush()
-                if bar is not None:
-                    bar.close()
+                if log.bar is not None:
+                    log.bar.close()
             if interrupted:
                 break
             s.epoch, s.batch_done = s.epoch + 1, 0
