@@ -173,7 +173,8 @@ def _trainer(block: gluon.Block, setting: dict, semantics: str) -> gluon.Trainer
     return trainer
 
 
-_NOT_FORWARD = {"momentum", "rate"}
+# the settings a layer's op computes with (its keyword arguments: slopes, clip bounds, eps, ...)
+_FORWARD = {"slope", "alpha", "eps", "a_min", "a_max", "beta", "lower_bound", "upper_bound"}
 
 
 def constant_groups(model: Any) -> dict[str, int]:
@@ -182,7 +183,7 @@ def constant_groups(model: Any) -> dict[str, int]:
     out: dict[str, int] = {}
     for _, b in _blocks(model):
         for key, value in {**getattr(b, "_kwargs", {}), **vars(b)}.items():
-            if type(value) is float and key not in _NOT_FORWARD and not key.startswith("__"):
+            if type(value) is float and key.lstrip("_") in _FORWARD:
                 name = f"{type(b).__name__}.{key.lstrip('_')}"
                 out[name] = out.get(name, 0) + 1
     return out

@@ -130,7 +130,11 @@ def _no_dropout(net: torch.nn.Module):
             m.p = p
 
 
-_NOT_FORWARD = {"momentum", "p"}  # constants the forward rows cannot see: the statistics rows and the dropout rates do
+# the constants a layer's forward computes with (slopes, clip bounds, normalisation eps, ...): not a
+# scale factor (it changes shapes), not an Embedding's norm_type (inert without max_norm), not the
+# BatchNorm momentum or a dropout rate (the statistics rows and the dropout-rates row see those)
+_FORWARD = {"negative_slope", "min_val", "max_val", "alpha", "eps", "lambd", "beta", "threshold", "value", "lower",
+            "upper"}
 
 
 def constant_groups(model: Any) -> dict[str, int]:
@@ -139,7 +143,7 @@ def constant_groups(model: Any) -> dict[str, int]:
     out: dict[str, int] = {}
     for m in model[1].modules():
         for key, value in vars(m).items():
-            if type(value) is float and key not in _NOT_FORWARD and not key.startswith("_"):
+            if type(value) is float and key in _FORWARD:
                 name = f"{type(m).__name__}.{key}"
                 out[name] = out.get(name, 0) + 1
     return out

@@ -221,11 +221,15 @@ def prove(model, block, mapping: dict, setting: dict, shape: tuple[int, ...], st
     return proof
 
 
+ENGAGE = 0.1  # the change of a layer constant that asks whether the output depends on it at all
+
+
 def _constants(T, model, x: np.ndarray, proof: Proof) -> Row:
     """Which of the port's layer constants (a LeakyReLU's slope, a ReLU6's clip, a BatchNorm's eps)
-    the forward rows could have seen: each group changed by SEE (float64, both modes); one the
-    output does not respond to beyond the forward rows' allowance (a clip at 6 that this input
-    never reaches) is named, and the row cannot tell."""
+    this input exercises: each group changed by ENGAGE (10%, or 0.1 from zero; float64, both
+    modes); one the output does not respond to beyond the forward rows' allowance (a clip at 6
+    that no value reaches) is named, and the row cannot tell: the forward rows could not have
+    seen it ported wrong."""
     allow = {}
     for mode in ("train", "eval"):
         row = proof.row(f"forward {mode}")
@@ -237,7 +241,11 @@ def _constants(T, model, x: np.ndarray, proof: Proof) -> Row:
     for name, count in groups.items():
         seen = False
         for mode in allow:
-            changed = T.outputs(model, x, "float64", mode, (name, SEE))
+            try:
+                changed = T.outputs(model, x, "float64", mode, (name, ENGAGE))
+            except Exception:  # a scale factor that changes a shape downstream: the output depends on it
+                seen = True
+                break
             if any(len(a) != len(b) or np.shape(a) != np.shape(b) or distance(a, b, "max") / max(size(b), 1e-30)
                    > allow[mode] for a, b in zip(changed, base[mode])):
                 seen = True
@@ -246,7 +254,7 @@ def _constants(T, model, x: np.ndarray, proof: Proof) -> Row:
             unseen.append(f"{name} ({count} layer{'s' if count > 1 else ''})")
     proof.constants = {"groups": groups, "unseen": unseen}
     if unseen:
-        return Row(CONSTANTS, CANNOT_TELL, reason=f"the output does not respond to a change of {SEE:g} in "
+        return Row(CONSTANTS, CANNOT_TELL, reason=f"the output does not respond to a change of {ENGAGE:g} in "
                    f"{', '.join(unseen)} at this input (a clip or slope that no value reaches)",
                    suggestion="--params with trained weights (random weights keep activations small), or an "
                               "input that reaches those ranges")
