@@ -45,6 +45,23 @@ def raising():
     raise RuntimeError("no GPU here")
 
 
+def exiting():
+    import sys
+
+    sys.exit(3)
+
+
+def with_nan_weight():
+
+    net = nn.HybridSequential()
+    net.add(nn.Dense(4, in_units=6))
+    net.initialize()
+    w = net[0].weight.data()
+    w[0, 0] = float("nan")
+    net[0].weight.set_data(w)
+    return net
+
+
 class _Swish(nn.HybridBlock):
     def hybrid_forward(self, F, x):
         return F.broadcast_mul(x, F.sigmoid(x)) + F.arctan(x)

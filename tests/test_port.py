@@ -163,8 +163,47 @@ def test_out_not_empty(capsys, tmp_path):
     out.mkdir()
     (out / "mine.txt").write_text("keep me")
     err = _refused(capsys, tmp_path, "--mxnet", f"{MODELS}:netD", out=out)
-    assert "exists and is not empty (use --force" in err
+    assert "holds 'mine.txt' and no PORT.md" in err
+    err = _refused(capsys, tmp_path, "--mxnet", f"{MODELS}:netD", "--force", out=out)  # --force replaces ports only
+    assert "holds 'mine.txt'" in err
     assert (out / "mine.txt").read_text() == "keep me"
+
+
+def test_out_is_never_the_current_folder(capsys, tmp_path, monkeypatch):
+    (tmp_path / "gm.py").write_text("keep me")
+    monkeypatch.chdir(tmp_path)
+    err = _refused(capsys, tmp_path, "--mxnet", f"{MODELS}:netD", "--force", out=Path("."))
+    assert "is the current folder" in err and (tmp_path / "gm.py").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("optimizer, message", [
+    ("sgd:lr=nan", "lr=nan is out of range; expected 0 < lr (finite)"),
+    ("adam:lr=0.01,beta1=1.5", "beta1=1.5 is out of range; expected 0 <= beta1 < 1"),
+    ("sgd:momentum=-0.1", "momentum=-0.1 is out of range"),
+    ("adam:eps=0", "eps=0 is out of range"),
+])
+def test_every_optimizer_value_is_checked_before_anything_runs(capsys, tmp_path, optimizer, message):
+    assert message in _refused(capsys, tmp_path, "--mxnet", f"{MODELS}:netD", "--optimizer", optimizer)
+
+
+def test_a_factory_that_exits_is_named(capsys, tmp_path):
+    assert "the factory called sys.exit(3)" in _refused(capsys, tmp_path, "--mxnet", f"{MODELS}:exiting")
+
+
+def test_a_nan_weight_is_named(capsys, tmp_path):
+    err = _refused(capsys, tmp_path, "--mxnet", f"{MODELS}:with_nan_weight", "--input-shape", "2,6")
+    assert "the Gluon block holds non-finite values: '0.weight' (1 NaN of 24 values)" in err
+
+
+def test_force_replaces_an_earlier_port_and_the_deprecated_flag_still_works(capsys, tmp_path):
+    out = tmp_path / "p"
+    args = ["port", "--mxnet", f"{MODELS}:dense_residual_mlp", "--input-shape", "4,12", "--out", str(out)]
+    assert main(args) == 0
+    assert main(args) == 2 and "(use --force" not in capsys.readouterr().err  # refused: already a port there
+    assert main([*args, "--force", "--trainer", "sgd:lr=0.02"]) == 0
+    captured = capsys.readouterr()
+    assert "--trainer is deprecated; use --optimizer" in captured.err
+    assert json.loads((out / "port.json").read_text())["optimizer"].startswith("sgd:lr=0.02")
 
 
 def test_unsupported_op_names_it(capsys, tmp_path):

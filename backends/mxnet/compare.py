@@ -133,8 +133,8 @@ def _kind(b: gluon.Block) -> tuple[str, dict]:
         return _ACTIVATIONS.get(b._act_type, "other"), {"act_type": b._act_type}
     if isinstance(b, nn.ELU):
         return "elu", {"alpha": b._alpha}
-    if isinstance(b, nn.Swish):
-        return ("silu", {}) if b._beta == 1.0 else ("other", {"beta": b._beta})
+    if isinstance(b, nn.Swish):  # x * sigmoid(beta x): torch's SiLU is beta 1
+        return "silu", {"beta": float(b._beta)}
     if type(b) is nn.GELU:
         return "gelu", {"approximate": "none"}  # MXNet's GELU is the erf form
     simple = {nn.SELU: "selu", nn.Flatten: "flatten"}
@@ -220,6 +220,14 @@ def _ops_kind(b: gluon.HybridBlock) -> tuple[str, dict]:
             return act, {}
         if op in _OP_KINDS:
             return _OP_KINDS[op], {}
+        if op == "_contrib_BilinearResize2D":  # MXNet's default is align_corners=True
+            align = str(a.get("align_corners", "True")).lower() in ("true", "1")
+            scale = float(a.get("scale_height", a.get("scale_width", 0)) or 0) or None
+            return "upsample", {"mode": "bilinear", "scale": scale, "align_corners": align}
+        if op == "UpSampling":
+            mode = a.get("sample_type", "nearest")
+            return "upsample", {"mode": mode, "scale": float(a.get("scale", 1)),
+                                "align_corners": None if mode == "nearest" else True}
     names = [o["op"] + (f"({o['attrs']['scalar']})" if "scalar" in o["attrs"] else "") for o in ops]
     if any(o["op"] == "tanh" for o in ops) and any("0.044715" in str(o["attrs"].get("scalar", "")) for o in ops):
         return "gelu", {"approximate": "tanh"}

@@ -88,7 +88,9 @@ def _kind(m: nn.Module) -> tuple[str, dict]:
         return "gelu", {"approximate": m.approximate}
     if isinstance(m, nn.Hardsigmoid):  # relu6(x + 3) / 6 = clip(x / 6 + 1 / 2, 0, 1)
         return "hardsigmoid", {"alpha": 1 / 6, "beta": 0.5}
-    simple = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.SiLU: "silu", nn.Hardswish: "hardswish",
+    if isinstance(m, nn.SiLU):  # x * sigmoid(x): Gluon's Swish with beta 1
+        return "silu", {"beta": 1.0}
+    simple = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.Hardswish: "hardswish",
               nn.Softplus: "softplus", nn.Softsign: "softsign", nn.SELU: "selu", nn.Flatten: "flatten",
               nn.Identity: "identity"}
     for cls, kind in simple.items():

@@ -84,13 +84,14 @@ def _f32_setting(setting: dict) -> dict:
 def compare_models(torch_model: Any, mxnet_model: Any, inputs: Any, *, mode: str = "train",
                    loss: str = "projection", optimizer: str | dict = DEFAULT_OPTIMIZER, steps: int = 1,
                    mapping: Any = None, weights: str = "torch", fp64: bool = True, rtol: float = RTOL, seed: int = 0,
-                   sources: dict[str, str] | None = None) -> Report:
+                   sources: dict[str, str] | None = None, semantics: str | None = None) -> Report:
     """Do a PyTorch module and a Gluon block compute the same thing? (the package docstring says
     how). `inputs`: a numpy batch, or a shape such as (4, 3, 64, 64) to draw one; `mode`: the
     mode of the gradient and step checks (the forward is compared in both); `loss`: one of LOSSES
     (default 'projection': the outputs dotted with a fixed random tensor, so that every output
     element has a gradient); `optimizer`: 'sgd:lr=0.01,momentum=0.9,wd=1e-4' or
-    'adam:lr=2e-4,beta1=0.5[,follow=mxnet]'; `steps`: optimizer steps to compare (0: none);
+    'adam:lr=2e-4,beta1=0.5'; `semantics`: whose Adam both follow ('torch', the default, or
+    'mxnet'); `steps`: optimizer steps to compare (0: none);
     `mapping`: a mapping file or dict (MappingFile); `weights`: whose initial weights both start
     from ('torch', 'mxnet'), or 'own': each keeps its own, and a first row checks that they are
     equal (a port copies). Both models end holding their initial weights, in float32. Returns a
@@ -102,6 +103,8 @@ def compare_models(torch_model: Any, mxnet_model: Any, inputs: Any, *, mode: str
     if not isinstance(steps, int | np.integer) or steps < 0:
         raise GanparityError(f"steps must be a non-negative integer, got {steps!r}")
     setting = parse_optimizer(optimizer) if isinstance(optimizer, str) else dict(optimizer)
+    if semantics is not None:  # whose Adam both optimizers follow (the older spelling: follow= in the setting)
+        setting["follow"] = choose("semantics", semantics, FRAMEWORKS)
     file = load_mapping(mapping)
     x, how = draw_inputs(inputs, seed)
     T, M = compare_backend("torch"), compare_backend("mxnet")
@@ -191,7 +194,7 @@ def compare_models(torch_model: Any, mxnet_model: Any, inputs: Any, *, mode: str
     if setting["name"] == "adam":
         notes.append(f"adam: both optimizers follow {follow}'s Adam (adam-eps: "
                      f"{BY_KEY['adam-eps'].torch if follow == 'torch' else BY_KEY['adam-eps'].gluon}); "
-                     f"follow={'mxnet' if follow == 'torch' else 'torch'} selects the other")
+                     f"--semantics {'mxnet' if follow == 'torch' else 'torch'} selects the other")
     elif setting["momentum"]:
         notes.append("sgd-momentum: at a constant lr torch.optim.SGD and MXNet's SGD take the same steps; "
                      "MXNet keeps lr inside its momentum buffer, so a later lr change acts differently")

@@ -19,20 +19,24 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..compare.run import refuse_nonfinite
 from ..errors import GanparityError
+from ..files import check_output_path, replacing_folder
 from ..usermodel import optimizer_text, parse_optimizer
 from .checks import Proof, port_backend, prove
 from .emit import MXNET_ADAM, SEMANTICS, Port, emit
 from .report import port_md
 
 DEFAULT_OPTIMIZER = "sgd:lr=0.01"
+MANIFEST = "PORT.md"  # written last: a folder that holds it is a port
+PORT_FILES = ("model.py", "weights.pt", "weights.npz", "mapping.json", "port.json", "source.params", "test_port.py",
+              "proof.json", "__pycache__", ".pytest_cache")
 DEFAULT_STEPS = 2  # SGD's momentum and Adam's betas act from the second step on
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -128,13 +132,6 @@ def load(path=None):
     return text, p.choices + [opt_why]
 
 
-def _refuse_out(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise GanparityError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise GanparityError(f"--out {out}: exists and is not empty (use --force to replace it)")
-
-
 def prove_port(folder: str | Path, block=None) -> Proof:
     """The proof of the port written in `folder` (what test_port.py runs): model.py and its own
     load() against the Gluon block of port.json's factory with its parameters (or `block`, whose
@@ -161,13 +158,16 @@ def prove_port(folder: str | Path, block=None) -> Proof:
 
 def port(factory: str, shape: tuple[int, ...], out: str | Path, params: str | None = None, semantics: str = "torch",
          optimizer: str = DEFAULT_OPTIMIZER, steps: int = DEFAULT_STEPS, force: bool = False, seed: int = 0,
-         command: str = "") -> PortResult:
+         command: str = "", log=None) -> PortResult:
     """Port the Gluon block of `factory` ('pkg.mod:make_block') to PyTorch into `out`, with its
-    proof; any bad input is one GanparityError and nothing is written."""
+    proof; any bad input is one GanparityError and nothing is written. The output folder follows
+    common/files.py's rule: never '.', a parent of it or home; a folder of the user's own is never
+    replaced (--force replaces only an earlier port: PORT.md and the files a port writes); one port
+    at a time per folder; the result swapped in whole (a killed port leaves the old folder as it was,
+    and its half-written temporary is removed by the next run, with `log` saying so)."""
     if semantics not in SEMANTICS:
         raise GanparityError(f"--semantics {semantics!r}: expected one of {', '.join(SEMANTICS)}")
-    out = Path(out)
-    _refuse_out(out, force)
+    check_output_path(out, kind="dir", manifest=MANIFEST, owned=PORT_FILES, force=force)
     setting = parse_optimizer(optimizer)
     if params and not Path(params).is_file():
         raise GanparityError(f"--params {params}: no such file")
@@ -175,14 +175,13 @@ def port(factory: str, shape: tuple[int, ...], out: str | Path, params: str | No
     M, T = port_backend("mxnet"), port_backend("torch")
     block = M.load(factory, None)
     graph = M.read(block, tuple(shape), params, seed)
+    refuse_nonfinite(graph["arrays"], "the Gluon block")  # a port copies weights: a NaN would be copied, not proved
     p = emit(graph, semantics)
     missing = sorted(set(graph["arrays"]) - set(p.tensor_map.values()))
     if missing:
         raise GanparityError(f"unsupported: Gluon parameters that no ported layer holds: {', '.join(missing[:6])}")
     text, choices = _model_file(p, graph, setting, semantics, factory)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with replacing_folder(out, manifest=MANIFEST, owned=PORT_FILES, force=force, log=log) as tmp:
         (tmp / "model.py").write_text(text)
         np.savez(tmp / "weights.npz", **{t: graph["arrays"][g] for t, g in p.tensor_map.items()})
         (tmp / "mapping.json").write_text(json.dumps(p.to_mapping(), indent=1) + "\n")
@@ -204,13 +203,8 @@ def port(factory: str, shape: tuple[int, ...], out: str | Path, params: str | No
                               f"--semantics {semantics} --optimizer {optimizer_text(setting)} --steps {steps}")
         what = f"from {source}" if params else "the block's own initialisation (seed " + str(seed) + \
             ", BatchNorm statistics drawn at random), saved as source.params"
-        (tmp / "PORT.md").write_text(port_md(graph["class"], command, p, choices, proof, semantics, seconds, what))
         (tmp / "proof.json").write_text(json.dumps(proof.to_dict() | {"seconds": seconds}, indent=1,
                                                    default=str) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return PortResult(out, p, proof, seconds)
+        shutil.rmtree(tmp / "__pycache__", ignore_errors=True)
+        (tmp / MANIFEST).write_text(port_md(graph["class"], command, p, choices, proof, semantics, seconds, what))
+    return PortResult(Path(out), p, proof, seconds)
