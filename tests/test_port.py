@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,13 +63,25 @@ def test_torch_semantics_every_row_agrees(ported, name):
 
 
 def test_resnet18_is_readable_and_mapped(ported):
+    """The written model reads as a person would write it (issue 27): one class per repeated Gluon
+    block (BasicBlockV1, its downsample a flag), Sequential where Gluon had one, Gluon's attribute
+    names and no generated ones, a short forward; the state-dict keys are Gluon's structural names."""
     r = ported["resnet18"]
     assert len(r.port.tensor_map) == 102  # 62 parameters and 40 running statistics
+    assert r.port.tensor_map["features.4.0.body.0.weight"] == "features.4.0.body.0.weight"
+    assert r.port.tensor_map["features.1.weight"] == "features.1.gamma"
     src = (r.out / "model.py").read_text()
-    assert "self.features_4_0_body_0 = nn.Conv2d(64, 64, kernel_size=(3, 3)" in src
-    assert "nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)" in src
-    assert "torch.flatten(" in src  # Gluon Dense's flatten, made explicit
-    assert r.proof.row("step 1 parameters").agrees
+    assert re.findall(r"^class (\w+)\(", src, re.M) == ["BasicBlockV1", "ResNetV1"]
+    assert "def __init__(self, channels, stride, in_channels, downsample=False):" in src
+    assert ") if downsample else None" in src and "self.downsample(x) if self.downsample is not None else x" in src
+    assert "BasicBlockV1(channels=128, stride=2, in_channels=64, downsample=True)" in src
+    assert "nn.Conv2d(in_channels, channels, kernel_size=3, stride=stride, padding=1, bias=False)" in src
+    assert "x = self.output(torch.flatten(x, 1))" in src  # Gluon Dense's flatten, made explicit
+    assert not re.search(r"stage\d|activation\d|features_\d|resnetv1", src)  # no Gluon-generated names
+    forward = src.split("class ResNetV1", 1)[1].split("def forward", 1)[1].split("\n\n", 1)[0]
+    assert len([ln for ln in forward.splitlines()[1:] if ln.strip()]) <= 20
+    assert len(src.splitlines()) <= 300
+    assert r.proof.row("weights").agrees and r.proof.row("forward eval").agrees
     assert {p.name for p in r.out.iterdir()} >= {"model.py", "weights.pt", "weights.npz", "test_port.py", "PORT.md",
                                                   "port.json", "proof.json", "source.params", "mapping.json"}
 
@@ -213,7 +226,7 @@ def test_unsupported_op_names_it(capsys, tmp_path):
 
 def test_mapping_json_pairs_every_tensor(ported):
     m = json.loads((ported["netD-torch"].out / "mapping.json").read_text())
-    assert m["tensors"]["conv0.weight"] == "0.weight" and m["tensors"]["batchnorm0.running_var"] == "3.running_var"
+    assert m["tensors"]["0.weight"] == "0.weight" and m["tensors"]["3.running_var"] == "3.running_var"
 
 
 BRANCHES = {"residual_projection": (2, 3, 16, 16), "concat_branches": (2, 3, 8, 8), "upsampler": (2, 4, 8, 8),

@@ -124,4 +124,4 @@ def emulated_stats(model):
 def source(names):
     """The source text of these classes and functions, by name, for the model.py the porter
     writes (each depends only on torch, math and the ones listed before it)."""
-    return "\n\n".join(inspect.getsource(globals()[n]).rstrip() for n in names)
+    return "\n\n\n".join(inspect.getsource(globals()[n]).rstrip() for n in names)

@@ -236,8 +236,9 @@ def _align_rest(tl: list[WalkedLayer], ml: list[WalkedLayer], pairs: list[Pair])
     bounds = [(-1, -1), *anchors, (len(tl), len(ml))]
     extra = []
     for (t0, m0), (t1, m1) in zip(bounds, bounds[1:]):
-        seg_t = [t for t in tl[t0 + 1:t1] if t.index not in paired_t]
-        seg_m = [m for m in ml[m0 + 1:m1] if m.index not in paired_m]
+        # (an identity, an empty Sequential, computes nothing: its output is its input, compared already)
+        seg_t = [t for t in tl[t0 + 1:t1] if t.index not in paired_t and t.kind != "identity"]
+        seg_m = [m for m in ml[m0 + 1:m1] if m.index not in paired_m and m.kind != "identity"]
         sm = difflib.SequenceMatcher(None, [(t.kind, t.out_shape) for t in seg_t],
                                      [(m.kind, m.out_shape) for m in seg_m], autojunk=False)
         matched = []

@@ -1,5 +1,6 @@
 """Each MXNet op, written as PyTorch: the porter's one table (OPS). A translation takes the emitter
-(`ctx`: the graph's arrays and shapes, the semantics, ctx.module() to make a layer, ctx.choose() to
+(`ctx`: the graph's arrays and shapes, the semantics, ctx.module() to make a layer (or, where
+ctx.functional, a parameter-free op's functional form inside a class's forward), ctx.choose() to
 record a semantic choice for PORT.md, ctx.need() for an import, ctx.helpers for an emulation of
 backends/torch/emulations.py), the op's node and its argument expressions, and returns the
 expression of its output. An op whose settings cannot be written raises Unsupported with the
@@ -23,6 +24,8 @@ SCALARS = {"_mul_scalar": "*", "_plus_scalar": "+", "_minus_scalar": "-", "_div_
 IDENTITY = {"_copy", "identity", "BlockGrad"}
 ACTIVATIONS = {"relu": "nn.ReLU()", "sigmoid": "nn.Sigmoid()", "tanh": "nn.Tanh()", "softrelu": "nn.Softplus()",
                "softsign": "nn.Softsign()"}
+FUNCTIONAL = {"relu": "torch.relu", "sigmoid": "torch.sigmoid", "tanh": "torch.tanh", "softrelu": "F.softplus",
+              "softsign": "F.softsign"}  # the same, inside a class's own forward
 # The classes model.py may need beyond torch (backends/torch/emulations.py, copied as they are)
 GLOBAL_STATS, MXNET_BN, MXNET_ADAM = "GlobalStatsBatchNorm", "MXNetBatchNorm", ("mxnet_adam_lr_eps", "MXNetAdam")
 
@@ -80,17 +83,19 @@ def _conv(node, arrays):
     stride, pad = _t(a.get("stride", [1] * nd)), _t(a.get("pad", [0] * nd))
     dil = _t(a.get("dilate", [1] * nd)) if a.get("dilate") else (1,) * nd
     bias = not _bool(a.get("no_bias", False))
+    adj = (0,) * nd
     if node["op"] == "Convolution":
         ins, outs = w[1] * groups, int(a["num_filter"])
-        extra = ""
         cls = f"nn.Conv{nd}d"
     else:
         if a.get("target_shape") not in (None, [], ()):
             raise Unsupported(node, "Deconvolution target_shape", "Conv2DTranspose with padding and output_padding")
         ins, outs = w[0], int(a["num_filter"])
         adj = _t(a.get("adj", [0] * nd)) if a.get("adj") else (0,) * nd
-        extra = f", output_padding={adj}"
         cls = f"nn.ConvTranspose{nd}d"
+    # every argument spelled out (the same text for every instance of a block, so the structured writer can
+    # compare them); the written file leaves torch's defaults out afterwards (emit.tidy)
+    extra = f", output_padding={adj}" if node["op"] != "Convolution" else ""
     return (f"{cls}({ins}, {outs}, kernel_size={k}, stride={stride}, padding={pad}{extra}, dilation={dil}, "
             f"groups={groups}, bias={bias})"), {"weight": "weight"} | ({"bias": "bias"} if bias else {})
 
@@ -191,6 +196,8 @@ def _activation(ctx, node, args):
     act = node["attrs"].get("act_type")
     if act not in ACTIVATIONS:
         raise Unsupported(node, f"Activation('{act}')", f"Activation of {', '.join(ACTIVATIONS)}")
+    if getattr(ctx, "functional", False):
+        return f"{FUNCTIONAL[act]}({args[0]})"
     return f"{ctx.module(node, ACTIVATIONS[act], f'Activation({act})')}({args[0]})"
 
 
@@ -204,6 +211,8 @@ def _leaky(ctx, node, args):
     a, x = node["attrs"], args[0]
     act = a.get("act_type", "leaky")
     slope = float(a.get("slope", 0.25))
+    if act == "leaky" and getattr(ctx, "functional", False):
+        return f"F.leaky_relu({x}, {slope!r})"
     if act == "leaky":
         return f"{ctx.module(node, f'nn.LeakyReLU({slope!r})', f'LeakyReLU({slope})')}({x})"
     if act == "elu":
@@ -227,6 +236,8 @@ def _pooling(ctx, node, args):
         raise Unsupported(node, f"Pooling(pool_type={kind}) on a {len(in_shape)}-D input",
                           "MaxPool or AvgPool, 1-D to 3-D")
     name = "Max" if kind == "max" else "Avg"
+    if _bool(a.get("global_pool", False)) and getattr(ctx, "functional", False):
+        return f"F.adaptive_{kind}_pool{nd}d({x}, 1)"
     if _bool(a.get("global_pool", False)):
         return f"{ctx.module(node, f'nn.Adaptive{name}Pool{nd}d(1)', f'Global{name}Pool{nd}D')}({x})"
     k = _t(a["kernel"])
@@ -254,6 +265,8 @@ def _dropout(ctx, node, args):
 
 @op("Flatten", "flatten")
 def _flatten(ctx, node, args):
+    if getattr(ctx, "functional", False):
+        return f"torch.flatten({args[0]}, 1)"
     return f"{ctx.module(node, 'nn.Flatten()', 'Flatten')}({args[0]})"
 
 
@@ -295,6 +308,8 @@ def _identity(ctx, node, args):
 def _clip(ctx, node, args):
     a = node["attrs"]
     lo, hi = float(a["a_min"]), float(a["a_max"])
+    if (lo, hi) == (0.0, 6.0) and getattr(ctx, "functional", False):
+        return f"F.relu6({args[0]})"
     if (lo, hi) == (0.0, 6.0):
         return f"{ctx.module(node, 'nn.ReLU6()', 'clip(0, 6)')}({args[0]})"
     return f"torch.clamp({args[0]}, {lo!r}, {hi!r})"

@@ -99,9 +99,16 @@ def _model_file(p: Port, graph: dict, setting: dict, semantics: str, factory: st
     helpers = [port_backend("torch").emulation_source(names)] if names else []
     imports = ["import math"] if any("math." in h for h in helpers) else []
     imports += ["", "import torch"]
-    if any("F." in h for h in helpers):
+    if any("F." in h for h in helpers) or "F." in p.source:
         imports.append("import torch.nn.functional as F")
     imports.append("from torch import nn")
+    imports += list(getattr(p, "imports", []))
+    if p.frozen:
+        frozen = ", ".join(repr(n) for n in p.frozen)
+        build_body = (f"    net = {p.class_name}()\n    for name in ({frozen},):  # Gluon grad_req 'null': not "
+                      "trained\n        net.get_parameter(name).requires_grad_(False)\n    return net")
+    else:
+        build_body = f"    return {p.class_name}()"
     head = f'''"""{graph["class"]} ({factory}) ported to PyTorch by `ganparity port`, semantics '{semantics}'.
 
 Only torch is needed. Load the ported weights with `load()`; PORT.md lists every choice made and
@@ -117,7 +124,7 @@ from __future__ import annotations
 
 def build():
     """The architecture, with torch's default initialisation (load() puts the ported weights in)."""
-    return {p.class_name}()
+{build_body}
 
 
 def load(path=None):
