@@ -105,7 +105,7 @@ MUTANTS = {
     "PyTorch's Adam where MXNet's was ported": (_sub(r"return MXNetAdam\(", "return torch.optim.Adam("),
                                                 lambda m, s, o: s == "mxnet" and o == ADAM),
     "PyTorch's BatchNorm statistics where MXNet's were ported": (
-        _sub(r"= MXNetBatchNorm\(", "= nn.BatchNorm2d(", count=100), lambda m, s, o: s == "mxnet"),
+        _sub(r"MXNetBatchNorm\((\w+), eps", r"nn.BatchNorm2d(\1, eps", count=100), lambda m, s, o: s == "mxnet"),
     "MXNet's BatchNorm without the biased variance": (_sub(r"var \* \(\(n - 1\) / n\)", "var"),
                                                       lambda m, s, o: s == "mxnet"),
 }

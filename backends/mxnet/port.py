@@ -197,7 +197,8 @@ def _block_info(b: gluon.Block) -> dict:
             return []
 
     forward = getattr(cls, "hybrid_forward", None)
-    return {"class": cls.__qualname__, "module": cls.__module__, "children": list(b._children),
+    flags = {k: v for k, v in vars(b).items() if type(v) is bool and not k.startswith("_")}  # e.g. use_shortcut
+    return {"class": cls.__qualname__, "module": cls.__module__, "children": list(b._children), "flags": flags,
             "sequential": isinstance(b, gluon.nn.HybridSequential | gluon.nn.Sequential),
             "layer": cls.__module__.startswith("mxnet.gluon.nn"), "symbol": isinstance(b, gluon.SymbolBlock),
             "init_args": params(cls.__init__, 1),

@@ -134,7 +134,9 @@ class Structured:
         info = self.blocks.get(c["path"], {})
         kids = self.children[i]
         own = self.region(i) - set().union(*(self.region(k) for k in kids)) if kids else self.region(i)
-        if info.get("layer") and not info.get("sequential"):
+        if not kids and not own and c["inputs"] == c["outputs"]:  # an identity block (Gluon contrib's Identity)
+            return Built("nn.Identity()")
+        if (info.get("layer") or not kids) and not info.get("sequential"):  # (a user's one-op block: RELU6)
             built = self._layer(i, own, kids)
             if built is not None:
                 return built
@@ -209,7 +211,8 @@ class Structured:
             name = self.calls[k]["path"].rsplit(".", 1)[-1]
             if name not in attrs:
                 attrs[name] = self.build(k)
-        if any(not n.isidentifier() or keyword.iskeyword(n) for n in attrs):
+        numbered = list(attrs) == [str(j) for j in range(len(attrs))] and bool(attrs)  # a ModuleList, self[0]
+        if not numbered and any(not n.isidentifier() or keyword.iskeyword(n) for n in attrs):
             raise NoStructure(f"block '{c['path']}' has children that are not attribute names: {list(attrs)}")
         args = [a for a in (info.get("forward_args") or []) if a][: max(len(c["inputs"]), 1)] or ["x"]
         scope = _Scope(self.em, c["path"], functional=True)
@@ -227,7 +230,15 @@ class Structured:
             layer.attr = name
             for frozen in layer.frozen:
                 self.em.frozen.append((layer, frozen))
-        init = [f"self.{n} = {b.expr}" for n, b in attrs.items()] + [f"self.{n} = {la.ctor}" for n, la in subs.items()]
+        if numbered:
+            if subs:
+                raise NoStructure(f"block '{c['path']}' holds numbered children and parameters of its own")
+            pretty = [re.sub(r"self\.(\d+)\(", r"self[\1](", line) for line in pretty]
+            canonical = [re.sub(r"self\.(\d+)\(", r"self[\1](", line) for line in canonical]
+            init = ["super().__init__([" + ", ".join(b.expr for b in attrs.values()) + "])"]
+        else:
+            init = [f"self.{n} = {b.expr}" for n, b in attrs.items()]
+            init += [f"self.{n} = {la.ctor}" for n, la in subs.items()]
         tensors = {f"{n}.{t}": g for n, b in attrs.items() for t, g in b.tensors.items()}
         tensors |= {f"{n}.{t}": g for n, la in subs.items() for t, g in la.tensors.items()}
         layers = [la for n, b in attrs.items() for la in _prefixed(b.layers, n)] + list(subs.values())
@@ -235,7 +246,9 @@ class Structured:
         height = 1 + max((b.height for b in attrs.values()), default=0)
         group = self.classes.setdefault(gluon, {"info": info, "instances": [], "height": 0, "gluon": gluon})
         group["instances"].append({"init": init, "pretty": pretty, "canonical": canonical, "args": args,
-                                   "attrs": list(attrs), "path": c["path"]})
+                                   "attrs": [] if numbered else list(attrs), "path": c["path"],
+                                   "flags": info.get("flags", {}),
+                                   "base": "nn.ModuleList" if numbered else "nn.Module"})
         group["height"] = max(group["height"], height)
         return Built(f"\u27e8{gluon}#{len(group['instances']) - 1}\u27e9", tensors, layers, height)
 
@@ -274,6 +287,8 @@ class Structured:
             ins = [names[r] for r in refs]
             for r in refs:
                 uses[r] -= 1
+            if kind == "call" and self.calls[x]["outputs"] == self.calls[x]["inputs"]:
+                continue  # an identity child: its output is its input, already named
             if kind == "call":
                 k = self.calls[x]
                 attr = k["path"].rsplit(".", 1)[-1]
@@ -407,6 +422,24 @@ def _drop(inst: dict, absent: list[str]) -> dict:
     return {**inst, "init": init, "canonical": body}
 
 
+SUM = re.compile(r"(\w+) = (\w+) \+ (\w+)")
+
+
+def _optional_sum(proto: dict, inst: dict) -> int | None:
+    """The index of the one statement `a = b + c` of proto's canonical forward that, left out
+    (a as b), makes it inst's: a residual sum only some instances have (MobileNet's shortcut)."""
+    for n, line in enumerate(proto["canonical"]):
+        m = SUM.fullmatch(line)
+        if not m:
+            continue
+        body, keep = [], m.group(2)
+        for other in proto["canonical"][:n] + proto["canonical"][n + 1:]:
+            body.append(re.sub(rf"\b{m.group(1)}\b", keep, other) if other not in proto["canonical"][:n] else other)
+        if _template(proto["init"] + ["--"] + body)[0] == _template(inst["init"] + ["--"] + inst["canonical"])[0]:
+            return n
+    return None
+
+
 def _key(inst: dict) -> str:
     return _template(inst["init"] + ["--"] + inst["canonical"])[0]
 
@@ -432,8 +465,25 @@ def _decide(group: dict, used: set[str]) -> list[tuple[str, dict[int, str], str]
                 fam["members"].append(j)
                 fam["optional"] |= set(missing)
                 break
+            if fam.get("sum") is not None and proto["attrs"] == inst["attrs"] and _optional_sum(proto,
+                                                                                                inst) == fam["sum"]:
+                fam["members"].append(j)  # one without the family's optional residual sum
+                break
         else:
-            families.append({"proto": inst, "members": [j], "optional": set()})
+            for fam in families:  # or the same but for a residual sum some instances leave out (a shortcut)
+                proto = fam["proto"]
+                if fam.get("sum") is None and proto["attrs"] == inst["attrs"] and not fam["optional"]:
+                    line = _optional_sum(proto, inst)
+                    if line is None:  # the other way round: this instance has the sum, the family's do not
+                        line = _optional_sum(inst, proto)
+                        if line is not None:
+                            fam["proto"] = inst
+                    if line is not None:
+                        fam["members"].append(j)
+                        fam["sum"] = line
+                        break
+            else:
+                families.append({"proto": inst, "members": [j], "optional": set()})
     out = []
     base = _ident(group["gluon"])
     for n, fam in enumerate(sorted(families, key=lambda f: min(f["members"]))):
@@ -507,11 +557,21 @@ def _write_class(name: str, group: dict, fam: dict, instances: list[dict]) -> tu
         init = [s + f" if {a} else None" if s.startswith(f"self.{a} = ") else s for s in init]
         forward = [re.sub(rf"^(\w+) = self\.{a}\((\w+)\)$", rf"\1 = self.{a}(\2) if self.{a} is not None else \2", s)
                    for s in forward]
-    arg_list = [p[0] for p in params] + [f"{a}=False" for a in optional]
+    flag = None
+    if fam.get("sum") is not None:  # the residual sum under a flag: the Gluon block's own bool, if one says so
+        with_sum = [m for m in members if _key(instances[m]) == _key(proto)]
+        flag = next((k for k, v in proto.get("flags", {}).items() if all(
+            instances[m].get("flags", {}).get(k) == (m in with_sum) for m in members)), "shortcut")
+        line = forward[fam["sum"]]
+        forward[fam["sum"]] = f"if self.{flag}:\n    {line}"
+        init.append(f"self.{flag} = {flag}")
+    arg_list = [p[0] for p in params] + [f"{a}=False" for a in optional] + ([flag] if flag else [])
     info = group["info"]
     doc = f'"""{info.get("module", "")}.{group["gluon"]}, ported by `ganparity port`."""'
-    source = "\n".join([f"class {name}(nn.Module):", f"    {doc}", "",
-                        f"    def __init__(self{''.join(', ' + a for a in arg_list)}):", "        super().__init__()",
+    base = proto.get("base", "nn.Module")
+    first = [] if base == "nn.ModuleList" else ["        super().__init__()"]
+    source = "\n".join([f"class {name}({base}):", f"    {doc}", "",
+                        f"    def __init__(self{''.join(', ' + a for a in arg_list)}):", *first,
                         _indent("\n".join(init), 8) if init else "", "",
                         f"    def forward(self, {', '.join(proto['args'])}):", _indent("\n".join(forward), 8), ""])
     source = source.replace("\n\n\n", "\n\n")
@@ -519,6 +579,8 @@ def _write_class(name: str, group: dict, fam: dict, instances: list[dict]) -> tu
     for pos, m in enumerate(members):
         kw = [f"{p[0]}={p[2][pos] if p[2][pos] is not None else 'None'}" for p in params]
         kw += [f"{a}=True" for a in optional if a in instances[m]["has"]]
+        if flag:
+            kw.append(f"{flag}={_key(instances[m]) == _key(proto)}")
         calls[m] = f"{name}({', '.join(kw)})"
     return name, calls, source
 
