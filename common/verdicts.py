@@ -152,6 +152,21 @@ def _rel(a: np.ndarray, b: np.ndarray, scale: float, norm: str = "max") -> float
     return distance(a, b, norm) / scale
 
 
+def from_distances(name: str, scale: float, gap32: float, noise_ref: float = NAN, noise_cand: float = NAN,
+                   gap64: float = NAN, floor: float = NAN, rtol: float = RTOL, bad: str = "") -> TensorDiff:
+    """One tensor's verdict from distances already measured (absolute, in the same norm): what a
+    comparison that streams its runs layer by layer keeps instead of the arrays. bad: a
+    non-finite value found, in words ('the reference's values hold 3 NaN of 64 values')."""
+    if bad:
+        return TensorDiff(name, NAN, NAN, NAN, NAN, NAN, NAN, True, verdict=CANNOT_TELL, reason=f"non-finite: {bad}")
+    s = max(scale, 1e-30)
+    noise_ref, noise_cand, g64, fl = noise_ref / s, noise_cand / s, gap64 / s, floor / s
+    noise = max(noise_ref, noise_cand) if _num(noise_cand) else noise_ref
+    verdict, a32, a64, reason = verdict_of(gap32 / s, noise, g64, fl, rtol)
+    return TensorDiff(name, gap32, gap32 / s, noise, noise_ref, noise_cand, g64, verdict != DIFFER, fl, verdict,
+                      a32, a64, reason)
+
+
 def judge(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], ref64: dict | None = None,
           cand64: dict | None = None, floor: dict[str, float] | None = None, group: bool = False,
           rtol: float = RTOL, three_way: bool = True, norm: str = "max") -> list[TensorDiff]:
