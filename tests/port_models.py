@@ -265,3 +265,37 @@ def mobilenet_trained_scale():
         if name.endswith("gamma"):
             p.set_data(mx.nd.array(rng.uniform(2.0, 4.0, p.shape).astype(np.float32)))
     return net
+
+
+class ConvUnit(nn.HybridBlock):
+    """A user's repeated unit: conv-BN-ReLU twice, and a 1x1 projection where the shape changes."""
+
+    def __init__(self, channels, stride=1, in_channels=0, proj=False, **kw):
+        super().__init__(**kw)
+        self.conv1 = nn.Conv2D(channels, 3, stride, 1, use_bias=False, in_channels=in_channels)
+        self.bn1 = nn.BatchNorm(in_channels=channels)
+        self.conv2 = nn.Conv2D(channels, 3, 1, 1, use_bias=False, in_channels=channels)
+        self.bn2 = nn.BatchNorm(in_channels=channels)
+        self.proj = nn.Conv2D(channels, 1, stride, use_bias=False, in_channels=in_channels) if proj else None
+
+    def hybrid_forward(self, F, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + (self.proj(x) if self.proj is not None else x))
+
+
+class UnitNet(nn.HybridBlock):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.stem = nn.Conv2D(8, 3, 1, 1, in_channels=3)
+        self.units = nn.HybridSequential()
+        self.units.add(ConvUnit(8, 1, 8), ConvUnit(8, 1, 8), ConvUnit(16, 2, 8, proj=True), ConvUnit(16, 1, 16))
+        self.head = nn.Dense(5, in_units=16)
+
+    def hybrid_forward(self, F, x):
+        x = self.units(F.relu(self.stem(x)))
+        return self.head(F.Pooling(x, kernel=(1, 1), global_pool=True, pool_type="avg"))
+
+
+def repeated_units():
+    return UnitNet()

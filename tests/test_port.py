@@ -5,6 +5,7 @@ written. The wrong ports the proof must catch are in tests/test_port_mutations.p
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -291,3 +292,67 @@ def test_the_projects_specs_built_natively_in_gluon_port_and_prove(tmp_path, nam
     # (4 values per channel), and the end-to-end steps are chaos there: an honest 'cannot tell here'
     for row in r.proof.rows:
         assert row.agrees or (row.verdict == "cannot tell here" and "values per channel" in row.suggestion), row
+
+
+def _written(folder: Path):
+    spec = importlib.util.spec_from_file_location(f"written_{abs(hash(str(folder)))}", folder / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_written_model_follows_its_input_size(ported):
+    """Shapes come from the input, never from the proof's: the written resnet18 at 64 px and at 96 px
+    against the Gluon block at each (eval mode, float64)."""
+    import mxnet as mx
+    import numpy as np
+    import torch
+
+    r = ported["resnet18"]
+    net = _written(r.out).load().double().eval()
+    sys.path.insert(0, str(Path(MODELS).parent))
+    from port_models import resnet18
+
+    block = resnet18()
+    block.load_parameters(str(r.out / "source.params"))
+    block.cast("float64")
+    for size in (64, 96):
+        x = np.random.default_rng(size).standard_normal((2, 3, size, size))
+        with torch.no_grad():
+            ours = net(torch.from_numpy(x)).numpy()
+        theirs = block(mx.nd.array(x, dtype="float64")).asnumpy()
+        assert np.abs(ours - theirs).max() <= 1e-9 * np.abs(theirs).max(), size
+
+
+def test_the_written_model_compiles_exports_scripts_and_runs_in_bf16(ported):
+    """The structured code is plain PyTorch: torch.jit.script and trace, torch.export, torch.compile
+    with fullgraph=True (dynamo's capture; the eager backend, so no minutes of codegen here) and bf16
+    autocast all take it, and give its outputs."""
+    import torch
+
+    net = _written(ported["resnet18"].out).load().eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        want = net(x)
+        for other in (torch.jit.script(net), torch.jit.trace(net, x), torch.export.export(net, (x,)).module(),
+                      torch.compile(net, fullgraph=True, backend="eager")):
+            assert torch.allclose(other(x), want, rtol=1e-5, atol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = net(x)
+    assert low.dtype == torch.bfloat16 and (low.float() - want).abs().max() <= 0.05 * want.abs().max()
+
+
+REPEATED = "tests/port_models.py:repeated_units"
+
+
+def test_a_users_block_with_a_repeated_sub_block_is_one_class(tmp_path):
+    """A hand-written Gluon model with a repeated custom sub-block (ConvUnit, with and without a
+    projection): one class for it, its channels and stride as arguments, its optional projection a
+    flag, the model's forward short, and the port proved."""
+    r = port(REPEATED, (4, 3, 16, 16), tmp_path / "p", optimizer="sgd:lr=0.05,momentum=0.9")
+    src = (r.out / "model.py").read_text()
+    assert re.findall(r"^class (\w+)\(", src, re.M) == ["ConvUnit", "UnitNet"], src
+    assert "ConvUnit(channels=16, stride=2, in_channels=8, proj=True)" in src
+    assert "ConvUnit(channels=8, stride=1, in_channels=8)" in src  # a flag left at its default
+    assert "self.proj(x) if self.proj is not None else x" in src
+    assert r.proof.verdict == "agree", r.proof.failures()
