@@ -93,10 +93,12 @@ def _model_file(p: Port, graph: dict, setting: dict, semantics: str, factory: st
     opt_code, opt_why = _optimizer_code(setting, semantics)
     names = list(p.helpers) + (list(MXNET_ADAM) if "MXNetAdam(" in opt_code else [])
     helpers = [port_backend("torch").emulation_source(names)] if names else []
-    imports = ["import math"] if any("math." in h for h in helpers) else []
+    needs = set(p.imports)  # what the translations asked for (ctx.need), beside what the helpers use
+    imports = ["import math"] if "import math" in needs or any("math." in h for h in helpers) else []
     imports += ["", "import torch"]
-    if any("F." in h for h in helpers):
+    if "import torch.nn.functional as F" in needs or any("F." in h for h in helpers):
         imports.append("import torch.nn.functional as F")
+    imports += sorted(needs - {"import math", "import torch", "import torch.nn.functional as F"})
     imports.append("from torch import nn")
     head = f'''"""{graph["class"]} ({factory}) ported to PyTorch by `ganparity port`, semantics '{semantics}'.
 
