@@ -145,7 +145,8 @@ def box_nms(data, overlap_thresh=0.5, valid_thresh=0.0, topk=-1, coord_start=2, 
     that order, every other row is -1 (same shape as data). The thresholds are the float32 values
     MXNet's op holds. torchvision.ops.nms orders by score itself: it gets each box's rank, so ties
     keep MXNet's order. Coordinates are converted to out_format only where the first one is >= 0
-    (MXNet skips the others)."""
+    (MXNet skips the others); the gradient reaches each kept row as it is, as MXNet's backward
+    copies it, conversion or not."""
     import torchvision
 
     if topk == 0:
@@ -180,7 +181,9 @@ def box_nms(data, overlap_thresh=0.5, valid_thresh=0.0, topk=-1, coord_start=2, 
                 new = torch.cat([(xy + far) / 2, far - xy], dim=1)
             else:
                 new = torch.cat([xy - far / 2, xy + far / 2], dim=1)
-            moved = torch.where(xy[:, :1] >= 0, new, kept[:, coord_start:coord_start + 4])
+            raw = kept[:, coord_start:coord_start + 4]
+            moved = torch.where(xy[:, :1] >= 0, new, raw)
+            moved = moved.detach() + (raw - raw.detach())  # MXNet's backward passes the gradient through unconverted
             kept = torch.cat([kept[:, :coord_start], moved, kept[:, coord_start + 4:]], dim=1)
         out[b, :len(kept)] = kept
     return out.reshape(data.shape)

@@ -332,7 +332,7 @@ UNARY = {"exp": "torch.exp", "log": "torch.log", "log2": "torch.log2", "log10": 
          "expm1": "torch.expm1", "sqrt": "torch.sqrt", "rsqrt": "torch.rsqrt", "square": "torch.square",
          "abs": "torch.abs", "erf": "torch.erf", "erfinv": "torch.erfinv", "reciprocal": "torch.reciprocal",
          "sign": "torch.sign", "floor": "torch.floor", "ceil": "torch.ceil", "trunc": "torch.trunc",
-         "fix": "torch.trunc", "sin": "torch.sin", "cos": "torch.cos", "arctan": "torch.atan",
+         "fix": "torch.trunc", "sin": "torch.sin", "cos": "torch.cos",
          "softsign": "F.softsign", "gammaln": "torch.lgamma"}
 REDUCE = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin", "prod": "prod", "nansum": "nansum"}
 
@@ -501,7 +501,7 @@ def _reshape_like(ctx, node, args):
 def _slice_axis(ctx, node, args):
     a, n = node["attrs"], len(_in_shape(ctx, node))
     end = a.get("end")
-    return _at(args[0], n, _ax(a["axis"], n), f"{int(a['begin'])}:{'' if end is None else int(end)}")
+    return _at(args[0], n, _ax(a["axis"], n), f"{int(a['begin']) or ''}:{'' if end is None else int(end)}")
 
 
 @op("slice", "crop")
