@@ -2,8 +2,9 @@
 (`ctx`: the graph's arrays and shapes, the semantics, ctx.module() to make a layer, ctx.choose() to
 record a semantic choice for PORT.md, ctx.need() for an import, ctx.helpers for an emulation of
 backends/torch/emulations.py), the op's node and its argument expressions, and returns the
-expression of its output. An op whose settings cannot be written raises Unsupported with the
-nearest supported form.
+expression of its output (of an op with several outputs, SliceChannel or topk ret_typ='both': the
+expression of their tuple, which emit.py unpacks). An op whose settings cannot be written raises
+Unsupported with the nearest supported form.
 
 Adding an op: a function decorated with @op("MXNetOpName", ...); its parity with the MXNet op, in
 float32 and float64 with the corner cases where the frameworks differ, goes in tests/test_port_ops.py.
@@ -516,12 +517,14 @@ def _slice(ctx, node, args):
         e = end[i] if i < len(end) else None
         s = (step[i] if i < len(step) else None) or 1
         r = range(size)[slice(b, e, s)]
-        if s < 0:
-            flips.append(i)
-            r = range(size - 1 - r.start, size - 1 - r.start + len(r) * -s, -s) if len(r) else range(0)
         if r == range(size):
             items.append(":")
             continue
+        if s > 0:  # as the user wrote it: Python's rule is MXNet's
+            items.append(f"{'' if b is None else b}:{'' if e is None else e}" + (f":{s}" if s != 1 else ""))
+            continue
+        flips.append(i)
+        r = range(size - 1 - r.start, size - 1 - r.start + len(r) * -s, -s) if len(r) else range(0)
         first, stop, stride = r.start if len(r) else 0, r.start + (len(r) - 1) * r.step + 1 if len(r) else 0, r.step
         items.append(f"{first or ''}:{stop if stop != size else ''}" + (f":{stride}" if stride != 1 else ""))
     x = f"torch.flip({args[0]}, dims={flips})" if flips else args[0]
