@@ -1009,10 +1009,10 @@ def _box_nms(ctx, node, args):
     defaults = {"overlap_thresh": 0.5, "valid_thresh": 0.0, "topk": -1, "coord_start": 2, "score_index": 1,
                 "id_index": -1, "background_id": -1, "force_suppress": False, "in_format": "corner",
                 "out_format": "corner"}
-    settings = []
+    settings = []  # the settings that differ from MXNet's defaults (box_nms's own), in its order
     for key, default in defaults.items():
         v = a.get(key, default)
-        v = _bool(v) if isinstance(default, bool) else type(default)(v) if not isinstance(default, str) else str(v)
+        v = _bool(v) if isinstance(default, bool) else str(v) if isinstance(default, str) else type(default)(v)
         if v != default:
             settings.append(f"{key}={v!r}")
     ctx.choose("box-nms", "box_nms: box_nms (in model.py) on torchvision.ops.nms, MXNet's rules kept: valid boxes "
