@@ -299,3 +299,36 @@ class UnitNet(nn.HybridBlock):
 
 def repeated_units():
     return UnitNet()
+
+
+# -- the model zoos' ops (issue 26): a block that trains through several of them -----------------------
+
+
+class ZooOps(nn.HybridBlock):
+    """Ops of GluonCV and GluonNLP models around a convolution and a Dense layer: adaptive pooling
+    and a bilinear resize back (a segmentation head's context branch), reflect padding, a split
+    into two outputs, a transposed and reshaped self-attention with a temperature, L2Normalization,
+    hard_sigmoid, maximum with a number, slicing and a log_softmax: the port's proof trains it."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.conv = nn.Conv2D(8, 3, padding=1, in_channels=3)
+        self.proj = nn.Dense(5, in_units=4)
+
+    def hybrid_forward(self, F, x):
+        y = self.conv(x)
+        context = F.contrib.AdaptiveAvgPooling2D(y, output_size=(3, 2))
+        y = y + F.contrib.BilinearResize2D(context, y, mode="like", align_corners=False)
+        y = F.pad(y, mode="reflect", pad_width=(0, 0, 0, 0, 1, 1, 1, 1))
+        a, b = F.split(y, num_outputs=2, axis=1)
+        q = F.reshape(F.transpose(a, axes=(0, 2, 3, 1)), shape=(0, -1, 4))
+        k = F.reshape(b, shape=(0, 0, -1))
+        attention = F.softmax(F.batch_dot(q, k), axis=-1, temperature=2.0)
+        v = F.L2Normalization(F.swapaxes(F.batch_dot(attention, q), 1, 2), mode="channel")
+        first = F.squeeze(F.slice_axis(v, axis=2, begin=0, end=1), axis=2)
+        pooled = F.hard_sigmoid(F.mean(v, axis=2) * 3) + F.maximum(first, 0.1)
+        return self.proj(pooled), F.log_softmax(F.sum(F.square(b), axis=(2, 3)), axis=1)
+
+
+def zoo_ops():
+    return ZooOps()

@@ -71,7 +71,7 @@ def _attrs(raw: dict | None) -> dict:
         if k.startswith("__"):
             continue
         try:
-            out[k] = json.loads(v.replace("(", "[").replace(")", "]").replace("True", "true")
+            out[k] = json.loads(v.replace("(", "[").replace(")", "]").replace(",]", "]").replace("True", "true")
                                 .replace("False", "false").replace("None", "null").replace("'", '"'))
         except (ValueError, AttributeError):
             out[k] = v
@@ -82,7 +82,7 @@ def read(model: Any, shape: tuple[int, ...], params: str | None = None, seed: in
     """The neutral graph of a Block at one input shape: {'nodes': [...], 'arrays': {structural
     name: numpy}, 'outputs': [[node, index]], 'class', 'input'}. Each node: op, name, attrs,
     inputs [[node, index]], params {role: structural name}, path (the block that made it),
-    out_shape."""
+    out_shape (of output 0) and out_shapes (of each output)."""
     if not isinstance(model, gluon.Block):
         raise GanparityError(f"--mxnet gave a {type(model).__module__}.{type(model).__qualname__}, not a gluon.Block")
     x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
@@ -117,6 +117,10 @@ def read(model: Any, shape: tuple[int, ...], params: str | None = None, seed: in
         node = {"op": n["op"], "name": name, "attrs": _attrs(n.get("attrs") or n.get("param")),
                 "inputs": [[int(a), int(b)] for a, b, *_ in n["inputs"]], "params": {}, "path": None,
                 "out_shape": tuple(shapes.get(f"{name}_output", shapes.get(f"{name}_output0", shapes.get(name, ()))))}
+        several = []  # one shape per output of an op with several (SliceChannel, topk ret_typ='both')
+        while f"{name}_output{len(several)}" in shapes:
+            several.append(tuple(shapes[f"{name}_output{len(several)}"]))
+        node["out_shapes"] = several or [node["out_shape"]]
         if n["op"] == "null":
             node["param"] = structural.get(name)
         else:

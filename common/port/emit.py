@@ -145,7 +145,9 @@ class _Emitter:
         return f"self.{attr}"
 
     def shape_of(self, ref) -> tuple:
-        return tuple(self.nodes[ref[0]]["out_shape"])
+        node = self.nodes[ref[0]]
+        return tuple((node.get("out_shapes") or [node["out_shape"]])[ref[1]])
+
 
     def translate(self, node, args: list[str]) -> str:
         """The forward expression of one op node (ops.py)."""
@@ -161,8 +163,17 @@ class _Emitter:
             for ref in n["inputs"]:
                 uses[tuple(ref)] = uses.get(tuple(ref), 0) + 1
         heads = {tuple(h) for h in self.g["outputs"]}
+        wanted: dict[int, set[int]] = {}
+        for i, k in [*uses, *heads]:
+            wanted.setdefault(i, set()).add(k)
         names: dict[tuple, str] = {}
         fresh = 0
+
+        def new_var() -> str:
+            nonlocal fresh
+            fresh += 1
+            return f"x{fresh}"
+
         body = []
         for i, n in enumerate(self.nodes):
             if n["op"] == "null":
@@ -171,17 +182,19 @@ class _Emitter:
                 continue
             data_refs = [tuple(r) for r in n["inputs"] if self.nodes[r[0]]["op"] != "null" or
                          self.nodes[r[0]]["name"] == "data"]
-            for r in data_refs:
-                if r[1] != 0:
-                    raise Unsupported(n, f"output {r[1]} of a multi-output op", "ops whose first output is used")
             args = [names[r] for r in data_refs]
             expr = self.translate(n, args)
+            count = len(n.get("out_shapes") or [n["out_shape"]])
+            if count > 1:
+                lhs, outs = unpack_outputs(i, count, wanted.get(i, set()), new_var)
+                names.update(outs)
+                body.append(f"        {lhs} = {expr}")
+                continue
             first = data_refs[0] if data_refs else None
             if first is not None and uses.get(first, 0) == 1 and first not in heads:
                 var = names[first]
             else:
-                fresh += 1
-                var = f"x{fresh}"
+                var = new_var()
             names[(i, 0)] = var
             if expr != var:
                 body.append(f"        {var} = {expr}")
@@ -204,7 +217,17 @@ class _Emitter:
                          "    def __init__(self):",
                          "        super().__init__()", *init, "", "    def forward(self, x):", *body, ""])
         return Port(cls, src, self.layers, tensor_map, [f"{k}: {v}" for k, v in sorted(self.choices.items())],
-                    helpers)
+                    helpers, imports=sorted(self.imports))
+
+
+def unpack_outputs(node: int, count: int, used: set[int], new_var) -> tuple[str, dict[tuple, str]]:
+    """The variables of a node with several outputs (SliceChannel, topk ret_typ='both'): its
+    translation is the tuple of all of them, written `a, _, b = <expr>`, a fresh name for each
+    output something reads and `_` for the others (a written forward reads like hand-written
+    code: `q, k, v = torch.split(...)`). Returns the left-hand side and {(node, index): name}."""
+    outs = {(node, k): new_var() for k in range(count) if k in used}
+    lhs = ", ".join(outs.get((node, k), "_") for k in range(count))
+    return lhs, outs
 
 
 _DEFAULTS = {  # torch's defaults, left out of the written constructors as people write them

@@ -151,6 +151,8 @@ class Structured:
         if len(own) != 1:
             return None
         node = self.nodes[next(iter(own))]
+        if len(self._data_inputs(next(iter(own)))) != 1 or len(node.get("out_shapes") or [()]) > 1:
+            return None  # a layer takes one input and gives one output
         scope = _Scope(self.em, self.calls[i]["path"], functional=False)
         expr = translate(scope, node, ["x"])
         if len(scope.made) != 1:
@@ -296,7 +298,9 @@ class Structured:
                 call_args = [wrap.format(ins[0])] + ins[1:] if wrap and ins else ins
                 expr, outs, hint = f"self.{attr}({', '.join(call_args)})", [tuple(o) for o in k["outputs"]], attr
             else:
-                expr, outs, hint = translate(scope, self.nodes[x], ins), [(x, 0)], None
+                node = self.nodes[x]
+                count = len(node.get("out_shapes") or [node["out_shape"]])  # SliceChannel, topk 'both': several
+                expr, outs, hint = translate(scope, node, ins), [(x, k) for k in range(count)], None
             if canonical:
                 count += 0 if hint else 1
                 var = f"c_{hint}" if hint else f"o{count}"
@@ -318,9 +322,10 @@ class Structured:
                 names[outs[0]] = var
                 if expr != var:
                     body.append(f"{var} = {expr}")
-            else:
-                vs = [f"{var}{j}" for j in range(len(outs))]
-                names.update(dict(zip(outs, vs)))
+            else:  # several outputs (a split, topk 'both'): a name for each one read, `_` for the others
+                read = {r for r in uses} | {tuple(r) for r in c["outputs"]}
+                vs = [f"{var}{j}" if o in read else "_" for j, o in enumerate(outs)]
+                names.update({o: v for o, v in zip(outs, vs) if v != "_"})
                 body.append(f"{', '.join(vs)} = {expr}")
         body.append("return " + ", ".join(names[tuple(r)] for r in c["outputs"]))
         return body

@@ -97,12 +97,13 @@ def _model_file(p: Port, graph: dict, setting: dict, semantics: str, factory: st
     opt_code, opt_why = _optimizer_code(setting, semantics)
     names = list(p.helpers) + (list(MXNET_ADAM) if "MXNetAdam(" in opt_code else [])
     helpers = [port_backend("torch").emulation_source(names)] if names else []
-    imports = ["import math"] if any("math." in h for h in helpers) else []
+    needs = set(p.imports)  # what the translations asked for (ctx.need), beside what the helpers use
+    imports = ["import math"] if "import math" in needs or any("math." in h for h in helpers) else []
     imports += ["", "import torch"]
-    if any("F." in h for h in helpers) or "F." in p.source:
+    if "import torch.nn.functional as F" in needs or any("F." in h for h in helpers) or "F." in p.source:
         imports.append("import torch.nn.functional as F")
+    imports += sorted(needs - {"import math", "import torch", "import torch.nn.functional as F"})
     imports.append("from torch import nn")
-    imports += list(getattr(p, "imports", []))
     if p.frozen:
         frozen = ", ".join(repr(n) for n in p.frozen)
         build_body = (f"    net = {p.class_name}()\n    for name in ({frozen},):  # Gluon grad_req 'null': not "
