@@ -52,6 +52,7 @@ from ..backend import get_backend
 from ..compare import compare_models
 from ..compare.checks import suggestion_for
 from ..files import release_memory
+from ..usermodel import Inputs, InputSpec, parse_input
 from ..verdicts import (
     AGREE,
     CANNOT_TELL,
@@ -126,13 +127,26 @@ class Proof:
                 "rows": [r.to_dict() for r in self.rows]}
 
 
-def make_data(shape: tuple[int, ...], out_shapes: list[tuple], steps: int, seed: int) -> dict:
-    """The proof's batches, drawn in numpy: a new N(0, 1) batch per step and, per step, one N(0, 1)
-    projection per output (the loss is sum(output * R), summed per sample as Gluon's losses are)."""
+def input_specs(shape) -> list[InputSpec]:
+    """One shape, or a list of inputs ('2,8:int', InputSpec): the model's inputs."""
+    return [parse_input(s) for s in shape] if isinstance(shape, list) else [parse_input(tuple(shape))]
+
+
+def draw_batch(specs: list[InputSpec], rng):
+    """One batch: the array of a model of one input, an Inputs of several."""
+    xs = [s.draw(rng) for s in specs]
+    return xs[0] if len(xs) == 1 else Inputs(xs)
+
+
+def make_data(shape, out_shapes: list[tuple], steps: int, seed: int) -> dict:
+    """The proof's batches, drawn in numpy: a new batch per step (N(0, 1), whole numbers for an
+    'int' input) and, per step, one N(0, 1) projection per output (the loss is sum(output * R),
+    summed per sample as Gluon's losses are)."""
+    specs = input_specs(shape)
     rng = np.random.default_rng([seed, 25])
-    batches = [rng.standard_normal(shape).astype(np.float32) for _ in range(max(steps, 1))]
+    batches = [draw_batch(specs, rng) for _ in range(max(steps, 1))]
     projections = [[rng.standard_normal(s).astype(np.float32) for s in out_shapes] for _ in range(max(steps, 1))]
-    return {"batches": batches, "projections": projections, "batch_size": int(shape[0])}
+    return {"batches": batches, "projections": projections, "batch_size": int(specs[0].shape[0])}
 
 
 def _deltas(states: list[dict], names: dict[str, str] | None = None) -> list[dict]:
@@ -170,15 +184,15 @@ class _Phase:
         return f"step {k + 1} {group}" if self.name == "step" else self.name.format(k=k + 1)
 
 
-def prove(model, block, mapping: dict, setting: dict, shape: tuple[int, ...], steps: int, semantics: str,
-          seed: int = 0) -> Proof:
+def prove(model, block, mapping: dict, setting: dict, shape, steps: int, semantics: str,
+          seed: int = 0, heads: dict | None = None) -> Proof:
     """The proof of the written port `model` ((module, net): model.py and its load()) against the
     Gluon `block` (its own parameters loaded), through mapping.json's content `mapping`, under
     `semantics` with the trainer `setting` for `steps` steps. Both models end as they started."""
     t0 = time.perf_counter()
     T, M = port_backend("torch"), port_backend("mxnet")
     to_gluon = dict(mapping["tensors"])
-    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    x = draw_batch(input_specs(shape), np.random.default_rng(seed))
     report = compare_models(model[1], block, x, weights="own", loss="projection", steps=0,
                             mapping={"tensors": to_gluon}, seed=seed)
     release_memory()

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import GanparityError
-from .ops import GLOBAL_STATS, MXNET_ADAM, MXNET_BN, Unsupported, translate  # noqa: F401
+from .ops import GLOBAL_STATS, MXNET_ADAM, MXNET_BN, Unsupported, several, translate  # noqa: F401
 from .structure import PLACEHOLDER, NoStructure, Structured, _indent
 
 SEMANTICS = ("torch", "mxnet")
@@ -49,6 +49,7 @@ class Port:
     frozen: list[str] = field(default_factory=list)  # torch parameters with Gluon grad_req 'null' (build() freezes)
     imports: list[str] = field(default_factory=list)  # import lines beyond torch, nn and F
     structured: bool = False  # classes from the Gluon block tree (else one flat class)
+    heads: dict | None = None  # a detector's raw heads: model.raw_heads(x), the outputs before NMS / top-k
 
     def to_mapping(self) -> dict:
         """mapping.json: what test_port.py needs to prove the port again."""
@@ -157,7 +158,13 @@ class _Emitter:
         """A semantic choice, in words, for PORT.md."""
         self.choices[key] = text
 
-    def run(self) -> Port:
+    def args(self) -> list[str]:
+        """The forward's argument names, one per input (hybrid_forward's, or x / x0, x1, ...)."""
+        return [i["arg"] for i in self.g.get("inputs") or [{"arg": "x"}]]
+
+    def run(self, collect: list | None = None) -> Port:
+        """The flat form: one class, the graph's ops in order. `collect`: a list that takes each
+        node's Unsupported instead of stopping at the first (the refusal names them all)."""
         uses: dict[tuple, int] = {}
         for n in self.nodes:
             for ref in n["inputs"]:
@@ -175,15 +182,22 @@ class _Emitter:
             return f"x{fresh}"
 
         body = []
+        args_in = self.args()
         for i, n in enumerate(self.nodes):
             if n["op"] == "null":
-                if n["name"] == "data":
-                    names[(i, 0)] = "x"
+                if n.get("input") is not None:
+                    names[(i, 0)] = args_in[n["input"]]
                 continue
             data_refs = [tuple(r) for r in n["inputs"] if self.nodes[r[0]]["op"] != "null" or
-                         self.nodes[r[0]]["name"] == "data"]
-            args = [names[r] for r in data_refs]
-            expr = self.translate(n, args)
+                         self.nodes[r[0]].get("input") is not None]
+            args = [names.get(r, "x") for r in data_refs]
+            try:
+                expr = self.translate(n, args)
+            except Unsupported as e:
+                if collect is None:
+                    raise
+                collect.append(e)
+                expr = "x"
             count = len(n.get("out_shapes") or [n["out_shape"]])
             if count > 1:
                 lhs, outs = unpack_outputs(i, count, wanted.get(i, set()), new_var)
@@ -202,8 +216,14 @@ class _Emitter:
         body.append(f"        return {', '.join(outs)}")
         return self.finish(body)
 
+    def input_text(self) -> str:
+        ins = self.g.get("inputs")
+        if not ins or len(ins) == 1 and ":" not in ins[0]["spec"]:
+            return str(tuple(self.g["input"]))
+        return ", ".join(f"{i['arg']} {i['spec']}" for i in ins)
+
     def finish(self, body: list[str]) -> Port:
-        cls = _class_name(self.g["class"])
+        cls = _class_name(self.g.get("name") or self.g["class"])  # an imported graph: after its common prefix
         init = []
         for layer in self.layers:
             init.append(f"        self.{layer.attr} = {layer.ctor}  # gluon '{layer.path}': {layer.gluon}")
@@ -213,9 +233,10 @@ class _Emitter:
         helpers = sorted(self.helpers)
         src = "\n".join([f"class {cls}(nn.Module):",
                          f'    """{self.g["class"]} ported to PyTorch by `ganparity port`',
-                         f'    (semantics: {self.semantics}); input {tuple(self.g["input"])}."""', "",
+                         f'    (semantics: {self.semantics}); input {self.input_text()}."""', "",
                          "    def __init__(self):",
-                         "        super().__init__()", *init, "", "    def forward(self, x):", *body, ""])
+                         "        super().__init__()", *init, "", f"    def forward(self, {', '.join(self.args())}):",
+                         *body, ""])
         return Port(cls, src, self.layers, tensor_map, [f"{k}: {v}" for k, v in sorted(self.choices.items())],
                     helpers, imports=sorted(self.imports))
 
@@ -257,6 +278,10 @@ def emit(graph: dict, semantics: str = "torch", structured: bool = True) -> Port
     (structure.py), or, where that tree cannot be recovered, one flat class, saying why."""
     if semantics not in SEMANTICS:
         raise GanparityError(f"--semantics {semantics!r}: expected one of {', '.join(SEMANTICS)}")
+    problems: list[Unsupported] = []
+    flat = _Emitter(graph, semantics).run(collect=problems)  # every unsupported node at once, before any class
+    if problems:
+        raise several(problems)
     reason = "asked for"
     if structured:
         try:
@@ -265,7 +290,7 @@ def emit(graph: dict, semantics: str = "torch", structured: bool = True) -> Port
             return port
         except NoStructure as e:
             reason = str(e)
-    port = _Emitter(graph, semantics).run()
+    port = flat
     port.source = tidy(port.source)
     port.choices.append(f"structure: one flat class ({reason}): the Gluon block tree could not be recovered")
     return port

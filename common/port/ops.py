@@ -43,6 +43,43 @@ class Unsupported(GanparityError):
                          f"nearest supported form: {nearest}")
 
 
+NEAREST_OP = ("an op of docs/port.md's list, or a HybridBlock of your own that computes it with those ops (or add "
+              "the op to common/port/ops.py)")
+
+
+def _place(node: dict) -> str:
+    return node.get("path") or node.get("owner") or node["name"]
+
+
+def missing_ops(nodes: list[dict]) -> GanparityError | None:
+    """Every op of a graph that the table has no translation for, all at once, with the block path
+    of each (the graph's nodes: op, name, path or owner): one line to refuse with, or None. Read
+    from the symbol alone, before any weight is loaded."""
+    found: dict[str, list[str]] = {}
+    for n in nodes:
+        if n["op"] != "null" and n["op"] not in OPS:
+            found.setdefault(n["op"], []).append(_place(n))
+    if not found:
+        return None
+    parts = []
+    for name, where in found.items():
+        places = list(dict.fromkeys(where))
+        shown = ", ".join(f"'{w}'" for w in places[:4]) + (f" and {len(places) - 4} more" if len(places) > 4 else "")
+        count = f" ({len(where)} nodes)" if len(where) > 1 else ""
+        parts.append(f"the op {name} at gluon block {shown}{count}")
+    head = "" if len(parts) == 1 else f"{len(parts)} ops without a translation: "
+    return GanparityError(f"unsupported: {head}{'; '.join(parts)}; nearest supported form: {NEAREST_OP}")
+
+
+def several(problems: list[Unsupported]) -> GanparityError:
+    """Unsupported settings of several nodes (found while writing each), as one line."""
+    if len(problems) == 1:
+        return problems[0]
+    texts = list(dict.fromkeys(str(p).removeprefix("unsupported: ") for p in problems))
+    shown = "; ".join(texts[:8]) + (f"; and {len(texts) - 8} more" if len(texts) > 8 else "")
+    return GanparityError(f"unsupported: {len(texts)} problems: {shown}")
+
+
 def op(*names: str) -> Callable[[Translation], Translation]:
     """Register a translation for the MXNet ops `names`."""
     def register(fn: Translation) -> Translation:
@@ -56,8 +93,7 @@ def translate(ctx, node: dict, args: list[str]) -> str:
     """The PyTorch expression of one op node, or Unsupported."""
     fn = OPS.get(node["op"])
     if fn is None:
-        raise Unsupported(node, f"the op {node['op']}", "a layer of the list in docs/port.md (Conv, Dense, BatchNorm, "
-                          "...)")
+        raise Unsupported(node, f"the op {node['op']}", NEAREST_OP)
     return fn(ctx, node, args)
 
 

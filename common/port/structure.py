@@ -332,7 +332,7 @@ class Structured:
 
     def _data_inputs(self, n: int) -> list[list[int]]:
         return [r for r in self.nodes[n]["inputs"] if self.nodes[r[0]]["op"] != "null" or
-                self.nodes[r[0]]["name"].startswith("data")]
+                self.nodes[r[0]].get("input") is not None]
 
     # -- the classes -------------------------------------------------------------------------------
 

@@ -28,9 +28,10 @@ import numpy as np
 from ..compare.run import refuse_nonfinite
 from ..errors import GanparityError
 from ..files import check_output_path, replacing_folder
-from ..usermodel import optimizer_text, parse_optimizer
-from .checks import Proof, port_backend, prove
+from ..usermodel import optimizer_text, parse_input, parse_optimizer
+from .checks import Proof, input_specs, port_backend, prove
 from .emit import MXNET_ADAM, SEMANTICS, Port, emit
+from .ops import missing_ops
 from .report import port_md
 
 DEFAULT_OPTIMIZER = "sgd:lr=0.01"
@@ -140,10 +141,51 @@ def load(path=None):
     return text, p.choices + [opt_why]
 
 
+def source_of(factory: str | dict) -> dict:
+    """What the Gluon block comes from, as port.json records it: {'factory': 'pkg.mod:make'},
+    {'symbol': path, 'inputs': [...]} (what export() wrote) or {'zoo': 'gluoncv:NAME', 'args': {...}}."""
+    return dict(factory) if isinstance(factory, dict) else {"factory": factory}
+
+
+def source_text(source: dict) -> str:
+    if "symbol" in source:
+        return f"--symbol {source['symbol']}"
+    if "zoo" in source:
+        args = ",".join(f"{k}={v}" for k, v in (source.get("args") or {}).items())
+        return f"--zoo {source['zoo']}" + (f" --zoo-args {args}" if args else "")
+    return f"--mxnet {source['factory']}"
+
+
+def scan_symbol(path: str) -> None:
+    """The ops of a symbol file (what export() wrote), checked against the table before anything
+    is loaded: every op without a translation refused at once, with the node that holds it."""
+    try:
+        nodes = json.loads(Path(path).read_text())["nodes"]
+        ops = [{"op": n["op"], "name": n["name"]} for n in nodes]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise GanparityError(f"--symbol {path}: not a symbol file export() wrote ({type(e).__name__}: "
+                             f"{str(e)[:200]})") from None
+    names = [n["name"] for n in ops if n["op"] != "null"]
+    prefix = os.path.commonprefix(names) if len(names) > 1 else ""
+    prefix = prefix[: prefix.rfind("_") + 1]
+    for n in ops:
+        n["path"] = n["name"].removeprefix(prefix).removesuffix("_fwd") or n["name"]
+    error = missing_ops(ops)
+    if error is not None:
+        raise error
+
+
+def _refuse_missing(nodes: list[dict]) -> None:
+    error = missing_ops(nodes)
+    if error is not None:
+        raise error
+
+
 def prove_port(folder: str | Path, block=None) -> Proof:
     """The proof of the port written in `folder` (what test_port.py runs): model.py and its own
-    load() against the Gluon block of port.json's factory with its parameters (or `block`, whose
-    parameters are loaded from them), through mapping.json."""
+    load() against the Gluon block of port.json's source (a factory, the files export() wrote, a
+    model-zoo name) with its parameters (or `block`, whose parameters are loaded from them),
+    through mapping.json."""
     folder = Path(folder)
     try:
         info = json.loads((folder / "port.json").read_text())
@@ -156,63 +198,82 @@ def prove_port(folder: str | Path, block=None) -> Proof:
         for where in (os.getcwd(), info.get("workdir") or ""):
             if where and where not in sys.path:
                 sys.path.insert(0, where)
-        block = M.load(info["factory"], params)
+        block = M.load(info.get("source") or info["factory"], params)
     else:
-        block.load_parameters(params)
+        M.load_params(block, params)
     model = T.load(folder)
-    return prove(model, block, mapping, parse_optimizer(info["optimizer"]), tuple(info["input_shape"]),
-                 int(info["steps"]), info["semantics"], int(info["seed"]))
+    shape = info.get("inputs") or tuple(info["input_shape"])
+    return prove(model, block, mapping, parse_optimizer(info["optimizer"]), shape,
+                 int(info["steps"]), info["semantics"], int(info["seed"]), heads=info.get("heads"))
 
 
-def port(factory: str, shape: tuple[int, ...], out: str | Path, params: str | None = None, semantics: str = "torch",
+def port(factory: str | dict, shape, out: str | Path, params: str | None = None, semantics: str = "torch",
          optimizer: str = DEFAULT_OPTIMIZER, steps: int = DEFAULT_STEPS, force: bool = False, seed: int = 0,
          command: str = "", log=None) -> PortResult:
-    """Port the Gluon block of `factory` ('pkg.mod:make_block') to PyTorch into `out`, with its
-    proof; any bad input is one GanparityError and nothing is written. The output folder follows
-    common/files.py's rule: never '.', a parent of it or home; a folder of the user's own is never
-    replaced (--force replaces only an earlier port: PORT.md and the files a port writes); one port
-    at a time per folder; the result swapped in whole (a killed port leaves the old folder as it was,
-    and its half-written temporary is removed by the next run, with `log` saying so)."""
+    """Port the Gluon block of `factory` to PyTorch into `out`, with its proof; any bad input is one
+    GanparityError and nothing is written. `factory`: 'pkg.mod:make_block', or a source
+    {'symbol': 'model-symbol.json'} (with `params`: the model-0000.params export() wrote) or
+    {'zoo': 'gluoncv:yolo3_darknet53_coco', 'args': {...}}. `shape`: one input shape, or a list of
+    inputs ('2,8:int', '2:int:1..8', (4, 3, 64, 64)), one per input of the block. The output folder
+    follows common/files.py's rule: never '.', a parent of it or home; a folder of the user's own
+    is never replaced (--force replaces only an earlier port: PORT.md and the files a port writes);
+    one port at a time per folder; the result swapped in whole (a killed port leaves the old folder
+    as it was, and its half-written temporary is removed by the next run, with `log` saying so).
+    Every op without a translation is refused at once, before any weight is read."""
     if semantics not in SEMANTICS:
         raise GanparityError(f"--semantics {semantics!r}: expected one of {', '.join(SEMANTICS)}")
     check_output_path(out, kind="dir", manifest=MANIFEST, owned=PORT_FILES, force=force)
     setting = parse_optimizer(optimizer)
+    specs = input_specs(shape)
     if params and not Path(params).is_file():
         raise GanparityError(f"--params {params}: no such file")
+    source = source_of(factory)
+    if "symbol" in source:
+        if not Path(source["symbol"]).is_file():
+            raise GanparityError(f"--symbol {source['symbol']}: no such file")
+        source["symbol"] = str(Path(source["symbol"]).resolve())
+        scan_symbol(source["symbol"])  # seconds: the symbol's ops, before mxnet or any weight
     t0 = time.perf_counter()
     M, T = port_backend("mxnet"), port_backend("torch")
-    block = M.load(factory, None)
-    graph = M.read(block, tuple(shape), params, seed)
+    block = M.load(source, None)
+    graph = M.read(block, specs, params, seed, check=_refuse_missing)
+    specs = [parse_input(i["spec"]) for i in graph["inputs"]]  # an 'int' input's range, as read from the model
     refuse_nonfinite(graph["arrays"], "the Gluon block")  # a port copies weights: a NaN would be copied, not proved
     p = emit(graph, semantics)
     missing = sorted(set(graph["arrays"]) - set(p.tensor_map.values()))
     if missing:
         raise GanparityError(f"unsupported: Gluon parameters that no ported layer holds: {', '.join(missing[:6])}")
-    text, choices = _model_file(p, graph, setting, semantics, factory)
+    what_from = source_text(source)
+    text, choices = _model_file(p, graph, setting, semantics, what_from)
+    heads = p.heads
     with replacing_folder(out, manifest=MANIFEST, owned=PORT_FILES, force=force, log=log) as tmp:
         (tmp / "model.py").write_text(text)
         np.savez(tmp / "weights.npz", **{t: graph["arrays"][g] for t, g in p.tensor_map.items()})
         (tmp / "mapping.json").write_text(json.dumps(p.to_mapping(), indent=1) + "\n")
-        source = str(Path(params).resolve()) if params else "source.params"
+        saved = str(Path(params).resolve()) if params else "source.params"
         if not params:
-            block.save_parameters(str(tmp / "source.params"))
-        info = {"factory": factory, "params": str(Path(params).resolve()) if params else None,
-                "source_params": None if params else "source.params", "input_shape": list(shape),
+            M.save_params(block, str(tmp / "source.params"))
+        info = {"source": source, "factory": source.get("factory"),
+                "params": str(Path(params).resolve()) if params else None,
+                "source_params": None if params else "source.params", "input_shape": list(specs[0].shape),
+                "inputs": [s.text() for s in specs], "heads": heads,
                 "optimizer": optimizer_text(setting), "steps": int(steps), "semantics": semantics, "seed": int(seed),
                 "workdir": os.getcwd()}
         (tmp / "port.json").write_text(json.dumps(info, indent=1) + "\n")
         shutil.copyfile(TEMPLATES / "test_port.py", tmp / "test_port.py")
-        T.read(tmp, tuple(shape), None, seed)  # writes weights.pt and runs the written model once
+        T.read(tmp, specs, None, seed)  # writes weights.pt and runs the written model once
         t1 = time.perf_counter()
         proof = prove_port(tmp, block)
         t2 = time.perf_counter()
         seconds = {"port": t1 - t0, "proof": t2 - t1}
-        command = command or (f"ganparity port --mxnet {factory} --input-shape {','.join(map(str, shape))} "
-                              f"--semantics {semantics} --optimizer {optimizer_text(setting)} --steps {steps}")
-        what = f"from {source}" if params else "the block's own initialisation (seed " + str(seed) + \
+        command = command or (f"ganparity port {what_from} "
+                              + " ".join(f"--input-shape {s.text()}" for s in specs)
+                              + f" --semantics {semantics} --optimizer {optimizer_text(setting)} --steps {steps}")
+        what = f"from {saved}" if params else "the block's own initialisation (seed " + str(seed) + \
             ", BatchNorm statistics drawn at random), saved as source.params"
         (tmp / "proof.json").write_text(json.dumps(proof.to_dict() | {"seconds": seconds}, indent=1,
                                                    default=str) + "\n")
         shutil.rmtree(tmp / "__pycache__", ignore_errors=True)
-        (tmp / MANIFEST).write_text(port_md(graph["class"], command, p, choices, proof, semantics, seconds, what))
+        (tmp / MANIFEST).write_text(port_md(graph["class"], command, p, choices, proof, semantics, seconds, what,
+                                            graph))
     return PortResult(Path(out), p, proof, seconds)
