@@ -122,6 +122,80 @@ def _trace(model: gluon.Block, names: list[str]) -> tuple[Any, list[dict]]:
     return out, calls
 
 
+def _shape_of_graph(graph: dict) -> list:
+    """A graph's ops, settings and wiring, without the names (a second trace numbers them anew)."""
+    return [(n["op"], n.get("attrs") or n.get("param"), n["inputs"]) for n in graph["nodes"]] + [graph["heads"]]
+
+
+def _train_graph(model: gluon.Block, names: list[str], graph: dict) -> str:
+    """'same' when the block traced in train mode (autograd.train_mode()) is the graph it is in
+    inference; else why not (a detector's hybrid_forward returns its raw predictions or its losses
+    while training): then the proof runs the inference graph, the block's symbol with its own
+    parameters, in both modes (graph_block)."""
+    if isinstance(model, gluon.SymbolBlock):
+        return "same"
+    try:
+        with autograd.train_mode():
+            out, _ = _trace(model, names)
+        sym = mx.sym.Group(list(out)) if isinstance(out, list | tuple) else out
+        other = json.loads(sym.tojson())
+    except Exception as e:
+        return f"the block's train-mode forward is not a graph of its inputs alone ({_one_line(e)[:160]})"
+    if _shape_of_graph(other) != _shape_of_graph(graph):
+        return (f"the block's train-mode forward is another graph ({len(other['nodes'])} nodes, "
+                f"{len(other['heads'])} outputs; in inference {len(graph['nodes'])} nodes, {len(graph['heads'])})")
+    return "same"
+
+
+FLOATS = ("float16", "float32", "float64")
+
+
+def _retyped(sym, dtype: str):
+    """The symbol with every op's own float dtype (arange(dtype='float32'), zeros, Cast) set to
+    `dtype`: MXNet refuses to add a float32 to a float64, so a graph that fixes one could not run
+    the proof's float64 control otherwise."""
+    graph = json.loads(sym.tojson())
+    changed = False
+    for n in graph["nodes"]:
+        attrs = n.get("attrs") or {}
+        if n["op"] != "null" and attrs.get("dtype") in FLOATS and attrs["dtype"] != dtype:
+            attrs["dtype"], changed = dtype, True
+    return mx.sym.load_json(json.dumps(graph)) if changed else sym
+
+
+class GraphBlock(gluon.SymbolBlock):
+    """A SymbolBlock (an imported graph, or a block's inference graph) whose ops' own float dtypes
+    follow its cast (_retyped), so that it runs in float64 as the Python block's layers do."""
+
+    def cast(self, dtype):
+        inputs, out = self._cached_graph
+        self._float32_graph = getattr(self, "_float32_graph", out)
+        name = np.dtype(dtype).name
+        self._cached_graph = inputs, (self._float32_graph if name == "float32" else
+                                      _retyped(self._float32_graph, name))
+        super().cast(dtype)
+
+
+def graph_block(model: gluon.Block, count: int, outputs: list[list[int]] | None = None) -> gluon.SymbolBlock:
+    """The block's inference graph as a SymbolBlock holding the block's own parameters, keyed by the
+    block's structural names (so get_state, the mapping and the Trainer see the same tensors): what
+    the proof runs where the block's train-mode forward is another graph, and, with `outputs`
+    ([node, output] of the traced graph), a detector's raw heads before its NMS / top-k."""
+    names = input_names(model, count)
+    with warnings_off():
+        out, _ = _trace(model, names)
+        sym = mx.sym.Group(list(out)) if isinstance(out, list | tuple) else out
+        if outputs is not None:
+            nodes = json.loads(sym.tojson())["nodes"]
+            internals = sym.get_internals()
+            by_ref = {tuple(v): k for k, v in _output_refs(nodes, internals.list_outputs()).items()}
+            sym = mx.sym.Group([internals[by_ref[tuple(r)]] for r in outputs])
+        structural = {p.name: n for n, p in model._collect_params_with_prefix().items()}
+        block = GraphBlock(sym, [mx.sym.var(n) for n in names], params=model.collect_params())
+    block._reg_params = {structural[p.name]: p for p in block.params.values()}
+    return block
+
+
 def scan(model: gluon.Block, count: int = 1) -> list[dict]:
     """The block's ops as the symbol has them, before any weight is loaded: [{op, name, path,
     owner}] (what a refusal names). A block that cannot be traced gives []: read() says why."""
@@ -184,6 +258,7 @@ def read(model: Any, shape, params: str | None = None, seed: int = 0, check=None
                              "(hybrid_forward with F), whose ops can be read as a graph") from None
     sym = mx.sym.Group(list(out)) if isinstance(out, list | tuple) else out
     graph = json.loads(sym.tojson())
+    train = _train_graph(model, names, graph)
     placed = _placed(model, graph["nodes"])
     if check is not None:
         check(placed)
@@ -249,6 +324,9 @@ def read(model: Any, shape, params: str | None = None, seed: int = 0, check=None
                         "arg": args[k] if len(args) == len(specs) else ("x" if len(specs) == 1 else f"x{k}")}
                        for k, (n, s) in enumerate(zip(names, specs))],
             "symbol": symbol, "prefix": root, "grad_req": {n: p.grad_req for n, p in live.items()},
+            "train_graph": train,
+            "mults": {n: [float(p.lr_mult), float(p.wd_mult)] for n, p in live.items()
+                      if p.grad_req != "null" and (p.lr_mult, p.wd_mult) != (1.0, 1.0)},
             "calls": [c | {"inputs": [refs[s] for s in c["inputs"] if s in refs],
                            "outputs": [refs[s] for s in c["outputs"] if s in refs]} for c in calls],
             "blocks": {path or "": _block_info(b) for path, b in _blocks(model)}}
@@ -420,7 +498,7 @@ def load(factory: str | dict, params: str | None = None, what: str = "--mxnet") 
                                  f"{', '.join(symbol.list_inputs()[:8])}")
         try:
             with warnings_off():
-                block = gluon.SymbolBlock(symbol, [mx.sym.var(n) for n in inputs])
+                block = GraphBlock(symbol, [mx.sym.var(n) for n in inputs])
         except Exception as e:
             raise GanparityError(f"--symbol {sym}: cannot be imported as a SymbolBlock: {_one_line(e)}") from None
         if params:

@@ -74,6 +74,17 @@ def load(folder: str | Path, name: str = "") -> tuple[Any, torch.nn.Module]:
     return module, net
 
 
+def heads_model(model: Any) -> tuple[Any, torch.nn.Module]:
+    """The written detector as its raw heads: the same module (the same parameters, buffers and
+    children, so the same state-dict names) whose forward is its raw_heads()."""
+    import copy
+
+    module, net = model
+    view = copy.copy(net)  # shares _parameters, _buffers and _modules with net
+    view.forward = net.raw_heads
+    return module, view
+
+
 def _state(net: torch.nn.Module) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()
             if not k.endswith("num_batches_tracked")}

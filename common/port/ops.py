@@ -80,6 +80,20 @@ def several(problems: list[Unsupported]) -> GanparityError:
     return GanparityError(f"unsupported: {len(texts)} problems: {shown}")
 
 
+# the ops that read their parameters by role, as a layer's own tensors (ctx.module(..., roles)); any other op
+# reads a parameter as a value (YOLO's anchors, a position table): ctx.tensor() makes it a buffer or nn.Parameter
+LAYER_OPS = {"Convolution", "Deconvolution", "FullyConnected", "BatchNorm", "InstanceNorm", "LayerNorm", "LeakyReLU",
+             "Embedding"}
+
+
+def value_inputs(nodes: list[dict], node: dict) -> list[list[int]]:
+    """The inputs an op's translation gets as arguments, in order: op outputs and graph inputs, and,
+    for an op that is not a layer, the parameters it reads as values."""
+    keep_params = node["op"] not in LAYER_OPS
+    return [r for r in node["inputs"] if nodes[r[0]]["op"] != "null" or nodes[r[0]].get("input") is not None
+            or (keep_params and nodes[r[0]].get("param"))]
+
+
 def op(*names: str) -> Callable[[Translation], Translation]:
     """Register a translation for the MXNet ops `names`."""
     def register(fn: Translation) -> Translation:

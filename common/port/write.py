@@ -54,7 +54,28 @@ def _trainer_text(setting: dict) -> str:
     return optimizer_text({k: v for k, v in setting.items() if k != "follow"})
 
 
-def _optimizer_code(setting: dict, semantics: str) -> tuple[str, str]:
+def _mults_code(setting: dict, mults: dict[str, list[float]]) -> tuple[str, str]:
+    """The parameter groups of Gluon's lr_mult / wd_mult (GluonCV's segmentation heads train at 10x
+    the learning rate): the lines that make `params` groups, and the choice in words."""
+    if not mults:
+        return "    params = [p for p in model.parameters() if p.requires_grad]\n", ""
+    entries = "".join(f"        {n!r}: ({float(a)!r}, {float(b)!r}),\n" for n, (a, b) in sorted(mults.items()))
+    code = (f"    mults = {{  # Gluon's lr_mult and wd_mult, by parameter (the others: 1.0)\n{entries}    }}\n"
+            "    groups = {}\n"
+            "    for name, p in model.named_parameters():\n"
+            "        if p.requires_grad:\n"
+            "            groups.setdefault(mults.get(name, (1.0, 1.0)), []).append(p)\n"
+            f"    params = [{{\"params\": ps, \"lr\": {setting['lr']!r} * lr_mult, "
+            f"\"weight_decay\": {setting.get('wd', 0.0)!r} * wd_mult}}\n"
+            "              for (lr_mult, wd_mult), ps in groups.items()]\n")
+    kinds = sorted({tuple(v) for v in mults.values()})
+    why = (f"lr-mult: Gluon's Parameter.lr_mult / wd_mult ({len(mults)} parameters: "
+           + ", ".join(f"lr x{a:g}, wd x{b:g}" for a, b in kinds)
+           + ") are parameter groups of make_optimizer with lr and weight_decay scaled so")
+    return code, why
+
+
+def _optimizer_code(setting: dict, semantics: str, mults: dict | None = None) -> tuple[str, str]:
     """make_optimizer(model) for the --trainer, and the choice in words."""
     wd = setting.get("wd", 0.0)
     if setting["name"] == "sgd":
@@ -71,13 +92,15 @@ def _optimizer_code(setting: dict, semantics: str) -> tuple[str, str]:
                 f"eps={setting['eps']!r}, weight_decay={wd!r})")
         why = ("adam-eps: torch.optim.Adam, PyTorch's eps placement (eps added to sqrt(v / (1 - beta2^t))); MXNet adds "
                "it to sqrt(v) before folding the corrections into lr: the proof's Gluon side follows PyTorch's here")
+    groups, mult_why = _mults_code(setting, mults or {})
+    if mult_why:
+        why += "; " + mult_why
     code = f'''
 
 def make_optimizer(model):
     """The optimizer of the Gluon Trainer this port was written for:
     {_trainer_text(setting)}."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return {call}
+{groups}    return {call}
 
 
 def gluon_step(optimizer, batch_size=1):
@@ -95,7 +118,9 @@ def gluon_step(optimizer, batch_size=1):
 
 
 def _model_file(p: Port, graph: dict, setting: dict, semantics: str, factory: str) -> tuple[str, list[str]]:
-    opt_code, opt_why = _optimizer_code(setting, semantics)
+    to_torch = {g: t for t, g in p.tensor_map.items()}
+    mults = {to_torch[g]: m for g, m in (graph.get("mults") or {}).items() if g in to_torch}
+    opt_code, opt_why = _optimizer_code(setting, semantics, mults)
     names = list(p.helpers) + (list(MXNET_ADAM) if "MXNetAdam(" in opt_code else [])
     helpers = [port_backend("torch").emulation_source(names)] if names else []
     needs = set(p.imports)  # what the translations asked for (ctx.need), beside what the helpers use
@@ -204,7 +229,8 @@ def prove_port(folder: str | Path, block=None) -> Proof:
     model = T.load(folder)
     shape = info.get("inputs") or tuple(info["input_shape"])
     return prove(model, block, mapping, parse_optimizer(info["optimizer"]), shape,
-                 int(info["steps"]), info["semantics"], int(info["seed"]), heads=info.get("heads"))
+                 int(info["steps"]), info["semantics"], int(info["seed"]), heads=info.get("heads"),
+                 graph=bool(info.get("graph")))
 
 
 def port(factory: str | dict, shape, out: str | Path, params: str | None = None, semantics: str = "torch",
@@ -257,6 +283,7 @@ def port(factory: str | dict, shape, out: str | Path, params: str | None = None,
                 "params": str(Path(params).resolve()) if params else None,
                 "source_params": None if params else "source.params", "input_shape": list(specs[0].shape),
                 "inputs": [s.text() for s in specs], "heads": heads,
+                "graph": graph.get("train_graph", "same") != "same",
                 "optimizer": optimizer_text(setting), "steps": int(steps), "semantics": semantics, "seed": int(seed),
                 "workdir": os.getcwd()}
         (tmp / "port.json").write_text(json.dumps(info, indent=1) + "\n")
