@@ -278,6 +278,11 @@ def read(model: Any, shape, params: str | None = None, seed: int = 0, check=None
         raise GanparityError(f"the graph's shapes cannot be inferred at {[s.text() for s in specs]}: "
                              f"{_one_line(e)}") from None
     shapes = dict(zip(internals.list_outputs(), out_shapes))
+    try:  # each value's dtype (an int64 index divides as an integer in MXNet)
+        _, out_types, _ = internals.infer_type(**{n: np.float32 for n in names})
+        types = {k: np.dtype(t).name for k, t in zip(internals.list_outputs(), out_types) if t is not None}
+    except Exception:
+        types = {}
     live = model._collect_params_with_prefix()
     structural = {p.name: n for n, p in live.items()}
     nodes = []
@@ -290,6 +295,9 @@ def read(model: Any, shape, params: str | None = None, seed: int = 0, check=None
         while f"{name}_output{len(several)}" in shapes:
             several.append(tuple(shapes[f"{name}_output{len(several)}"]))
         node["out_shapes"] = several or [node["out_shape"]]
+        node["out_dtypes"] = [types.get(f"{name}_output{k}", types.get(f"{name}_output", types.get(name)))
+                              for k in range(len(node["out_shapes"]))] if several else [
+            types.get(f"{name}_output", types.get(name))]
         if n["op"] == "null":
             node["param"] = structural.get(name)
             if name in names:
@@ -302,10 +310,9 @@ def read(model: Any, shape, params: str | None = None, seed: int = 0, check=None
         for k, (src, _) in enumerate(node["inputs"]):
             s = nodes[src]
             if s["op"] == "null" and s.get("param"):
-                # a Gluon layer's attribute name ('features.0.weight'), else the op's argument (a SymbolBlock's
-                # 'conv0_weight' is the Convolution's 'weight')
-                role = s["param"].rsplit(".", 1)[-1] if "." in s["param"] else (
-                    roles[k] if k < len(roles) else s["param"])
+                # the op's argument (a Convolution's 'weight'), which a Gluon layer's attribute repeats
+                # ('features.0.weight'); a SymbolBlock's 'conv0_weight' (GluonCV's SSD holds one) has only it
+                role = roles[k] if k < len(roles) else s["param"].rsplit(".", 1)[-1]
                 node["params"][_ROLE_ALIASES.get(node["op"], {}).get(role, role)] = s["param"]
         if node["op"] != "null" and node["path"] is None and node["params"]:
             # an op not named '<prefix>fwd' (LayerNorm's is '<prefix>layernorm0'): the block owning its parameters

@@ -208,6 +208,15 @@ def prove(model, block, mapping: dict, setting: dict, shape, steps: int, semanti
         after = f"forward eval, final outputs (after {', '.join(heads['ops'])})"
         finals = [dataclasses.replace(r, check=after) for r in full.checks if r.check == "forward eval"]
         model, block = T.heads_model(model), M.graph_block(block, len(specs), heads["heads"])
+        tied = _ties(T.outputs(model, x, "float32", "eval"))
+        if finals and finals[0].verdict == DIFFER and tied:
+            finals[0] = dataclasses.replace(
+                finals[0], verdict=CANNOT_TELL,
+                reason=f"the raw heads hold exactly tied scores ({tied}): MXNet's CPU {', '.join(heads['ops'])} "
+                       "orders ties of more than 16 entries its own way (std::sort), the port by index, so the "
+                       "selected rows differ where the scores do not",
+                suggestion="--params with trained weights (random weights saturate the scores at 1.0) or another "
+                           "input")
         notes.append(f"raw heads: the forward, gradient and step rows compare model.raw_heads(x) (the "
                      f"{heads['count']} tensors before {', '.join(heads['ops'])}) with the Gluon graph's same "
                      f"tensors; '{after}' compares what forward(x) returns")
@@ -277,6 +286,19 @@ def prove(model, block, mapping: dict, setting: dict, shape, steps: int, semanti
     M.set_state(block, m_start)
     proof.seconds = time.perf_counter() - t0
     return proof
+
+
+def _ties(heads: list[np.ndarray]) -> str:
+    """Exactly equal values among the largest of a head (per sample): what a top-k or an NMS orders
+    by, where MXNet and the port order ties differently. '' when none."""
+    for k, h in enumerate(heads):
+        rows = np.asarray(h).reshape(np.shape(h)[0], -1) if np.ndim(h) > 1 else np.asarray(h).reshape(1, -1)
+        for row in rows:
+            top = np.sort(row)[::-1][: max(50, row.size // 100)]
+            same = top.size - np.unique(top).size
+            if same:
+                return f"head {k}: {same + 1} of its {top.size} largest values equal, e.g. {top[0]:.6g}"
+    return ""
 
 
 ENGAGE = 0.1  # the change of a layer constant that asks whether the output depends on it at all

@@ -307,6 +307,13 @@ def tidy(source: str) -> str:
 POSTPROCESS = ("_contrib_box_nms", "_contrib_box_non_maximum_suppression", "topk", "sort", "argsort")
 
 
+# ops whose output carries no gradient: shapes, index ranges, constants, comparisons
+NO_GRADIENT = {"shape_array", "size_array", "_contrib_arange_like", "_arange", "zeros_like", "ones_like", "_zeros",
+               "_ones", "_full", "argmax", "argmin", "argsort", "one_hot"}
+LIKE_OPS = {"slice_like", "reshape_like", "broadcast_like"}
+COMPARE_OPS = {"greater", "greater_equal", "lesser", "lesser_equal", "equal", "not_equal"}
+
+
 def find_heads(graph: dict) -> dict | None:
     """A detector's raw heads: where the graph's inference ends in NMS / top-k, the values those
     ops (and what follows them) read, and the final outputs that do not pass through them.
@@ -318,6 +325,31 @@ def find_heads(graph: dict) -> dict | None:
             post.add(i)
     if not post:
         return None
+    # what the post-processing reads that no trained parameter reaches (a shape, an arange of indices) is
+    # computed there too, where nothing else reads it: the heads are the values a loss differentiates
+    trained = {i for i, n in enumerate(nodes) if n["op"] == "null" and n.get("param")
+               and (graph.get("grad_req") or {}).get(n["param"], "write") != "null"}
+    live: set[int] = set()
+    readers: dict[int, set[int]] = {}
+    for i, n in enumerate(nodes):
+        cut = n["op"] in NO_GRADIENT or n["op"].removeprefix("broadcast_").removeprefix("_").removesuffix(
+            "_scalar") in COMPARE_OPS or str((n.get("attrs") or {}).get("dtype", "float")).startswith(("int", "uint"))
+        values = n["inputs"][:1] if n["op"] in LIKE_OPS else n["inputs"]  # slice_like reads its second's shape
+        if i in trained or (not cut and any(r[0] in live for r in values)):
+            live.add(i)
+        for r in n["inputs"]:
+            readers.setdefault(r[0], set()).add(i)
+    outputs = {r[0] for r in graph["outputs"]}
+    changed = True
+    while changed:
+        changed = False
+        for i in sorted(post):
+            for r in nodes[i]["inputs"]:
+                j = r[0]
+                if (j not in post and j not in live and nodes[j]["op"] != "null" and j not in outputs
+                        and readers.get(j, set()) <= post):
+                    post.add(j)
+                    changed = True
     heads: list[list[int]] = []
     for i in sorted(post):
         for r in nodes[i]["inputs"]:
@@ -402,9 +434,14 @@ def _split(graph: dict, semantics: str, structured: bool) -> Port | None:
         return None
     post = set(split["post"])
     calls = graph.get("calls") or []
-    if any(r[0] in post for c in calls[1:] for r in c["outputs"]):
-        return None  # the NMS runs inside a child block (a region proposal network): no clean cut
-    cut = {**graph, "outputs": split["heads"]}
+    removed = []  # child blocks that are post-processing through and through (CenterNet's decoder)
+    for k, c in enumerate(calls[1:], 1):
+        inside = [r[0] in post for r in c["outputs"]]
+        if any(inside) and not all(inside):
+            return None  # the NMS runs inside a block that also computes what follows it: no clean cut
+        if inside and all(inside):
+            removed.append(k)
+    cut = {**graph, "outputs": split["heads"], "removed_calls": removed}
     if calls:
         cut["calls"] = [calls[0] | {"outputs": split["heads"]}, *calls[1:]]
     em = _Emitter(cut, semantics)
@@ -414,9 +451,11 @@ def _split(graph: dict, semantics: str, structured: bool) -> Port | None:
         if structured and calls and not graph.get("symbol"):
             try:
                 p = em.structured()
-            except NoStructure:
+                _tail(em, split, _root_args(graph), graph["outputs"])  # (the raw heads are the root's own values)
+            except (NoStructure, KeyError):
                 em = _Emitter(cut, semantics)
                 em.skip = post
+                p = None
         if p is None:
             p = em.run()
         args = em.args() if not p.structured else _root_args(graph)

@@ -745,8 +745,20 @@ def _sub(ctx, node, args):
     return f"{args[0]} - {args[1]}"
 
 
+def _int(ctx, ref) -> bool:
+    """Whether a value is of an integer dtype (MXNet's graph types, read with the shapes)."""
+    node = ctx.em.nodes[ref[0]] if hasattr(ctx, "em") else ctx.nodes[ref[0]]
+    dtypes = node.get("out_dtypes") or [None]
+    name = dtypes[ref[1]] if ref[1] < len(dtypes) else None
+    return bool(name) and name.startswith(("int", "uint"))
+
+
 @op(*DIVS)
 def _div(ctx, node, args):
+    if all(_int(ctx, r) for r in node["inputs"][:2]):  # CenterNet's index // width: MXNet divides integers
+        ctx.choose("int-div", "an integer divided by an integer is integer division in MXNet (toward zero): "
+                   "torch.div(a, b, rounding_mode='trunc')")
+        return f"torch.div({args[0]}, {args[1]}, rounding_mode='trunc')"
     return f"{args[0]} / {args[1]}"
 
 
@@ -761,6 +773,17 @@ def _maximum(ctx, node, args):
     ctx.choose("maximum", "maximum / minimum of two arrays: torch.where(a >= b, a, b) (<= for minimum), so a tie "
                "sends the whole gradient to the first argument as MXNet does (torch.maximum splits it in halves)")
     return f"torch.where({args[0]} {'>=' if big else '<='} {args[1]}, {args[0]}, {args[1]})"
+
+
+@op("broadcast_mod", "_mod", "_Mod", "_mod_scalar", "_rmod_scalar")
+def _mod(ctx, node, args):
+    """MXNet's mod is Python's (the sign of the divisor), torch.remainder's; a zero divisor gives 0
+    in MXNet and NaN here (a difference the port keeps: docs/port.md)."""
+    if node["op"] == "_mod_scalar":
+        return f"torch.remainder({args[0]}, {_f(node['attrs']['scalar'])})"
+    if node["op"] == "_rmod_scalar":
+        return f"torch.remainder(torch.full_like({args[0]}, {_f(node['attrs']['scalar'])}), {args[0]})"
+    return f"torch.remainder({args[0]}, {args[1]})"
 
 
 @op("_rminus_scalar", "_rdiv_scalar", "_power_scalar", "_rpower_scalar")

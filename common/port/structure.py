@@ -121,8 +121,9 @@ class Structured:
         if not self.calls or any(b.get("symbol") for b in self.blocks.values()):
             raise NoStructure("a SymbolBlock (an imported graph) has no Python classes to recover")
         self.children: dict[int, list[int]] = {i: [] for i in range(len(self.calls))}
+        removed = set(self.g.get("removed_calls") or [])  # written elsewhere (a detector's post-processing block)
         for i, c in enumerate(self.calls):
-            if c["parent"] >= 0:
+            if c["parent"] >= 0 and i not in removed:
                 self.children[c["parent"]].append(i)
         self.ancestors = self._ancestors()
         self.classes: dict[str, dict] = {}  # Gluon class -> {'info', 'instances', 'height'}
@@ -309,6 +310,7 @@ class Structured:
             last = max(last, first[k], max(region, default=-1))
         items = [("op", n, n) for n in own] + [("call", k, first[k]) for k in first]
         items.sort(key=lambda t: t[2])
+        items = self._ready_order(i, items)
         refs_of = {}
         uses: dict[tuple, int] = {}
         for kind, x, _ in items:
@@ -368,6 +370,28 @@ class Structured:
                 body.append(f"{', '.join(vs)} = {expr}")
         body.append("return " + ", ".join(names[tuple(r)] for r in c["outputs"]))
         return body
+
+    def _ready_order(self, i: int, items: list) -> list:
+        """The items in their order, each moved after what it reads (a child call whose first op
+        comes early in the graph, CenterNet's decoder, waits for the heads it takes)."""
+        ready = {tuple(r) for r in self.calls[i]["inputs"]}
+        made = {}
+        for kind, x, _ in items:
+            made.update({tuple(o): x for o in (self.calls[x]["outputs"] if kind == "call" else
+                                               [(x, k) for k in range(len(self.nodes[x].get("out_shapes") or [0]))])})
+        out, left = [], list(items)
+        while left:
+            for j, (kind, x, _) in enumerate(left):
+                refs = self.calls[x]["inputs"] if kind == "call" else self._data_inputs(x)
+                if all(tuple(r) in ready or tuple(r) not in made for r in refs):
+                    break
+            else:
+                j = 0  # a cycle cannot happen in a graph; keep the order
+            kind, x, key = left.pop(j)
+            out.append((kind, x, key))
+            ready |= {tuple(o) for o in (self.calls[x]["outputs"] if kind == "call" else
+                                         [(x, k) for k in range(len(self.nodes[x].get("out_shapes") or [0]))])}
+        return out
 
     def _rel(self, i: int, k: int) -> str:
         """Call k's path below call i's ('stages.0' for YOLOV3's stage 0, 'features' for its own)."""
