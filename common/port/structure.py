@@ -381,17 +381,17 @@ class Structured:
                                                [(x, k) for k in range(len(self.nodes[x].get("out_shapes") or [0]))])})
         out, left = [], list(items)
         while left:
-            for j, (kind, x, _) in enumerate(left):
-                refs = self.calls[x]["inputs"] if kind == "call" else self._data_inputs(x)
-                if all(tuple(r) in ready or tuple(r) not in made for r in refs):
-                    break
-            else:
-                j = 0  # a cycle cannot happen in a graph; keep the order
-            kind, x, key = left.pop(j)
+            at = next((j for j, item in enumerate(left) if not self._waits(item, ready, made)), 0)  # (no cycle)
+            kind, x, key = left.pop(at)
             out.append((kind, x, key))
             ready |= {tuple(o) for o in (self.calls[x]["outputs"] if kind == "call" else
                                          [(x, k) for k in range(len(self.nodes[x].get("out_shapes") or [0]))])}
         return out
+
+    def _waits(self, item: tuple, ready: set, made: dict) -> bool:
+        """Whether an item reads a value made by another item not yet placed."""
+        refs = self.calls[item[1]]["inputs"] if item[0] == "call" else self._data_inputs(item[1])
+        return any(tuple(r) not in ready and tuple(r) in made for r in refs)
 
     def _rel(self, i: int, k: int) -> str:
         """Call k's path below call i's ('stages.0' for YOLOV3's stage 0, 'features' for its own)."""
