@@ -253,6 +253,21 @@ def test_shape_ops(case, tmp_path):
 
 # -- elementwise ------------------------------------------------------------------------------------
 
+def test_a_symbol_convolution_without_stride_or_pad(tmp_path):
+    """mx.sym.Convolution(kernel=(1, 1)) as GluonCV's SSD feature expander writes it holds stride and
+    pad as '()' in the symbol: the defaults, 1 and 0 (not an empty stride)."""
+    data = mx.sym.var("data")
+    sym = mx.sym.Convolution(data, kernel=(1, 1), num_filter=4, stride=(), pad=(), name="expand")
+    block = mxport.GraphBlock(sym, [data])
+    block.initialize()
+    x = normal(2, 3, 5, 5).astype(np.float32)
+    net, text = _write(block, x, tmp_path)
+    assert "stride=()" not in text and "padding=()" not in text
+    want = block(mx.nd.array(x)).asnumpy()
+    got = net(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 MOD_A = np.array([[5.5, -5.5, 5.5, -5.5, 7.0, -2.0, 0.25, 9.0]])
 MOD_B = np.array([[2.0, 2.0, -2.0, -2.0, 3.5, 1.0, -0.75, 4.0]])
 MODS = [  # CenterNet's decoder: a top-k index modulo the map's width; Python's sign rule (the divisor's)

@@ -38,7 +38,12 @@ def _load(block: gluon.Block, params: str | None, xs: list[np.ndarray], seed: in
         mx.random.seed(seed)
         for p in block.collect_params().values():  # only those nobody initialized (no "already initialized" noise)
             if p._data is None and not p._deferred_init:
-                p.initialize(None, mx.cpu(), mx.init.Uniform(0.07))  # its own initializer first, as Gluon does
+                # its own initializer first, as Gluon does; a graph's parameter has none: a normalisation's
+                # scale and variance start at 1, its shift and mean at 0 (not a negative variance)
+                default = (mx.init.One() if p.name.endswith(("gamma", "running_var", "moving_var")) else
+                           mx.init.Zero() if p.name.endswith(("beta", "running_mean", "moving_mean")) else
+                           mx.init.Uniform(0.07))
+                p.initialize(None, mx.cpu(), default)
     try:
         with autograd.predict_mode():
             block(*[mx.nd.array(x) for x in xs])
@@ -48,7 +53,7 @@ def _load(block: gluon.Block, params: str | None, xs: list[np.ndarray], seed: in
     if not params:  # statistics still at their initial 0 and 1 (a factory that set its own keeps them)
         rng = np.random.default_rng([seed, 26])
         for name, p in block._collect_params_with_prefix().items():
-            if name.endswith(("running_mean", "running_var")) and p._data is not None:
+            if name.endswith(("running_mean", "running_var", "moving_mean", "moving_var")) and p._data is not None:
                 shape, now = p.data().shape, p.data().asnumpy()
                 if not np.all(now == (0.0 if name.endswith("mean") else 1.0)):
                     continue

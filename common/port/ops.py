@@ -89,7 +89,8 @@ LAYER_OPS = {"Convolution", "Deconvolution", "FullyConnected", "BatchNorm", "Ins
 def value_inputs(nodes: list[dict], node: dict) -> list[list[int]]:
     """The inputs an op's translation gets as arguments, in order: op outputs and graph inputs, and,
     for an op that is not a layer, the parameters it reads as values."""
-    keep_params = node["op"] not in LAYER_OPS
+    # (a layer op whose weight is computed, BERT's interleaved q/k/v projection, reads all of them as values)
+    keep_params = node["op"] not in LAYER_OPS or any(nodes[r[0]]["op"] != "null" for r in node["inputs"][1:])
     return [r for r in node["inputs"] if nodes[r[0]]["op"] != "null" or nodes[r[0]].get("input") is not None
             or (keep_params and nodes[r[0]].get("param"))]
 
@@ -131,7 +132,7 @@ def _conv(node, arrays):
     nd = len(k)
     w = arrays[node["params"]["weight"]].shape
     groups = int(a.get("num_group", 1))
-    stride, pad = _t(a.get("stride", [1] * nd)), _t(a.get("pad", [0] * nd))
+    stride, pad = _t(a.get("stride") or [1] * nd), _t(a.get("pad") or [0] * nd)  # (a symbol may hold "()")
     dil = _t(a.get("dilate", [1] * nd)) if a.get("dilate") else (1,) * nd
     bias = not _bool(a.get("no_bias", False))
     adj = (0,) * nd
@@ -155,6 +156,8 @@ def _conv(node, arrays):
 
 @op("Convolution", "Deconvolution")
 def _convolution(ctx, node, args):
+    if "weight" not in node["params"]:
+        return _computed_weight(ctx, node, args)
     a, x = node["attrs"], args[0]
     ctor, roles = _conv(node, ctx.arrays)
     kind = "Conv" if node["op"] == "Convolution" else "ConvTranspose"
@@ -162,8 +165,29 @@ def _convolution(ctx, node, args):
     return f"{ctx.module(node, ctor, desc, roles)}({x})"
 
 
+def _computed_weight(ctx, node, args) -> str:
+    """FullyConnected / Convolution whose weight is computed in the graph (GluonNLP's BERT concatenates
+    its query, key and value weights): the functional form on the values (F.linear, F.conv2d)."""
+    a, (x, w, *rest) = node["attrs"], args
+    bias = rest[0] if rest and not _bool(a.get("no_bias", False)) else "None"
+    ctx.need(F_IMPORT)
+    if node["op"] == "FullyConnected":
+        flat = _bool(a.get("flatten", True)) and len(_in_shape(ctx, node)) > 2
+        return f"F.linear({f'torch.flatten({x}, 1)' if flat else x}, {w}, {bias})"
+    if node["op"] != "Convolution" or a.get("layout") not in (None, "NCHW", "NCW", "NCDHW"):
+        raise Unsupported(node, f"{node['op']} with a computed weight", "Convolution or FullyConnected")
+    k = _t(a["kernel"])
+    nd = len(k)
+    stride, pad = _t(a.get("stride") or [1] * nd), _t(a.get("pad") or [0] * nd)  # (a symbol may hold "()")
+    dil = _t(a.get("dilate", [1] * nd)) if a.get("dilate") else (1,) * nd
+    return (f"F.conv{nd}d({x}, {w}, {bias}, stride={stride}, padding={pad}, dilation={dil}, "
+            f"groups={int(a.get('num_group', 1))})")
+
+
 @op("FullyConnected")
 def _dense(ctx, node, args):
+    if "weight" not in node["params"]:
+        return _computed_weight(ctx, node, args)
     a, x = node["attrs"], args[0]
     w = ctx.arrays[node["params"]["weight"]].shape
     bias = not _bool(a.get("no_bias", False))
