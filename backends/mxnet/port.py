@@ -209,6 +209,13 @@ def _block_info(b: gluon.Block) -> dict:
             "forward_args": [n for n in params(forward, 2) if n not in ("kwargs",)] if forward else []}
 
 
+def _unhybridized(model: gluon.Block) -> None:
+    """Run eagerly (the emulations and hooks need Python forwards); a block nobody hybridized is
+    left alone (hybridize(False) on a Sequential of HybridBlocks warns about nothing useful)."""
+    if any(getattr(b, "_active", False) for _, b in _blocks(model)):
+        model.hybridize(False)
+
+
 def load(factory: str, params: str | None = None, what: str = "--mxnet") -> gluon.Block:
     """The Gluon source as the proof loads it: what the factory returns, with the .params file
     (save_parameters') loaded when given. Any failure is one GanparityError."""
@@ -280,7 +287,7 @@ def outputs(model: Any, x: np.ndarray, dtype: str = "float64", mode: str = "trai
             if f"{type(b).__name__}.{key.lstrip('_')}" == name and type(vars(b)[key]) is float:
                 changed.append((vars(b), key, vars(b)[key]))
     state = _get_state(model)
-    model.hybridize(False)
+    _unhybridized(model)
     model.cast(dtype)
     try:
         for holder, key, value in changed:
@@ -299,7 +306,7 @@ def outputs(model: Any, x: np.ndarray, dtype: str = "float64", mode: str = "trai
 def gradients(model: Any, data: dict, dtype: str = "float32") -> dict[str, np.ndarray]:
     """The gradients trainer.step(batch_size) would apply at the first batch (the per-sample loss
     summed in backward, divided by the batch size), by structural name."""
-    model.hybridize(False)
+    _unhybridized(model)
     model.cast(dtype)
     try:
         with no_dropout(model):
@@ -352,7 +359,7 @@ def train_updates(model: Any, data: dict, dtype: str = "float32", options: dict 
     (the state to start from, by structural name), 'scale' (the loss times this). Dropout is off.
     Returns the state before the first step and after each."""
     o = options or {}
-    model.hybridize(False)
+    _unhybridized(model)
     model.cast(dtype)
     if o.get("start") is not None:
         _set_state(model, o["start"])

@@ -140,7 +140,7 @@ def load(path=None):
     return text, p.choices + [opt_why]
 
 
-def prove_port(folder: str | Path, block=None) -> Proof:
+def prove_port(folder: str | Path, block=None, progress=None) -> Proof:
     """The proof of the port written in `folder` (what test_port.py runs): model.py and its own
     load() against the Gluon block of port.json's factory with its parameters (or `block`, whose
     parameters are loaded from them), through mapping.json."""
@@ -161,7 +161,7 @@ def prove_port(folder: str | Path, block=None) -> Proof:
         block.load_parameters(params)
     model = T.load(folder)
     return prove(model, block, mapping, parse_optimizer(info["optimizer"]), tuple(info["input_shape"]),
-                 int(info["steps"]), info["semantics"], int(info["seed"]))
+                 int(info["steps"]), info["semantics"], int(info["seed"]), progress)
 
 
 def port(factory: str, shape: tuple[int, ...], out: str | Path, params: str | None = None, semantics: str = "torch",
@@ -181,13 +181,17 @@ def port(factory: str, shape: tuple[int, ...], out: str | Path, params: str | No
         raise GanparityError(f"--params {params}: no such file")
     t0 = time.perf_counter()
     M, T = port_backend("mxnet"), port_backend("torch")
+    say = log or (lambda line: None)
     block = M.load(factory, None)
+    say(f"port: reading {factory} at input {tuple(shape)}")
     graph = M.read(block, tuple(shape), params, seed)
     refuse_nonfinite(graph["arrays"], "the Gluon block")  # a port copies weights: a NaN would be copied, not proved
     p = emit(graph, semantics)
     missing = sorted(set(graph["arrays"]) - set(p.tensor_map.values()))
     if missing:
         raise GanparityError(f"unsupported: Gluon parameters that no ported layer holds: {', '.join(missing[:6])}")
+    say(f"port: {len(graph['nodes'])} graph nodes read; writing {p.class_name} "
+        f"({'classes from the Gluon block tree' if p.structured else 'one flat class'})")
     text, choices = _model_file(p, graph, setting, semantics, factory)
     with replacing_folder(out, manifest=MANIFEST, owned=PORT_FILES, force=force, log=log) as tmp:
         (tmp / "model.py").write_text(text)
@@ -204,7 +208,7 @@ def port(factory: str, shape: tuple[int, ...], out: str | Path, params: str | No
         shutil.copyfile(TEMPLATES / "test_port.py", tmp / "test_port.py")
         T.read(tmp, tuple(shape), None, seed)  # writes weights.pt and runs the written model once
         t1 = time.perf_counter()
-        proof = prove_port(tmp, block)
+        proof = prove_port(tmp, block, say)
         t2 = time.perf_counter()
         seconds = {"port": t1 - t0, "proof": t2 - t1}
         command = command or (f"ganparity port --mxnet {factory} --input-shape {','.join(map(str, shape))} "
