@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check ganparity common backends benchmarks tests
 
 bench: $(STAMP)
-	$(VENV)/bin/ganparity bench
+	$(VENV)/bin/ganparity bench step
 
 clean-venv:
 	rm -rf $(VENV)

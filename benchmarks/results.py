@@ -98,7 +98,7 @@ def describe_run(rows: list[dict], meta: dict) -> str:
              "the process's peak RSS so far (monotonic, includes the framework), not the step's own. Phases: D step "
              "and G step timed in separate rounds with a sync between them. Warm-up s: first step (compile, "
              "trace) plus the other warm-up steps. Semantics: the framework whose numbers the reported step "
-             "follows (BatchNorm statistics, Adam's eps and betas; `--semantics native`, the default, runs each "
+             "follows (BatchNorm statistics, Adam's eps and betas; `--semantics own`, the default, runs each "
              "backend in its own framework's). Source loop: the spec's source tutorial's loop in this backend's "
              "framework (backends/<name>/sources.py; 'transcribed' as written, or 'idiomatic' in this framework's "
              "idioms), timed in the same rounds, interleaved, from the same weights and inputs; x source is the "

@@ -104,7 +104,7 @@ def test_hybridize_refuses_emulated_statistics():
     with pytest.raises(GanparityError, match="hybridize"):
         be.GANTrainer(spec, *build_nets(be, spec).values(), options={"hybridize"})
     row = H.bench_row("dcgan", TINY, VARIANTS["mxnet"]["hybridize"], "cpu", 4, rounds=1, warmup=1,
-                      min_round_s=0, semantics="faithful", source=False, check=False)
+                      min_round_s=0, semantics="source", source=False, check=False)
     assert row["status"] == "refused" and "hybridize" in row["reason"] and "median_ms" not in row
     gaussian = get_spec("gan-gaussian")  # no BatchNorm: nothing to emulate, nothing refused
     be.GANTrainer(gaussian, *build_nets(be, gaussian).values(), options={"hybridize"})
@@ -127,9 +127,9 @@ def test_row_has_three_arms_and_their_ratios(name):
     assert row["over_source_flag"] == (row["x_source"] > H.SOURCE_FLAG)
     assert row["emulation_cost"] == pytest.approx(arms["emulating"]["median_ms"] / arms["native"]["median_ms"] - 1)
     assert row["source_how"] in ("transcribed", "idiomatic")
-    faithful = H.bench_row("dcgan", knobs, VARIANTS[name][DEFAULT], "cpu", 2, rounds=1, warmup=1, min_round_s=0,
-                           check=False, phases=False, semantics="faithful")
-    assert faithful["semantics"] == "torch"  # seed 001 is PyTorch's: the faithful row reports its semantics
+    source = H.bench_row("dcgan", knobs, VARIANTS[name][DEFAULT], "cpu", 2, rounds=1, warmup=1, min_round_s=0,
+                         check=False, phases=False, semantics="source")
+    assert source["semantics"] == "torch"  # seed 001 is PyTorch's: the 'source' row reports its semantics
 
 
 def test_source_arm_refused_off_64px():

@@ -26,8 +26,9 @@ CUDA_ONLY = {n for n, v in VARIANTS["torch"].items() if v.cuda_only}
 
 def _dry_run(out: Path, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-m", G.MODULE, "--dry-run", "--out", str(out), *extra], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    door = [sys.executable, "-m", "ganparity", "bench", "gpu-run"]  # the parts: this module, each in its process
+    return subprocess.run([*door, "--dry-run", "--out", str(out), *extra], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def test_the_dry_run_writes_every_part_row_and_goal(tmp_path):

@@ -28,7 +28,7 @@ def light_modules() -> list[str]:
 
 def test_import_ganparity_loads_no_framework():
     code = ("import sys\n" + "".join(f"import {m}\n" for m in light_modules())
-            + "from ganparity.common.porting import porting_sheet; porting_sheet()\n"
+            + "from ganparity.common.sheets import differences_sheet; differences_sheet()\n"
             + "from ganparity.common.cli import build_parser; build_parser()\n"
             + "heavy = sorted(m for m in ('torch', 'torchvision', 'mxnet') if m in sys.modules)\n"
             + "print(','.join(heavy))\n")
