@@ -95,6 +95,27 @@ def write(rows: list[dict], meta: dict, stem: str = "port-zoo") -> None:
     (ROOT / f"{stem}.md").write_text("\n".join(lines) + "\n" + meta.get("footer", ""))
 
 
+def summary(data: dict) -> str:
+    """Per semantics of a zoo results file (its JSON): how many models were ported, how many proofs
+    agree, and which did not (the file's table says why)."""
+    lines = ["| semantics | models | proof agrees | proof differs |", "|---|---|---|---|"]
+    for sem in dict.fromkeys(r["semantics"] for r in data["rows"]):
+        rows = [r for r in data["rows"] if r["semantics"] == sem]
+        bad = [r["model"] for r in rows if not r["ok"]]
+        lines.append(f"| {sem} | {len(rows)} | {len(rows) - len(bad)} | {', '.join(bad) or '-'} |")
+    return "\n".join(lines)
+
+
+def times_table(data: dict) -> str:
+    """Per row: the model, its input, how long the port took to write and its proof to run."""
+    lines = ["| model | semantics | input | tensors | port s | proof s | proof |", "|---|---|---|---|---|---|---|"]
+    for r in data["rows"]:
+        size = "x".join(map(str, r["input"]))
+        lines.append(f"| {r['model']} | {r['semantics']} | {size} | {r.get('tensors', '-')} | {_fmt(r.get('port_s'))} "
+                     f"| {_fmt(r.get('proof_s'))} | {'agree' if r['ok'] else 'differ'} |")
+    return "\n".join(lines)
+
+
 def _optimizer(meta: dict) -> str:
     return meta.get("optimizer") or meta.get("trainer", "")  # files written before the rename say 'trainer'
 

@@ -113,27 +113,31 @@ def run(a: argparse.Namespace) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"scaling-{a.device}-{time.strftime('%Y-%m-%d')}"
-    stem.with_suffix(".json").write_text(json.dumps({"environment": env, "rows": rows}, indent=1) + "\n")
+    data = {"environment": env, "rows": rows}
     lines = [f"# Data-parallel scaling on CPU ({env['note']})", "",
              f"{a.spec} {' '.join(a.set)}, global batch {a.batch_size}, median of {a.steps} steps after "
-             f"{a.warmup} warm-up; {env.get('versions', {})}", "",
-             "| backend | processes | threads/process | batch/worker | step ms (min-max) | img/s | alone ms "
-             "| communication share |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['backend']} | {r['nproc']} | {r['threads_per_process']} | {r['per_worker_batch']} | "
-                     f"{r['step_ms']:.1f} ({r['step_ms_spread'][0]:.1f}-{r['step_ms_spread'][1]:.1f}) | "
-                     f"{r['img_per_s']:.0f} | {r.get('alone_step_ms', float('nan')):.1f} | "
-                     f"{r['comm_share']:.0%} |" if "comm_share" in r else
-                     f"| {r['backend']} | {r['nproc']} | {r['threads_per_process']} | {r['per_worker_batch']} | "
-                     f"{r['step_ms']:.1f} ({r['step_ms_spread'][0]:.1f}-{r['step_ms_spread'][1]:.1f}) | "
-                     f"{r['img_per_s']:.0f} | - | - |")
-    lines += ["", "Communication share = 1 - (one process alone on the per-worker batch, same threads) / "
-              "(N workers): all-reduce or kvstore push/pull, waiting for the slowest worker, and CPU "
-              "contention where processes outnumber cores. Not measured: GPUs, several machines."]
+             f"{a.warmup} warm-up; {env.get('versions', {})}", "", table(data), "",
+             "Communication share = 1 - (one process alone on the per-worker batch, same threads) / "
+             "(N workers): all-reduce or kvstore push/pull, waiting for the slowest worker, and CPU "
+             "contention where processes outnumber cores. Not measured: GPUs, several machines."]
+    stem.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {stem}.json and .md", file=sys.stderr)
     return 0
+
+
+def table(data: dict) -> str:
+    """One line per backend x worker count of a scaling results file (its JSON): the step time and
+    its spread, img/s, the same per-worker piece alone, and the communication share."""
+    lines = ["| backend | processes | threads/process | batch/worker | step ms (min-max) | img/s | alone ms "
+             "| communication share |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in data["rows"]:
+        alone = (f"{r['alone_step_ms']:.1f} | {r['comm_share']:.0%}" if "comm_share" in r else "- | -")
+        lines.append(f"| {r['backend']} | {r['nproc']} | {r['threads_per_process']} | {r['per_worker_batch']} | "
+                     f"{r['step_ms']:.1f} ({r['step_ms_spread'][0]:.1f}-{r['step_ms_spread'][1]:.1f}) | "
+                     f"{r['img_per_s']:.0f} | {alone} |")
+    return "\n".join(lines)
 
 
 def _has(md, name: str) -> bool:

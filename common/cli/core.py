@@ -91,7 +91,7 @@ def cmd_convert(a) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("specs", help="porting table of a spec: layers, shapes, params, both frameworks' calls")
+    s = sub.add_parser("specs", help="the layer table of a spec: layers, shapes, params, both frameworks' calls")
     s.add_argument("name", nargs="?", help=f"one of: {', '.join(REGISTRY)} (default: all)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", default=[], help="override a width knob")
     s.set_defaults(fn=cmd_specs)

@@ -8,17 +8,18 @@ import argparse
 import sys
 
 from ..errors import GanparityError
-from . import bench, compare, core, finetune, port, report, train
+from . import bench, compare, core, docs, finetune, port, report, train
 from .args import OneLineParser, deprecation_note
 
 # Subcommands live beside their code: module.register(subparsers) adds them, in this order.
-COMMANDS = (core, train, finetune, bench, report, compare, port)
+COMMANDS = (port, compare, bench, train, report, core, finetune, docs)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="ganparity", description=(
-        "One framework-neutral spec per model; PyTorch and MXNet Gluon backends; proof, with "
-        "numbers, that they agree; and what each costs."))
+        "Port an MXNet Gluon model to PyTorch with its proof (port), check your own port (compare), and "
+        "measure what a training step costs in each framework (bench); one framework-neutral spec per GAN "
+        "model, PyTorch and Gluon backends that train it, and the parity report that says they agree."))
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.register(sub)

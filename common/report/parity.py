@@ -26,7 +26,7 @@ from ..files import atomic_write
 from ..spec.model import FRAMEWORKS
 from ..spec.registry import GAN_SPECS, REGISTRY, get_spec
 from ..table import md_table
-from ..verdicts import AGREE, CANNOT_TELL, DIFFER
+from ..verdicts import AGREE, CANNOT_TELL, DIFFER, combine
 
 # Parity runs small widths so the report finishes in minutes on 2 CPU cores; the architecture
 # (layer kinds, order, strides, recipe) is the spec's own. gan-gaussian is tiny and runs as is.
@@ -117,6 +117,29 @@ def parity_table(rows: list[dict]) -> str:
     return md_table(head, out)
 
 
+GROUPS = ("forward", "gradients", "one step", "lockstep")
+
+
+def parity_summary(rows: list[dict]) -> str:
+    """One line per spec: the verdict of each kind of check (every forward check, both gradient
+    checks, the step, the lockstep) with its largest fp32 gap."""
+    out = []
+    for spec in dict.fromkeys(r["spec"] for r in rows):
+        mine = [r for r in rows if r["spec"] == spec]
+        cells = []
+        for g in GROUPS:
+            group = [r for r in mine if r["check"].startswith(g)]
+            if not group:
+                cells.append("-")
+                continue
+            gap = max(r["extra"]["max_loss_rel"] if r["check"].startswith("lockstep") else r["max_rel"] for r in group)
+            cells.append(f"{combine(verdict(r) for r in group)} ({gap:.1e})")
+        out.append([spec, mine[0].get("semantics", "-"), *cells])
+    steps = next((r["check"].split()[1] for r in rows if r["check"].startswith("lockstep")), "")
+    return md_table(["spec", "semantics", "forward (4 checks)", "gradients (D, G)", "one step",
+                     f"lockstep ({steps} steps, losses)"], out)
+
+
 def shape_table(rows: list[dict]) -> str:
     """One line per spec x backend (parity.ShapeCheck as a dict): agree when every shape and count matches."""
     out = [[r["spec"], r["backend"], AGREE if r["ok"] else DIFFER, r["params_spec"]["G"], r["params_backend"]["G"],
@@ -126,10 +149,10 @@ def shape_table(rows: list[dict]) -> str:
                      "D params (spec)", "D params (built)", "build time", "mismatches"], out)
 
 
-def plot_lockstep(checks: list[parity.Check], path: Path) -> Path | None:
+def plot_lockstep(rows: list[dict], path: Path) -> Path | None:
     """Per spec, the lockstep's relative loss gap per step against both sides' own fp32 error,
-    the fp64 gap and the band of the reference's sensitivity floor."""
-    locks = [c for c in checks if c.check.startswith("lockstep")]
+    the fp64 gap and the band of the reference's sensitivity floor (rows: the checks' JSON)."""
+    locks = [c for c in rows if c["check"].startswith("lockstep")]
     if not locks:
         return None
     import matplotlib
@@ -139,20 +162,20 @@ def plot_lockstep(checks: list[parity.Check], path: Path) -> Path | None:
 
     fig, axes = plt.subplots(1, len(locks), figsize=(4.2 * len(locks), 3.4), squeeze=False)
     for ax, c in zip(axes[0], locks):
-        e = c.extra
+        e, ref, cand = c["extra"], c["reference"], c["candidate"]
         steps = range(1, len(e["loss_rel_per_step"]) + 1)
         if "fp32_floor_per_step" in e:  # the band: NOISE_FACTOR x the reference's own sensitivity floor
             band = [max(parity.NOISE_FACTOR * v, 1e-17) for v in e["fp32_floor_per_step"]]
             ax.fill_between(steps, 1e-17, band, color="tab:orange", alpha=0.15, step="mid",
-                            label=f"{parity.NOISE_FACTOR:g}x {c.reference}'s sensitivity floor (fp32)")
-        ax.semilogy(steps, e["loss_rel_per_step"], "o-", ms=3, label=f"{c.candidate} vs {c.reference}, fp32")
+                            label=f"{parity.NOISE_FACTOR:g}x {ref}'s sensitivity floor (fp32)")
+        ax.semilogy(steps, e["loss_rel_per_step"], "o-", ms=3, label=f"{cand} vs {ref}, fp32")
         if "fp64_loss_rel_per_step" in e:
-            ax.semilogy(steps, e["reference_fp32_noise_per_step"], "s--", ms=3, label=f"{c.reference} fp32 vs fp64")
-            ax.semilogy(steps, e["candidate_fp32_noise_per_step"], "v--", ms=3, label=f"{c.candidate} fp32 vs fp64")
+            ax.semilogy(steps, e["reference_fp32_noise_per_step"], "s--", ms=3, label=f"{ref} fp32 vs fp64")
+            ax.semilogy(steps, e["candidate_fp32_noise_per_step"], "v--", ms=3, label=f"{cand} fp32 vs fp64")
             ax.semilogy(steps, [max(v, 1e-17) for v in e["fp64_loss_rel_per_step"]], "^-", ms=3,
-                        label=f"{c.candidate} vs {c.reference}, fp64")
+                        label=f"{cand} vs {ref}, fp64")
         ax.axhline(parity.LOCKSTEP_RTOL, color="grey", lw=0.8, ls=":")
-        ax.set_title(f"{c.spec}: {c.verdict}", fontsize=9)
+        ax.set_title(f"{c['spec']}: {verdict(c)}", fontsize=9)
         ax.set_xlabel("step")
         ax.set_ylabel("relative loss difference")
     axes[0][0].legend(fontsize=7)

@@ -74,9 +74,9 @@ def write_report(out: Path, backends: list[str], steps: int = 20,
             progress(f"shapes {name} {b} ...")
             shape_results.append(parity.check_shapes(b, spec))
     checks = run_parity(list(GAN_SPECS), backends, steps, progress=progress) if len(backends) >= 2 else []
-    plot = plot_lockstep(checks, out / "lockstep.png")
     results = {"environment": env, "shapes": [asdict(r) for r in shape_results],
                "parity": [c.to_dict() for c in checks], "data_parallel": []}
+    plot = plot_lockstep(results["parity"], out / "lockstep.png")
 
     md = ["# ganparity report", "",
           "Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()), "",
