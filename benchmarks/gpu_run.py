@@ -551,7 +551,7 @@ def mxnet_row(device: str, gpus: list) -> dict:
     """MXNet's GPU row: why there is no number (not installed on the GPU machine; MXNet 1.9.1 has no
     kernels for Hopper either way)."""
     if device != "cuda":
-        return {"status": "not run", "reason": f"the device is {device}; MXNet's CPU rows are `ganparity bench`'s"}
+        return {"status": "not run", "reason": f"the device is {device}; MXNet's CPU rows are `ganparity bench step`'s"}
     why = [w for w in (gpu.mxnet_191_refusal(g) for g in gpus) if w]
     installed = is_installed("mxnet")
     reason = ("" if installed else "mxnet is not installed on this machine; ") + (

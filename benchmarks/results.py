@@ -252,6 +252,6 @@ def report_section(backends: list[str], out: Path | None = None, rounds: int = 5
         "frameworks. Widths: " + "; ".join(f"{k} {v or 'as specified'}" for k, v in REPORT_SPECS.items())
         + ". Each backend in its own framework's semantics (the fair framework comparison: what a user of "
         "that framework writes), beside its source loop timed in the same rounds and the cost of emulating "
-        "the other framework. A quick look; `ganparity bench` measures more (variants, batch sizes, parity "
+        "the other framework. A quick look; `ganparity bench step` measures more (variants, batch sizes, parity "
         "per variant).", "",
         markdown(rows), ""])

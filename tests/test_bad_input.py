@@ -376,6 +376,7 @@ def warnings_in(err: str) -> list[str]:
     return [line for line in err.splitlines() if "warning" in line]
 
 
+@pytest.mark.slow
 def test_truncated_latest_checkpoint_resumes_from_the_previous(tmp_path, capsys):
     need("torch")
     train(tiny(tmp_path / "straight", epochs=3))
@@ -397,6 +398,7 @@ def test_truncated_latest_checkpoint_resumes_from_the_previous(tmp_path, capsys)
     assert_bit_identical(tmp_path / "straight", tmp_path / "cut")
 
 
+@pytest.mark.slow
 def test_changed_checkpoint_fails_its_hash_and_resumes_from_the_previous(tmp_path, capsys):
     """A checkpoint that loads but is not the one written (here: another run's) is refused too."""
     need("torch")
@@ -412,6 +414,7 @@ def test_changed_checkpoint_fails_its_hash_and_resumes_from_the_previous(tmp_pat
     assert_bit_identical(tmp_path / "straight", tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_sample_draws_from_the_previous_checkpoint_when_the_latest_is_corrupt(tmp_path, capsys):
     need("torch")
     train(tiny(tmp_path / "run", epochs=2))
@@ -445,6 +448,7 @@ class _FullDisk:
         self.f.close()
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_a_checkpoint_write_keeps_the_last_good_one(tmp_path, monkeypatch):
     need("torch")
     train(tiny(tmp_path / "straight", epochs=3))
@@ -475,6 +479,7 @@ def test_a_full_disk_during_a_checkpoint_write_keeps_the_last_good_one(tmp_path,
     assert_bit_identical(tmp_path / "straight", run)
 
 
+@pytest.mark.slow
 def test_a_run_stopped_before_its_first_checkpoint_can_be_resumed(tmp_path, capsys):
     need("torch")
     train(tiny(tmp_path / "straight", epochs=2))
@@ -490,6 +495,7 @@ def test_a_run_stopped_before_its_first_checkpoint_can_be_resumed(tmp_path, caps
     assert_bit_identical(tmp_path / "straight", tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_a_run_killed_while_its_first_checkpoint_was_renamed_into_place_can_be_resumed(tmp_path, monkeypatch,
                                                                                          capsys):
     """run.json records a checkpoint's hash just before the file is renamed into place: a kill in
@@ -516,6 +522,7 @@ def test_a_run_killed_while_its_first_checkpoint_was_renamed_into_place_can_be_r
 # -- one run directory, one writer ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_and_the_lock_goes_with_its_holder(tmp_path, capsys):
     need("torch")
     train(tiny(tmp_path / "run", epochs=1))
@@ -529,6 +536,7 @@ def test_a_second_writer_is_refused_and_the_lock_goes_with_its_holder(tmp_path, 
     assert code == 0 and not (tmp_path / "run" / LOCK).exists()
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_resumes_bit_identically_and_leaves_no_stuck_lock(tmp_path, capsys):
     """A real `ganparity train` process: while it runs, a second one on its --out is refused; then
     it is killed with SIGKILL at whatever it was doing, and the resume ends where an uninterrupted
@@ -575,6 +583,7 @@ def test_kill_9_mid_run_resumes_bit_identically_and_leaves_no_stuck_lock(tmp_pat
 # -- resume keeps the run's settings ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_keeps_eval_samples_cadence_and_gif(tmp_path, capsys):
     need("torch")
     run = tmp_path / "run"
@@ -798,6 +807,7 @@ sys.exit(2)
 '''
 
 
+@pytest.mark.slow
 def test_a_python_custom_op_never_hangs_the_exit(tmp_path):
     need("mxnet")
     (tmp_path / "gm.py").write_text(CUSTOM_OP)
@@ -813,6 +823,7 @@ def test_a_python_custom_op_never_hangs_the_exit(tmp_path):
         assert res.returncode == 2, res.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_port_of_a_block_with_a_python_custom_op_exits(tmp_path):
     """The user-facing case: `ganparity port` refuses the Custom op in one line, and exits."""
     need("mxnet")

@@ -31,6 +31,7 @@ def _dry_run(out: Path, *extra: str, timeout: float = 600) -> subprocess.Complet
                           text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_the_dry_run_writes_every_part_row_and_goal(tmp_path):
     """The whole run at tiny widths on the CPU, as the GPU runs it (a process per part): three files
     under --out; every part done; every dcgan arm once, the CPU ones measured with their % of the
@@ -180,6 +181,7 @@ def test_mxnet_row_says_why_there_is_no_gpu_number(monkeypatch):
     assert G.mxnet_row("cpu", [])["status"] == "not run"
 
 
+@pytest.mark.slow
 @pytest.mark.gpu
 def test_the_gpu_run_on_cuda_at_tiny_widths(tmp_path):
     """On a CUDA machine: the dry run's sizes on the GPU, so every CUDA-only arm really runs (the CUDA

@@ -37,6 +37,7 @@ def test_import_ganparity_loads_no_framework():
     assert len(light_modules()) > 40
 
 
+@pytest.mark.slow
 def test_both_frameworks_import_in_one_process():
     """An extra dependency must never have upgraded numpy past what mxnet 1.9.1 accepts."""
     pytest.importorskip("torch")

@@ -50,6 +50,7 @@ def test_parity_accepts_the_old_native_flag_for_one_release(capsys):
     assert "--semantics own and --set semantics=mxnet disagree" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_report_covers_every_spec_and_backend(tmp_path, both, monkeypatch):
     small = dict(nz=8, ngf=4, ndf=4, image_size=16)
     monkeypatch.setattr(report_parity, "PARITY_KNOBS", {k: ({} if k == "gan-gaussian" else small)
@@ -71,6 +72,7 @@ def test_report_covers_every_spec_and_backend(tmp_path, both, monkeypatch):
     assert json.loads((tmp_path / "results.json").read_text())["environment"]["mxnet"] == "1.9.1"
 
 
+@pytest.mark.slow
 def test_report_with_one_backend_skips_parity(tmp_path, backend, monkeypatch):
     monkeypatch.setattr(report_write, "DATA_PARALLEL", False)
     results = cli_report.main_report(tmp_path, [backend.NAME], steps=2)
