@@ -77,7 +77,7 @@ def parity_table(rows: list[dict]) -> str:
     lines = ["| comparison | max abs weight difference | max abs Adam state difference | bound | verdict |",
              "|---|---|---|---|---|"]
     for r in rows:
-        bound = MEASURED if r["bound"] is None else f"{r['bound']:g}"
+        bound = "none" if r["bound"] is None else f"{r['bound']:g}"
         verdict = MEASURED if r["bound"] is None else (AGREE if r["ok"] else DIFFER)
         lines.append(f"| {r['what']} | {r['weights']:.1e} | {r['adam']:.1e} | {bound} | {verdict} |")
     return "\n".join(lines)
