@@ -690,3 +690,19 @@ def replacing_folder(path: str | os.PathLike, *, what: str = "--out", manifest: 
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         _remove_if_empty(made)
+
+
+def release_memory() -> None:
+    """Hand freed memory back to the system after a phase that held a large model's every layer:
+    glibc keeps freed heap pages (its mmap threshold rises with large frees), so a process's peak
+    would otherwise be the sum of its phases'. A no-op where there is no glibc."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):
+        pass

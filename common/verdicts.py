@@ -50,9 +50,10 @@ NOISE_FACTOR = 4.0
 # floor's on correct ports; 16x keeps the allowance far below TELL (floors run 1e-9 to 1e-7).
 FLOOR_FACTOR = 16.0
 # A fp64 gap below this is within any floor: some MXNet kernels keep float32 precision in float64
-# (LeakyReLU's slope; measured gaps near 1e-8 that no rounding of constants reproduces), and floors
-# of exactly 0 happen. Still 1000x below TELL: a wrong change of SEE shows far above it.
-FP64_MIN = 1e-7
+# (LeakyReLU's slope, 1e-8; BilinearResize2D's interpolation weights, 2.6e-7 measured against
+# torch's bilinear with align_corners=True), which no rounding of constants reproduces; and floors
+# of exactly 0 happen. Still 100x below TELL: a wrong change of SEE shows far above it.
+FP64_MIN = 1e-6
 SEE = 1e-4  # the smallest wrong change a verdict of 'agree' must have been able to see
 TELL = SEE  # the widest allowance that still sees it: a change of SEE would exceed it
 NAN = float("nan")
@@ -149,6 +150,21 @@ def _scale(arrays: dict[str, np.ndarray], group: bool, norm: str = "max") -> dic
 
 def _rel(a: np.ndarray, b: np.ndarray, scale: float, norm: str = "max") -> float:
     return distance(a, b, norm) / scale
+
+
+def from_distances(name: str, scale: float, gap32: float, noise_ref: float = NAN, noise_cand: float = NAN,
+                   gap64: float = NAN, floor: float = NAN, rtol: float = RTOL, bad: str = "") -> TensorDiff:
+    """One tensor's verdict from distances already measured (absolute, in the same norm): what a
+    comparison that streams its runs layer by layer keeps instead of the arrays. bad: a
+    non-finite value found, in words ('the reference's values hold 3 NaN of 64 values')."""
+    if bad:
+        return TensorDiff(name, NAN, NAN, NAN, NAN, NAN, NAN, True, verdict=CANNOT_TELL, reason=f"non-finite: {bad}")
+    s = max(scale, 1e-30)
+    noise_ref, noise_cand, g64, fl = noise_ref / s, noise_cand / s, gap64 / s, floor / s
+    noise = max(noise_ref, noise_cand) if _num(noise_cand) else noise_ref
+    verdict, a32, a64, reason = verdict_of(gap32 / s, noise, g64, fl, rtol)
+    return TensorDiff(name, gap32, gap32 / s, noise, noise_ref, noise_cand, g64, verdict != DIFFER, fl, verdict,
+                      a32, a64, reason)
 
 
 def judge(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], ref64: dict | None = None,

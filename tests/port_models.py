@@ -45,6 +45,23 @@ def raising():
     raise RuntimeError("no GPU here")
 
 
+def exiting():
+    import sys
+
+    sys.exit(3)
+
+
+def with_nan_weight():
+
+    net = nn.HybridSequential()
+    net.add(nn.Dense(4, in_units=6))
+    net.initialize()
+    w = net[0].weight.data()
+    w[0, 0] = float("nan")
+    net[0].weight.set_data(w)
+    return net
+
+
 class _Swish(nn.HybridBlock):
     def hybrid_forward(self, F, x):
         return F.broadcast_mul(x, F.sigmoid(x)) + F.arctan(x)
@@ -248,3 +265,70 @@ def mobilenet_trained_scale():
         if name.endswith("gamma"):
             p.set_data(mx.nd.array(rng.uniform(2.0, 4.0, p.shape).astype(np.float32)))
     return net
+
+
+class ConvUnit(nn.HybridBlock):
+    """A user's repeated unit: conv-BN-ReLU twice, and a 1x1 projection where the shape changes."""
+
+    def __init__(self, channels, stride=1, in_channels=0, proj=False, **kw):
+        super().__init__(**kw)
+        self.conv1 = nn.Conv2D(channels, 3, stride, 1, use_bias=False, in_channels=in_channels)
+        self.bn1 = nn.BatchNorm(in_channels=channels)
+        self.conv2 = nn.Conv2D(channels, 3, 1, 1, use_bias=False, in_channels=channels)
+        self.bn2 = nn.BatchNorm(in_channels=channels)
+        self.proj = nn.Conv2D(channels, 1, stride, use_bias=False, in_channels=in_channels) if proj else None
+
+    def hybrid_forward(self, F, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + (self.proj(x) if self.proj is not None else x))
+
+
+class UnitNet(nn.HybridBlock):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.stem = nn.Conv2D(8, 3, 1, 1, in_channels=3)
+        self.units = nn.HybridSequential()
+        self.units.add(ConvUnit(8, 1, 8), ConvUnit(8, 1, 8), ConvUnit(16, 2, 8, proj=True), ConvUnit(16, 1, 16))
+        self.head = nn.Dense(5, in_units=16)
+
+    def hybrid_forward(self, F, x):
+        x = self.units(F.relu(self.stem(x)))
+        return self.head(F.Pooling(x, kernel=(1, 1), global_pool=True, pool_type="avg"))
+
+
+def repeated_units():
+    return UnitNet()
+
+
+# -- the model zoos' ops (issue 26): a block that trains through several of them -----------------------
+
+
+class ZooOps(nn.HybridBlock):
+    """Ops of GluonCV and GluonNLP models around a convolution and a Dense layer: adaptive pooling
+    and a bilinear resize back (a segmentation head's context branch), reflect padding, a split
+    into two outputs, a transposed and reshaped self-attention with a temperature, L2Normalization,
+    hard_sigmoid, maximum with a number, slicing and a log_softmax: the port's proof trains it."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.conv = nn.Conv2D(8, 3, padding=1, in_channels=3)
+        self.proj = nn.Dense(5, in_units=4)
+
+    def hybrid_forward(self, F, x):
+        y = self.conv(x)
+        context = F.contrib.AdaptiveAvgPooling2D(y, output_size=(3, 2))
+        y = y + F.contrib.BilinearResize2D(context, y, mode="like", align_corners=False)
+        y = F.pad(y, mode="reflect", pad_width=(0, 0, 0, 0, 1, 1, 1, 1))
+        a, b = F.split(y, num_outputs=2, axis=1)
+        q = F.reshape(F.transpose(a, axes=(0, 2, 3, 1)), shape=(0, -1, 4))
+        k = F.reshape(b, shape=(0, 0, -1))
+        attention = F.softmax(F.batch_dot(q, k), axis=-1, temperature=2.0)
+        v = F.L2Normalization(F.swapaxes(F.batch_dot(attention, q), 1, 2), mode="channel")
+        first = F.squeeze(F.slice_axis(v, axis=2, begin=0, end=1), axis=2)
+        pooled = F.hard_sigmoid(F.mean(v, axis=2) * 3) + F.maximum(first, 0.1)
+        return self.proj(pooled), F.log_softmax(F.sum(F.square(b), axis=(2, 3)), axis=1)
+
+
+def zoo_ops():
+    return ZooOps()

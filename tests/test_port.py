@@ -5,8 +5,10 @@ written. The wrong ports the proof must catch are in tests/test_port_mutations.p
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,13 +64,25 @@ def test_torch_semantics_every_row_agrees(ported, name):
 
 
 def test_resnet18_is_readable_and_mapped(ported):
+    """The written model reads as a person would write it (issue 27): one class per repeated Gluon
+    block (BasicBlockV1, its downsample a flag), Sequential where Gluon had one, Gluon's attribute
+    names and no generated ones, a short forward; the state-dict keys are Gluon's structural names."""
     r = ported["resnet18"]
     assert len(r.port.tensor_map) == 102  # 62 parameters and 40 running statistics
+    assert r.port.tensor_map["features.4.0.body.0.weight"] == "features.4.0.body.0.weight"
+    assert r.port.tensor_map["features.1.weight"] == "features.1.gamma"
     src = (r.out / "model.py").read_text()
-    assert "self.features_4_0_body_0 = nn.Conv2d(64, 64, kernel_size=(3, 3)" in src
-    assert "nn.BatchNorm2d(64, eps=1e-05, momentum=0.1)" in src
-    assert "torch.flatten(" in src  # Gluon Dense's flatten, made explicit
-    assert r.proof.row("step 1 parameters").agrees
+    assert re.findall(r"^class (\w+)\(", src, re.M) == ["BasicBlockV1", "ResNetV1"]
+    assert "def __init__(self, channels, stride, in_channels, downsample=False):" in src
+    assert ") if downsample else None" in src and "self.downsample(x) if self.downsample is not None else x" in src
+    assert "BasicBlockV1(channels=128, stride=2, in_channels=64, downsample=True)" in src
+    assert "nn.Conv2d(in_channels, channels, kernel_size=3, stride=stride, padding=1, bias=False)" in src
+    assert "x = self.output(torch.flatten(x, 1))" in src  # Gluon Dense's flatten, made explicit
+    assert not re.search(r"stage\d|activation\d|features_\d|resnetv1", src)  # no Gluon-generated names
+    forward = src.split("class ResNetV1", 1)[1].split("def forward", 1)[1].split("\n\n", 1)[0]
+    assert len([ln for ln in forward.splitlines()[1:] if ln.strip()]) <= 20
+    assert len(src.splitlines()) <= 300
+    assert r.proof.row("weights").agrees and r.proof.row("forward eval").agrees
     assert {p.name for p in r.out.iterdir()} >= {"model.py", "weights.pt", "weights.npz", "test_port.py", "PORT.md",
                                                   "port.json", "proof.json", "source.params", "mapping.json"}
 
@@ -163,8 +177,47 @@ def test_out_not_empty(capsys, tmp_path):
     out.mkdir()
     (out / "mine.txt").write_text("keep me")
     err = _refused(capsys, tmp_path, "--mxnet", f"{MODELS}:netD", out=out)
-    assert "exists and is not empty (use --force" in err
+    assert "holds 'mine.txt' and no PORT.md" in err
+    err = _refused(capsys, tmp_path, "--mxnet", f"{MODELS}:netD", "--force", out=out)  # --force replaces ports only
+    assert "holds 'mine.txt'" in err
     assert (out / "mine.txt").read_text() == "keep me"
+
+
+def test_out_is_never_the_current_folder(capsys, tmp_path, monkeypatch):
+    (tmp_path / "gm.py").write_text("keep me")
+    monkeypatch.chdir(tmp_path)
+    err = _refused(capsys, tmp_path, "--mxnet", f"{MODELS}:netD", "--force", out=Path("."))
+    assert "is the current folder" in err and (tmp_path / "gm.py").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("optimizer, message", [
+    ("sgd:lr=nan", "lr=nan is out of range; expected 0 < lr (finite)"),
+    ("adam:lr=0.01,beta1=1.5", "beta1=1.5 is out of range; expected 0 <= beta1 < 1"),
+    ("sgd:momentum=-0.1", "momentum=-0.1 is out of range"),
+    ("adam:eps=0", "eps=0 is out of range"),
+])
+def test_every_optimizer_value_is_checked_before_anything_runs(capsys, tmp_path, optimizer, message):
+    assert message in _refused(capsys, tmp_path, "--mxnet", f"{MODELS}:netD", "--optimizer", optimizer)
+
+
+def test_a_factory_that_exits_is_named(capsys, tmp_path):
+    assert "the factory called sys.exit(3)" in _refused(capsys, tmp_path, "--mxnet", f"{MODELS}:exiting")
+
+
+def test_a_nan_weight_is_named(capsys, tmp_path):
+    err = _refused(capsys, tmp_path, "--mxnet", f"{MODELS}:with_nan_weight", "--input-shape", "2,6")
+    assert "the Gluon block holds non-finite values: '0.weight' (1 NaN of 24 values)" in err
+
+
+def test_force_replaces_an_earlier_port_and_the_deprecated_flag_still_works(capsys, tmp_path):
+    out = tmp_path / "p"
+    args = ["port", "--mxnet", f"{MODELS}:dense_residual_mlp", "--input-shape", "4,12", "--out", str(out)]
+    assert main(args) == 0
+    assert main(args) == 2 and "(use --force" not in capsys.readouterr().err  # refused: already a port there
+    assert main([*args, "--force", "--trainer", "sgd:lr=0.02"]) == 0
+    captured = capsys.readouterr()
+    assert "--trainer is deprecated; use --optimizer" in captured.err
+    assert json.loads((out / "port.json").read_text())["optimizer"].startswith("sgd:lr=0.02")
 
 
 def test_unsupported_op_names_it(capsys, tmp_path):
@@ -174,7 +227,7 @@ def test_unsupported_op_names_it(capsys, tmp_path):
 
 def test_mapping_json_pairs_every_tensor(ported):
     m = json.loads((ported["netD-torch"].out / "mapping.json").read_text())
-    assert m["tensors"]["conv0.weight"] == "0.weight" and m["tensors"]["batchnorm0.running_var"] == "3.running_var"
+    assert m["tensors"]["0.weight"] == "0.weight" and m["tensors"]["3.running_var"] == "3.running_var"
 
 
 BRANCHES = {"residual_projection": (2, 3, 16, 16), "concat_branches": (2, 3, 8, 8), "upsampler": (2, 4, 8, 8),
@@ -239,3 +292,67 @@ def test_the_projects_specs_built_natively_in_gluon_port_and_prove(tmp_path, nam
     # (4 values per channel), and the end-to-end steps are chaos there: an honest 'cannot tell here'
     for row in r.proof.rows:
         assert row.agrees or (row.verdict == "cannot tell here" and "values per channel" in row.suggestion), row
+
+
+def _written(folder: Path):
+    spec = importlib.util.spec_from_file_location(f"written_{abs(hash(str(folder)))}", folder / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_written_model_follows_its_input_size(ported):
+    """Shapes come from the input, never from the proof's: the written resnet18 at 64 px and at 96 px
+    against the Gluon block at each (eval mode, float64)."""
+    import mxnet as mx
+    import numpy as np
+    import torch
+
+    r = ported["resnet18"]
+    net = _written(r.out).load().double().eval()
+    sys.path.insert(0, str(Path(MODELS).parent))
+    from port_models import resnet18
+
+    block = resnet18()
+    block.load_parameters(str(r.out / "source.params"))
+    block.cast("float64")
+    for size in (64, 96):
+        x = np.random.default_rng(size).standard_normal((2, 3, size, size))
+        with torch.no_grad():
+            ours = net(torch.from_numpy(x)).numpy()
+        theirs = block(mx.nd.array(x, dtype="float64")).asnumpy()
+        assert np.abs(ours - theirs).max() <= 1e-9 * np.abs(theirs).max(), size
+
+
+def test_the_written_model_compiles_exports_scripts_and_runs_in_bf16(ported):
+    """The structured code is plain PyTorch: torch.jit.script and trace, torch.export, torch.compile
+    with fullgraph=True (dynamo's capture; the eager backend, so no minutes of codegen here) and bf16
+    autocast all take it, and give its outputs."""
+    import torch
+
+    net = _written(ported["resnet18"].out).load().eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        want = net(x)
+        for other in (torch.jit.script(net), torch.jit.trace(net, x), torch.export.export(net, (x,)).module(),
+                      torch.compile(net, fullgraph=True, backend="eager")):
+            assert torch.allclose(other(x), want, rtol=1e-5, atol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = net(x)
+    assert low.dtype == torch.bfloat16 and (low.float() - want).abs().max() <= 0.05 * want.abs().max()
+
+
+REPEATED = "tests/port_models.py:repeated_units"
+
+
+def test_a_users_block_with_a_repeated_sub_block_is_one_class(tmp_path):
+    """A hand-written Gluon model with a repeated custom sub-block (ConvUnit, with and without a
+    projection): one class for it, its channels and stride as arguments, its optional projection a
+    flag, the model's forward short, and the port proved."""
+    r = port(REPEATED, (4, 3, 16, 16), tmp_path / "p", optimizer="sgd:lr=0.05,momentum=0.9")
+    src = (r.out / "model.py").read_text()
+    assert re.findall(r"^class (\w+)\(", src, re.M) == ["ConvUnit", "UnitNet"], src
+    assert "ConvUnit(channels=16, stride=2, in_channels=8, proj=True)" in src
+    assert "ConvUnit(channels=8, stride=1, in_channels=8)" in src  # a flag left at its default
+    assert "self.proj(x) if self.proj is not None else x" in src
+    assert r.proof.verdict == "agree", r.proof.failures()

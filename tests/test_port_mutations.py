@@ -25,13 +25,13 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("mxnet")
 
-from ganparity.common.port import port, prove_port  # noqa: E402
+from ganparity.common.port import port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = str(Path(__file__).with_name("port_models.py"))
 SGD, ADAM = "sgd:lr=0.01,momentum=0.9", "adam:lr=0.001,beta1=0.5"
 SEEDS = (0, 1, 2)
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # a fixture's setup counts in its first test's time
 
 
 def _sub(pattern: str, repl: str, count: int = 1):
@@ -61,28 +61,34 @@ def _in_load(statement: str):
 
 # kind -> (mutation, which ports it applies to: a predicate of (model, semantics, optimizer))
 ANY = lambda m, s, o: True  # noqa: E731
+TWO = lambda m, s, o: (s, o) in (("torch", SGD), ("mxnet", ADAM))  # noqa: E731 - forward kinds: either semantics once
 MUTANTS = {
-    "weight scaled by 1.01 in load()": (_in_load("net.state_dict()['{w}'].mul_(1.01)"), ANY),
+    "weight scaled by 1.01 in load()": (_in_load("net.state_dict()['{w}'].mul_(1.01)"), TWO),
     "a bias shifted by 0.01 in load()": (_in_load("net.state_dict()['{b}'].add_(0.01)"),
-                                         lambda m, s, o: m != "mobilenet"),
+                                         lambda m, s, o: m != "mobilenet" and TWO(m, s, o)),
     "BatchNorm statistics swapped in load()": (_in_load(
-        "s = net.state_dict(); m = s['{mean}'].clone(); s['{mean}'].copy_(s['{var}']); s['{var}'].copy_(m)"), ANY),
-    "LeakyReLU slope 0.2 -> 0.02": (_sub(r"LeakyReLU\(0\.2\)", "LeakyReLU(0.02)"), lambda m, s, o: m == "block"),
-    "LeakyReLU at torch's default slope": (_sub(r"LeakyReLU\(0\.2\)", "LeakyReLU()"), lambda m, s, o: m == "block"),
-    "BatchNorm eps 1e-5 -> 1e-3": (_sub(r"(BatchNorm\w*\(\d+, eps=)1e-05", r"\g<1>0.001"), ANY),
+        "s = net.state_dict(); m = s['{mean}'].clone(); s['{mean}'].copy_(s['{var}']); s['{var}'].copy_(m)"), TWO),
+    "LeakyReLU slope 0.2 -> 0.02": (_sub(r"LeakyReLU\(0\.2\)", "LeakyReLU(0.02)"),
+                                    lambda m, s, o: m == "block" and TWO(m, s, o)),
+    "LeakyReLU at torch's default slope": (_sub(r"LeakyReLU\(0\.2\)", "LeakyReLU()"),
+                                           lambda m, s, o: m == "block" and TWO(m, s, o)),
+    "BatchNorm eps 1e-5 -> 1e-3": (_sub(r"(BatchNorm\w*\(\w+, eps=)1e-05", r"\g<1>0.001"), TWO),
     "BatchNorm momentum left in Gluon's convention": (
-        _sub(r"(BatchNorm\w*\(\d+, eps=[^,]+, momentum=)0\.1\)", r"\g<1>0.9)"), ANY),
+        _sub(r"(BatchNorm\w*\(\w+, eps=[^,]+, momentum=)0\.1\)", r"\g<1>0.9)"), ANY),
     "BatchNorm momentum 0.1 -> 0.11": (
-        _sub(r"(BatchNorm\w*\(\d+, eps=[^,]+, momentum=)0\.1\)", r"\g<1>0.11)", count=100), ANY),
+        _sub(r"(BatchNorm\w*\(\w+, eps=[^,]+, momentum=)0\.1\)", r"\g<1>0.11)", count=100), ANY),
     "ReLU6 ported as ReLU": (_sub(r"nn\.ReLU6\(\)", "nn.ReLU()"), lambda m, s, o: m == "mobilenet"),
     "Tanh ported as Hardtanh": (_sub(r"nn\.Tanh\(\)", "nn.Hardtanh()"), lambda m, s, o: m == "netG"),
-    "skip connection dropped": (_sub(r"(\w+) = (\w+) \+ (\w+)\n", r"\1 = \3\n"), lambda m, s, o: m == "block"),
+    "skip connection dropped": (_sub(r"(\w+) = (\w+) \+ (\w+)\n", r"\1 = \3\n"),
+                                lambda m, s, o: m == "block" and TWO(m, s, o)),
     "skip connection doubled": (_sub(r"(\w+) = (\w+) \+ (\w+)\n", r"\1 = 2 * \2 + \3\n"),
-                                lambda m, s, o: m == "block"),
-    "average pooling counts its padding": (_sub(r"count_include_pad=False", "count_include_pad=True"),
-                                           lambda m, s, o: m == "block"),
-    "dropout rate 0.3 -> 0.5": (_sub(r"nn\.Dropout\(p=0\.3\)", "nn.Dropout(p=0.5)"), lambda m, s, o: m == "block"),
-    "dropout left out": (_sub(r"nn\.Dropout\(p=0\.3\)", "nn.Identity()"), lambda m, s, o: m == "block"),
+                                lambda m, s, o: m == "block" and TWO(m, s, o)),
+    "average pooling counts its padding": (_sub(r", count_include_pad=False", ""),
+                                           lambda m, s, o: m == "block" and TWO(m, s, o)),
+    "dropout rate 0.3 -> 0.5": (_sub(r"nn\.Dropout\(p=0\.3\)", "nn.Dropout(p=0.5)"),
+                                lambda m, s, o: m == "block" and TWO(m, s, o)),
+    "dropout left out": (_sub(r"nn\.Dropout\(p=0\.3\)", "nn.Identity()"),
+                         lambda m, s, o: m == "block" and TWO(m, s, o)),
     "lr +1%": (_sub(r"\(params, lr=([0-9.e-]+)", lambda mt: f"(params, lr={float(mt.group(1)) * 1.01!r}"), ANY),
     "lr x100": (_sub(r"\(params, lr=([0-9.e-]+)", lambda mt: f"(params, lr={float(mt.group(1)) * 100!r}"), ANY),
     "weight decay 1e-4 added": (_sub(r"weight_decay=0\.0\)", "weight_decay=0.0001)"), ANY),
@@ -99,7 +105,7 @@ MUTANTS = {
     "PyTorch's Adam where MXNet's was ported": (_sub(r"return MXNetAdam\(", "return torch.optim.Adam("),
                                                 lambda m, s, o: s == "mxnet" and o == ADAM),
     "PyTorch's BatchNorm statistics where MXNet's were ported": (
-        _sub(r"= MXNetBatchNorm\(", "= nn.BatchNorm2d(", count=100), lambda m, s, o: s == "mxnet"),
+        _sub(r"MXNetBatchNorm\((\w+), eps", r"nn.BatchNorm2d(\1, eps", count=100), lambda m, s, o: s == "mxnet"),
     "MXNet's BatchNorm without the biased variance": (_sub(r"var \* \(\(n - 1\) / n\)", "var"),
                                                       lambda m, s, o: s == "mxnet"),
 }
@@ -111,20 +117,21 @@ PORTS = {
 }
 SEEDS_OF = {("mobilenet", "mxnet", ADAM): (0,)}  # each mobilenet proof costs seconds: one combination at 3 seeds
 # the kinds run on mobilenet (each of its proofs costs seconds): those a model zoo port can get wrong
-MOBILENET_KINDS = ("weight scaled by 1.01 in load()", "BatchNorm statistics swapped in load()",
-                   "BatchNorm eps 1e-5 -> 1e-3", "BatchNorm momentum left in Gluon's convention",
-                   "ReLU6 ported as ReLU",
-                   "lr +1%", "weight decay 1e-4 added", "SGD momentum 0.9 -> 0.8", "Adam beta1 0.5 -> 0.9",
-                   "Adam eps 1e-8 -> 1e-6", "gluon_step without the 1 / batch_size rescale",
-                   "PyTorch's Adam where MXNet's was ported",
-                   "PyTorch's BatchNorm statistics where MXNet's were ported")
+MOBILENET_KINDS = {  # kind -> the combination it runs under
+    "weight scaled by 1.01 in load()": ("torch", SGD), "BatchNorm statistics swapped in load()": ("mxnet", ADAM),
+    "BatchNorm eps 1e-5 -> 1e-3": ("torch", SGD), "BatchNorm momentum left in Gluon's convention": ("mxnet", ADAM),
+    "ReLU6 ported as ReLU": ("torch", SGD), "lr +1%": ("mxnet", ADAM), "weight decay 1e-4 added": ("torch", SGD),
+    "SGD momentum 0.9 -> 0.8": ("torch", SGD), "Adam eps 1e-8 -> 1e-6": ("mxnet", ADAM),
+    "gluon_step without the 1 / batch_size rescale": ("torch", SGD),
+    "PyTorch's BatchNorm statistics where MXNet's were ported": ("mxnet", ADAM)}
 
 
 def _cases():
     for model, (_, _, combos) in PORTS.items():
         for sem, opt in combos:
             for kind, (_, applies) in MUTANTS.items():
-                if applies(model, sem, opt) and (model != "mobilenet" or kind in MOBILENET_KINDS):
+                if applies(model, sem, opt) and (model != "mobilenet" or MOBILENET_KINDS.get(kind) == (sem,
+                                                                                                         opt)):
                     yield model, sem, opt, kind
 
 
@@ -158,23 +165,48 @@ def test_every_unmodified_port_agrees_or_says_why_not(base_ports):
         {k: r.proof.failures() for k, r in base_ports.items() if r.proof.verdict != "agree"}
 
 
+RECORDER = """
+import json, os, ganparity
+
+_prove = ganparity.prove_port
+
+
+def recorded(folder, *args, **kwargs):  # what each test_port.py's own proof said, for the mutation test
+    proof = _prove(folder, *args, **kwargs)
+    with open(os.path.join(str(folder), "verdict.json"), "w") as f:
+        json.dump({"verdict": proof.verdict, "failures": proof.failures()}, f)
+    return proof
+
+
+ganparity.prove_port = recorded
+"""
+
+
 @pytest.fixture(scope="module")
 def mutants(base_ports, tmp_path_factory):
-    """Each mutant: the seed-0 port copied, one edit made, the proof run on it."""
+    """Each mutant: a seed-0 port copied, one edit made; then every unmodified port's and every
+    mutant's own test_port.py run with pytest in one process (a conftest.py beside them records
+    the verdict of the proof each test_port.py ran). {key: (folder, verdict, failures, passed)}."""
     root = tmp_path_factory.mktemp("mutants")
-    out = {}
+    folders = {}
     for i, (model, sem, opt, kind) in enumerate(CASES):
-        base = base_ports[(model, sem, opt, 0)].out
         folder = root / f"m{i:03d}"
-        shutil.copytree(base, folder)
+        shutil.copytree(base_ports[(model, sem, opt, 0)].out, folder)
         mapping = json.loads((folder / "mapping.json").read_text())
         text = (folder / "model.py").read_text()
         (folder / "model.py").write_text(MUTANTS[kind][0](text, mapping))
-        try:
-            proof = prove_port(folder)
-            out[(model, sem, opt, kind)] = (folder, proof.verdict, proof.failures())
-        except Exception as e:  # a mutant that no longer runs is caught too, but say so
-            out[(model, sem, opt, kind)] = (folder, f"error: {type(e).__name__}: {e}", "")
+        folders[(model, sem, opt, kind)] = folder
+    bases = root / "bases"
+    for r in base_ports.values():
+        shutil.copytree(r.out, bases / r.out.name)
+    (root / "conftest.py").write_text(RECORDER)
+    passed = _pytest(root, [*folders.values(), *sorted(bases.iterdir())])
+    out = {}
+    for key, folder in [*folders.items(), *((("base",) + k, bases / r.out.name) for k, r in base_ports.items())]:
+        record = folder / "verdict.json"
+        verdict = json.loads(record.read_text()) if record.is_file() else {"verdict": "error: no proof ran",
+                                                                             "failures": ""}
+        out[key] = (folder, verdict["verdict"], verdict["failures"], passed[folder])
     return out
 
 
@@ -188,28 +220,35 @@ def test_at_least_25_kinds_on_three_models():
 
 
 def test_no_mutant_agrees(mutants):
-    agreed = sorted(f"{m} {s} {o}: {k} ({where.name})" for (m, s, o, k), (where, verdict, _) in mutants.items()
-                    if verdict == "agree")
+    agreed = sorted(f"{m} {s} {o}: {k} ({where.name})" for (m, s, o, k), (where, verdict, _, _) in mutants.items()
+                    if m != "base" and verdict == "agree")
     assert not agreed, "\n".join(agreed)
-    errors = {key: v for key, (_, v, _) in mutants.items() if v.startswith("error")}
+    errors = {key: v for key, (_, v, _, _) in mutants.items() if v.startswith("error")}
     assert not errors, errors  # every mutant runs: the proof, not a crash, must catch it
 
 
-def _pytest(folders: list[Path]) -> dict[Path, int]:
-    """Run each folder's test_port.py with pytest (one process for all, each file on its own)."""
+def _pytest(root: Path, folders: list[Path]) -> dict[Path, bool]:
+    """Run every folder's own test_port.py with pytest, in one process (each file imported on its
+    own: --import-mode=importlib), and say for each folder whether all its tests passed."""
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    codes = {}
-    for folder in folders:
-        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                               str(folder / "test_port.py")], capture_output=True, text=True, env=env, cwd=folder,
-                              timeout=600)
-        codes[folder] = done.returncode
-    return codes
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider",
+                           "--import-mode=importlib", "--rootdir", str(root), "-o", "timeout=0",
+                           *[str(f / "test_port.py") for f in folders]], capture_output=True, text=True, env=env,
+                          cwd=root, timeout=3000)
+    status: dict[Path, bool] = {}
+    for line in done.stdout.splitlines():
+        m = re.match(r"(PASSED|FAILED|ERROR|SKIPPED) (?:\[\d+\] )?(\S+?)/test_port\.py", line)
+        if m:
+            folder = root / m.group(2)
+            status[folder] = status.get(folder, True) and m.group(1) in ("PASSED", "SKIPPED")
+    missing = [f for f in folders if f not in status]
+    assert not missing, f"no result for {missing[:3]}: {done.stdout[-2000:]}"
+    return status
 
 
-def test_the_written_test_passes_every_unmodified_port_and_fails_every_mutant(base_ports, mutants):
-    bases = [r.out for (m, s, o, seed), r in base_ports.items() if seed == 0]
-    codes = _pytest(bases + [folder for folder, _, _ in mutants.values()])
-    assert all(codes[f] == 0 for f in bases), {str(f): codes[f] for f in bases if codes[f] != 0}
-    passed = {key: str(folder) for key, (folder, _, _) in mutants.items() if codes[folder] == 0}
-    assert not passed, passed
+def test_the_written_test_passes_every_unmodified_port_and_fails_every_mutant(mutants):
+    bases = {k: v for k, v in mutants.items() if k[0] == "base"}
+    assert all(ok for _, _, _, ok in bases.values()), [str(f) for f, _, _, ok in bases.values() if not ok]
+    passed = sorted(f"{m} {s} {o}: {k} ({folder.name})" for (m, s, o, k), (folder, _, _, ok) in mutants.items()
+                    if m != "base" and ok)
+    assert not passed, "\n".join(passed)

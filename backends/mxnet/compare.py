@@ -133,8 +133,8 @@ def _kind(b: gluon.Block) -> tuple[str, dict]:
         return _ACTIVATIONS.get(b._act_type, "other"), {"act_type": b._act_type}
     if isinstance(b, nn.ELU):
         return "elu", {"alpha": b._alpha}
-    if isinstance(b, nn.Swish):
-        return ("silu", {}) if b._beta == 1.0 else ("other", {"beta": b._beta})
+    if isinstance(b, nn.Swish):  # x * sigmoid(beta x): torch's SiLU is beta 1
+        return "silu", {"beta": float(b._beta)}
     if type(b) is nn.GELU:
         return "gelu", {"approximate": "none"}  # MXNet's GELU is the erf form
     simple = {nn.SELU: "selu", nn.Flatten: "flatten"}
@@ -220,6 +220,14 @@ def _ops_kind(b: gluon.HybridBlock) -> tuple[str, dict]:
             return act, {}
         if op in _OP_KINDS:
             return _OP_KINDS[op], {}
+        if op == "_contrib_BilinearResize2D":  # MXNet's default is align_corners=True
+            align = str(a.get("align_corners", "True")).lower() in ("true", "1")
+            scale = float(a.get("scale_height", a.get("scale_width", 0)) or 0) or None
+            return "upsample", {"mode": "bilinear", "scale": scale, "align_corners": align}
+        if op == "UpSampling":
+            mode = a.get("sample_type", "nearest")
+            return "upsample", {"mode": mode, "scale": float(a.get("scale", 1)),
+                                "align_corners": None if mode == "nearest" else True}
     names = [o["op"] + (f"({o['attrs']['scalar']})" if "scalar" in o["attrs"] else "") for o in ops]
     if any(o["op"] == "tanh" for o in ops) and any("0.044715" in str(o["attrs"].get("scalar", "")) for o in ops):
         return "gelu", {"approximate": "tanh"}
@@ -284,13 +292,15 @@ def _set_mode(mode: str):
     return autograd.train_mode() if mode == "train" else autograd.predict_mode()
 
 
-def walk(model: gluon.Block, x: np.ndarray, mode: str) -> tuple[list[dict], list[np.ndarray]]:
+def walk(model: gluon.Block, x: np.ndarray, mode: str, on_output=None,
+         keep_inputs: bool = True) -> tuple[list[dict], list[np.ndarray]]:
     """One forward in `mode` ('train': batch statistics, inside autograd.train_mode(); 'eval':
     running ones) with hooks on every leaf block and every block that owns parameters, its input
     and output kept as numpy (as in torch). A Dense or Conv with a fused activation
     (Dense(activation='relu') has it as child 'act') is a leaf: its output is what it hands its
     activation. Returns the records in execution order and the model's output(s); an input the
-    model refuses raises Rejected naming the innermost block."""
+    model refuses raises Rejected naming the innermost block. on_output(path, array): each output
+    handed over as it is made and not kept in its record; keep_inputs=False keeps no inputs."""
     names, records, stack, calls, handles = _named(model), [], [], {}, []
     owners = {id(b) for _, b in _blocks(model) if b._reg_params and set(b._children) == {"act"}}
     acts = {id(b._children["act"]) for _, b in _blocks(model) if id(b) in owners}
@@ -302,6 +312,9 @@ def walk(model: gluon.Block, x: np.ndarray, mode: str) -> tuple[list[dict], list
         a = _first(output)
         rec |= {"in_shape": in_shape, "out_shape": _shape(output), "input": in_array,
                 "output": a.asnumpy() if a is not None else None}
+        if on_output is not None:
+            on_output(rec["path"], rec.pop("output"))
+            rec["output"] = None
         records.append(rec)
         emitted.add((path, calls[path]))
 
@@ -311,7 +324,7 @@ def walk(model: gluon.Block, x: np.ndarray, mode: str) -> tuple[list[dict], list
                 stack.append((path, b, None, _SYMBOLIC))  # symbolically first: not a call of the forward
                 return
             calls[path] = calls.get(path, 0) + 1
-            i = _first(inputs) if id(b) in recorded else None
+            i = _first(inputs) if id(b) in recorded and keep_inputs else None
             stack.append((path, b, _shape(inputs), i.asnumpy() if i is not None else None))
             owner = stack[-2] if len(stack) > 1 else None
             if id(b) in acts and owner and id(owner[1]) in owners and (owner[0], calls[owner[0]]) not in emitted:

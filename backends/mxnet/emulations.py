@@ -175,4 +175,4 @@ def _walk(block: nn.Block):
 def source(names):
     """The source text of these classes and functions, by name (the mirror of the torch side's,
     for a port in the other direction)."""
-    return "\n\n".join(inspect.getsource(globals()[n]).rstrip() for n in names)
+    return "\n\n\n".join(inspect.getsource(globals()[n]).rstrip() for n in names)

@@ -39,7 +39,9 @@ def _load(block: gluon.Block, params: str | None, x: np.ndarray, seed: int = 0) 
             raise GanparityError(f"--params {params}: does not match the block: {_one_line(e)}") from None
     else:
         mx.random.seed(seed)
-        block.initialize(mx.init.Uniform(0.07), force_reinit=False)
+        for p in block.collect_params().values():  # only those nobody initialized (no "already initialized" noise)
+            if p._data is None and not p._deferred_init:
+                p.initialize(None, mx.cpu(), mx.init.Uniform(0.07))  # its own initializer first, as Gluon does
     try:
         with autograd.predict_mode():
             block(mx.nd.array(x))
@@ -69,7 +71,7 @@ def _attrs(raw: dict | None) -> dict:
         if k.startswith("__"):
             continue
         try:
-            out[k] = json.loads(v.replace("(", "[").replace(")", "]").replace("True", "true")
+            out[k] = json.loads(v.replace("(", "[").replace(")", "]").replace(",]", "]").replace("True", "true")
                                 .replace("False", "false").replace("None", "null").replace("'", '"'))
         except (ValueError, AttributeError):
             out[k] = v
@@ -80,18 +82,23 @@ def read(model: Any, shape: tuple[int, ...], params: str | None = None, seed: in
     """The neutral graph of a Block at one input shape: {'nodes': [...], 'arrays': {structural
     name: numpy}, 'outputs': [[node, index]], 'class', 'input'}. Each node: op, name, attrs,
     inputs [[node, index]], params {role: structural name}, path (the block that made it),
-    out_shape."""
+    out_shape (of output 0) and out_shapes (of each output)."""
     if not isinstance(model, gluon.Block):
         raise GanparityError(f"--mxnet gave a {type(model).__module__}.{type(model).__qualname__}, not a gluon.Block")
     x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
     _load(model, params, x, seed)
     bad = _not_hybrid(model)
+    calls: list[dict] = []
+    handles = _record_calls(model, calls)
     try:
         out = model(mx.sym.var("data"))
     except Exception as e:
         where = f"'{bad[0]}' ({bad[1]}) is a plain gluon.Block" if bad else _one_line(e)
         raise GanparityError(f"unsupported: {where}; nearest supported form: a HybridBlock "
                              "(hybrid_forward with F), whose ops can be read as a graph") from None
+    finally:
+        for h in handles:
+            h.detach()
     sym = mx.sym.Group(list(out)) if isinstance(out, list | tuple) else out
     graph = json.loads(sym.tojson())
     internals = sym.get_internals()
@@ -110,6 +117,10 @@ def read(model: Any, shape: tuple[int, ...], params: str | None = None, seed: in
         node = {"op": n["op"], "name": name, "attrs": _attrs(n.get("attrs") or n.get("param")),
                 "inputs": [[int(a), int(b)] for a, b, *_ in n["inputs"]], "params": {}, "path": None,
                 "out_shape": tuple(shapes.get(f"{name}_output", shapes.get(f"{name}_output0", shapes.get(name, ()))))}
+        several = []  # one shape per output of an op with several (SliceChannel, topk ret_typ='both')
+        while f"{name}_output{len(several)}" in shapes:
+            several.append(tuple(shapes[f"{name}_output{len(several)}"]))
+        node["out_shapes"] = several or [node["out_shape"]]
         if n["op"] == "null":
             node["param"] = structural.get(name)
         else:
@@ -128,9 +139,81 @@ def read(model: Any, shape: tuple[int, ...], params: str | None = None, seed: in
                 node["path"] = owner.pop()
     arrays = {n: p.data().asnumpy().copy() for n, p in live.items() if p._data is not None}
     root = model.prefix
+    refs = _output_refs(graph["nodes"], internals.list_outputs())
     return {"nodes": nodes, "arrays": arrays, "outputs": [[int(a), int(b)] for a, b, *_ in graph["heads"]],
             "class": f"{type(model).__module__}.{type(model).__qualname__}", "input": tuple(shape),
-            "prefix": root, "grad_req": {n: p.grad_req for n, p in live.items()}}
+            "prefix": root, "grad_req": {n: p.grad_req for n, p in live.items()},
+            "calls": [c | {"inputs": [refs[s] for s in c["inputs"] if s in refs],
+                           "outputs": [refs[s] for s in c["outputs"] if s in refs]} for c in calls],
+            "blocks": {path or "": _block_info(b) for path, b in _blocks(model)}}
+
+
+def _record_calls(model: gluon.Block, calls: list[dict]) -> list:
+    """Hooks that record every block call of the symbolic forward: path, the enclosing call, the
+    names of its input and output symbols (the graph's node outputs), in call order."""
+    stack, handles = [], []
+
+    def names(value) -> list[str]:
+        items = value if isinstance(value, list | tuple) else [value]
+        return [o for s in items if isinstance(s, mx.sym.Symbol) for o in s.list_outputs()]
+
+    def pre(path):
+        def hook(block, inputs):
+            calls.append({"path": path, "parent": stack[-1] if stack else -1, "inputs": names(inputs),
+                          "outputs": []})
+            stack.append(len(calls) - 1)
+        return hook
+
+    def post(block, inputs, output):
+        calls[stack.pop()]["outputs"] = names(output)
+
+    for path, b in _blocks(model):
+        handles += [b.register_forward_pre_hook(pre(path or "")), b.register_forward_hook(post)]
+    return handles
+
+
+def _output_refs(nodes: list[dict], names: list[str]) -> dict[str, list[int]]:
+    """Symbol output name ('conv0_fwd_output', 'split0_output1', 'data') -> [node, output index]."""
+    index = {n["name"]: i for i, n in enumerate(nodes)}
+    out = {}
+    for name in names:
+        if name in index:
+            out[name] = [index[name], 0]
+            continue
+        base, _, k = name.rpartition("_output")
+        if base in index:
+            out[name] = [index[base], int(k) if k.isdigit() else 0]
+    return out
+
+
+def _block_info(b: gluon.Block) -> dict:
+    """What the structured port needs of a block: its class, its children in order, whether it is
+    a (Hybrid)Sequential or one of Gluon's own layers, its constructor's and forward's argument names."""
+    import inspect
+
+    cls = type(b)
+
+    def params(fn, skip: int) -> list[str]:
+        try:
+            return [p.name for p in list(inspect.signature(fn).parameters.values())[skip:]
+                    if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        except (TypeError, ValueError):
+            return []
+
+    forward = getattr(cls, "hybrid_forward", None)
+    flags = {k: v for k, v in vars(b).items() if type(v) is bool and not k.startswith("_")}  # e.g. use_shortcut
+    return {"class": cls.__qualname__, "module": cls.__module__, "children": list(b._children), "flags": flags,
+            "sequential": isinstance(b, gluon.nn.HybridSequential | gluon.nn.Sequential),
+            "layer": cls.__module__.startswith("mxnet.gluon.nn"), "symbol": isinstance(b, gluon.SymbolBlock),
+            "init_args": params(cls.__init__, 1),
+            "forward_args": [n for n in params(forward, 2) if n not in ("kwargs",)] if forward else []}
+
+
+def _unhybridized(model: gluon.Block) -> None:
+    """Run eagerly (the emulations and hooks need Python forwards); a block nobody hybridized is
+    left alone (hybridize(False) on a Sequential of HybridBlocks warns about nothing useful)."""
+    if any(getattr(b, "_active", False) for _, b in _blocks(model)):
+        model.hybridize(False)
 
 
 def load(factory: str, params: str | None = None, what: str = "--mxnet") -> gluon.Block:
@@ -204,7 +287,7 @@ def outputs(model: Any, x: np.ndarray, dtype: str = "float64", mode: str = "trai
             if f"{type(b).__name__}.{key.lstrip('_')}" == name and type(vars(b)[key]) is float:
                 changed.append((vars(b), key, vars(b)[key]))
     state = _get_state(model)
-    model.hybridize(False)
+    _unhybridized(model)
     model.cast(dtype)
     try:
         for holder, key, value in changed:
@@ -223,7 +306,7 @@ def outputs(model: Any, x: np.ndarray, dtype: str = "float64", mode: str = "trai
 def gradients(model: Any, data: dict, dtype: str = "float32") -> dict[str, np.ndarray]:
     """The gradients trainer.step(batch_size) would apply at the first batch (the per-sample loss
     summed in backward, divided by the batch size), by structural name."""
-    model.hybridize(False)
+    _unhybridized(model)
     model.cast(dtype)
     try:
         with no_dropout(model):
@@ -276,7 +359,7 @@ def train_updates(model: Any, data: dict, dtype: str = "float32", options: dict 
     (the state to start from, by structural name), 'scale' (the loss times this). Dropout is off.
     Returns the state before the first step and after each."""
     o = options or {}
-    model.hybridize(False)
+    _unhybridized(model)
     model.cast(dtype)
     if o.get("start") is not None:
         _set_state(model, o["start"])

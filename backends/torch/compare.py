@@ -88,7 +88,9 @@ def _kind(m: nn.Module) -> tuple[str, dict]:
         return "gelu", {"approximate": m.approximate}
     if isinstance(m, nn.Hardsigmoid):  # relu6(x + 3) / 6 = clip(x / 6 + 1 / 2, 0, 1)
         return "hardsigmoid", {"alpha": 1 / 6, "beta": 0.5}
-    simple = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.SiLU: "silu", nn.Hardswish: "hardswish",
+    if isinstance(m, nn.SiLU):  # x * sigmoid(x): Gluon's Swish with beta 1
+        return "silu", {"beta": 1.0}
+    simple = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.Hardswish: "hardswish",
               nn.Softplus: "softplus", nn.Softsign: "softsign", nn.SELU: "selu", nn.Flatten: "flatten",
               nn.Identity: "identity"}
     for cls, kind in simple.items():
@@ -218,13 +220,16 @@ def _set_mode(model: nn.Module, mode: str) -> None:
     model.train(mode == "train")
 
 
-def walk(model: nn.Module, x: np.ndarray, mode: str) -> tuple[list[dict], list[np.ndarray]]:
+def walk(model: nn.Module, x: np.ndarray, mode: str, on_output=None,
+         keep_inputs: bool = True) -> tuple[list[dict], list[np.ndarray]]:
     """One forward in `mode` ('train': batch statistics; 'eval': running ones) with hooks on every
     leaf module and every module that owns tensors. Returns the records in execution order
     (each with its input and output shapes, and its input and output as numpy copies: an in-place
     ReLU overwrites the tensor later; the input tells a layer that computes differently from one
     whose input is put together differently) and the model's output(s). An input the model
-    refuses raises Rejected naming the innermost module running when it failed."""
+    refuses raises Rejected naming the innermost module running when it failed. on_output(path,
+    array): each output handed over as it is made and not kept in its record (a large model's
+    every layer in float64 need not be held at once); keep_inputs=False keeps no inputs."""
     names, records, stack, calls, handles = _named(model), [], [], {}, []
     recorded = {id(m) for _, m in model.named_modules()
                 if not list(m.children())
@@ -237,7 +242,7 @@ def walk(model: nn.Module, x: np.ndarray, mode: str) -> tuple[list[dict], list[n
             if rec is not None:
                 t = _first_tensor(inputs)
                 rec["in_shape"] = _shape(inputs)
-                rec["input"] = t.detach().cpu().numpy().copy() if t is not None else None
+                rec["input"] = t.detach().cpu().numpy().copy() if t is not None and keep_inputs else None
             stack.append((path, m, rec, _shape(inputs)))
         return hook
 
@@ -247,6 +252,9 @@ def walk(model: nn.Module, x: np.ndarray, mode: str) -> tuple[list[dict], list[n
             t = _first_tensor(output)
             rec["out_shape"] = _shape(output)
             rec["output"] = t.detach().cpu().numpy().copy() if t is not None else None
+            if on_output is not None:
+                on_output(rec["path"], rec.pop("output"))
+                rec["output"] = None
             records.append(rec)
 
     for path, m in model.named_modules():

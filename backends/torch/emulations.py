@@ -121,7 +121,179 @@ def emulated_stats(model):
             m.__class__ = cls
 
 
+# MXNet ops that take more than one torch expression, written once here for the porter's model.py
+# (common/port/ops.py names them; source() copies them): the Gluon side has the op itself, so they
+# have no mirror in backends/mxnet/emulations.py
+PORT_OPS = ("box_nms", "box_decode", "roi_align_position_sensitive", "softmax_with_length", "sequence_mask",
+            "topk_ties_in_order", "interleaved_matmul_selfatt_qk", "interleaved_matmul_selfatt_valatt",
+            "interleaved_matmul_encdec_qk", "interleaved_matmul_encdec_valatt")
+
+
+def _float32(v):
+    """A float setting as MXNet's op holds it (its parameter structs declare float): what a float64
+    run compares and multiplies with."""
+    return torch.tensor(v, dtype=torch.float32).item()
+
+
+def box_nms(data, overlap_thresh=0.5, valid_thresh=0.0, topk=-1, coord_start=2, score_index=1, id_index=-1,
+            background_id=-1, force_suppress=False, in_format="corner", out_format="corner"):
+    """MXNet's contrib.box_nms on torchvision.ops.nms: each row of `data` (..., boxes, width) is a
+    box; the boxes whose score is > valid_thresh (and, with id_index, whose class id is not
+    background_id) are sorted by score, ties in index order; the first `topk` of them go through
+    greedy NMS (a box suppresses a later one of the same class, truncated to an integer, or of any
+    class with force_suppress, at IoU > overlap_thresh); the survivors' whole rows come first in
+    that order, every other row is -1 (same shape as data). The thresholds are the float32 values
+    MXNet's op holds. torchvision.ops.nms orders by score itself: it gets each box's rank, so ties
+    keep MXNet's order. Coordinates are converted to out_format only where the first one is >= 0
+    (MXNet skips the others); the gradient reaches each kept row as it is, as MXNet's backward
+    copies it, conversion or not."""
+    import torchvision
+
+    if topk == 0:
+        return data
+    overlap, valid_min = _float32(overlap_thresh), _float32(valid_thresh)
+    rows = data.reshape(-1, data.shape[-2], data.shape[-1])
+    out = torch.full_like(rows, -1.0)
+    for b, boxes in enumerate(rows):
+        score = boxes[:, score_index]
+        valid = score > valid_min
+        if id_index >= 0:
+            valid = valid & (boxes[:, id_index] != background_id)
+        index = torch.nonzero(valid).flatten()
+        index = index[torch.sort(score[index], descending=True, stable=True).indices][:topk if topk > 0 else None]
+        if len(index) == 0:
+            continue
+        coords = boxes[index, coord_start:coord_start + 4].detach()
+        if in_format == "center":
+            half = coords[:, 2:] / 2
+            coords = torch.cat([coords[:, :2] - half, coords[:, :2] + half], dim=1)
+        rank = torch.arange(len(index), 0, -1, dtype=coords.dtype, device=coords.device)
+        if id_index >= 0 and not force_suppress:
+            ids = boxes[index, id_index].long()
+            keep = torch.cat([group[torchvision.ops.nms(coords[group], rank[group], overlap)]
+                              for group in (torch.nonzero(ids == c).flatten() for c in ids.unique())]).sort().values
+        else:
+            keep = torchvision.ops.nms(coords, rank, overlap)
+        kept = boxes[index[keep]]
+        if in_format != out_format:
+            xy, far = kept[:, coord_start:coord_start + 2], kept[:, coord_start + 2:coord_start + 4]
+            if out_format == "center":
+                new = torch.cat([(xy + far) / 2, far - xy], dim=1)
+            else:
+                new = torch.cat([xy - far / 2, xy + far / 2], dim=1)
+            raw = kept[:, coord_start:coord_start + 4]
+            moved = torch.where(xy[:, :1] >= 0, new, raw)
+            moved = moved.detach() + (raw - raw.detach())  # MXNet's backward passes the gradient through unconverted
+            kept = torch.cat([kept[:, :coord_start], moved, kept[:, coord_start + 4:]], dim=1)
+        out[b, :len(kept)] = kept
+    return out.reshape(data.shape)
+
+
+def box_decode(deltas, anchors, stds=(1.0, 1.0, 1.0, 1.0), clip=-1.0, format="center"):
+    """MXNet's contrib.box_decode: (batch, n, 4) deltas against anchors[0] ((n, 4), corner or
+    center) -> corner boxes; the width and height deltas capped at `clip` when it is > 0. The
+    same arithmetic in the same order as MXNet's kernel, with its float32 settings."""
+    std0, std1, std2, std3 = (_float32(s) for s in stds)
+    a = anchors[0]
+    ax, ay, aw, ah = a.unbind(-1)
+    if format == "corner":
+        aw, ah = aw - ax, ah - ay
+        ax, ay = ax + aw * 0.5, ay + ah * 0.5
+    x, y, w, h = deltas.unbind(-1)
+    ox, oy = x * std0 * aw + ax, y * std1 * ah + ay
+    dw, dh = w * std2, h * std3
+    if clip > 0:
+        dw, dh = torch.clamp(dw, max=_float32(clip)), torch.clamp(dh, max=_float32(clip))
+    ow, oh = torch.exp(dw) * aw * 0.5, torch.exp(dh) * ah * 0.5
+    return torch.stack([ox - ow, oy - oh, ox + ow, oy + oh], dim=-1)
+
+
+def roi_align_position_sensitive(data, rois, output_size, spatial_scale, sampling_ratio):
+    """MXNet's contrib.ROIAlign(position_sensitive=True, aligned=False): bin (i, j) of output
+    channel c pools input channel (c * ph + i) * pw + j, with ROIAlign's unaligned sampling
+    (torchvision.ops.ps_roi_align samples as aligned=True does)."""
+    import torchvision
+
+    ph, pw = output_size
+    full = torchvision.ops.roi_align(data, rois, output_size, spatial_scale, sampling_ratio, aligned=False)
+    r, c = full.shape[0], full.shape[1] // (ph * pw)
+    bins = full.reshape(r, c, ph, pw, ph, pw)
+    i, j = torch.arange(ph, device=data.device), torch.arange(pw, device=data.device)
+    return bins[:, :, i[:, None], j[None, :], i[:, None], j[None, :]]
+
+
+def softmax_with_length(x, length, dim=-1, temperature=1.0):
+    """MXNet's softmax(use_length=True): along `dim` only the first `length` entries of each row
+    take part (length has x's shape without dim), the others are 0, and a row of length 0 is all
+    0 (a -inf mask alone would make it NaN)."""
+    steps = torch.arange(x.shape[dim], device=x.device).reshape([-1] + [1] * (x.dim() - 1 - dim % x.dim()))
+    keep = steps < length.unsqueeze(dim)
+    y = torch.softmax(x.masked_fill(~keep, float("-inf")) / temperature, dim=dim)
+    return y.masked_fill(~keep, 0.0)
+
+
+def sequence_mask(x, length, value=0.0, axis=0):
+    """MXNet's SequenceMask: x is (time, batch, ...) (axis=0) or (batch, time, ...) (axis=1); the
+    steps at and after each sequence's length (truncated to an integer) are set to `value`."""
+    steps = torch.arange(x.shape[axis], device=x.device)
+    keep = steps[:, None] < length.long()[None, :]  # (time, batch)
+    if axis == 1:
+        keep = keep.t()
+    return x.masked_fill(~keep.reshape(keep.shape + (1,) * (x.dim() - 2)), value)
+
+
+def topk_ties_in_order(x, k, dim=-1, largest=True, index_dtype=None):
+    """torch.topk with ties in index order, as MXNet's CPU topk gives them along an axis of up to
+    16 entries (its std::sort is an insertion sort there; beyond, libstdc++'s introsort orders
+    ties in a way no torch op reproduces, and torch.topk in none at all). Returns (values,
+    indices), the indices cast to index_dtype (MXNet's topk returns them as float32 by default)."""
+    values, indices = torch.sort(x, dim=dim, descending=largest, stable=True)
+    values, indices = values.narrow(dim, 0, k), indices.narrow(dim, 0, k)
+    return values, indices if index_dtype is None else indices.to(index_dtype)
+
+
+def _heads(x, heads, parts):
+    """(time, batch, heads * parts * d) -> `parts` tensors (batch * heads, time, d)."""
+    t, b = x.shape[0], x.shape[1]
+    split = x.reshape(t, b, heads, parts, -1).permute(3, 1, 2, 0, 4)
+    return [p.reshape(b * heads, t, -1) for p in split]
+
+
+def interleaved_matmul_selfatt_qk(qkv, heads):
+    """GluonNLP BERT's fused self-attention scores (MXNet contrib.interleaved_matmul_selfatt_qk):
+    qkv is (time, batch, heads * 3 * d), each head's query, key and value side by side; returns
+    (batch * heads, time, time) = (q / sqrt(d)) k^T."""
+    q, k, _ = _heads(qkv, heads, 3)
+    return torch.bmm(q / math.sqrt(q.shape[-1]), k.transpose(1, 2))
+
+
+def interleaved_matmul_selfatt_valatt(qkv, attention, heads):
+    """MXNet contrib.interleaved_matmul_selfatt_valatt: the attention weights (batch * heads, time,
+    time) applied to the values of qkv; returns (time, batch, heads * d)."""
+    _, _, v = _heads(qkv, heads, 3)
+    out = torch.bmm(attention, v)
+    t, b = qkv.shape[0], qkv.shape[1]
+    return out.reshape(b, heads, t, -1).permute(2, 0, 1, 3).reshape(t, b, -1)
+
+
+def interleaved_matmul_encdec_qk(queries, keys_values, heads):
+    """MXNet contrib.interleaved_matmul_encdec_qk: queries (tq, batch, heads * d), keys_values
+    (tk, batch, heads * 2 * d) interleaved per head; returns (batch * heads, tq, tk) = (q / sqrt(d)) k^T."""
+    [q] = _heads(queries, heads, 1)
+    k, _ = _heads(keys_values, heads, 2)
+    return torch.bmm(q / math.sqrt(q.shape[-1]), k.transpose(1, 2))
+
+
+def interleaved_matmul_encdec_valatt(keys_values, attention, heads):
+    """MXNet contrib.interleaved_matmul_encdec_valatt: attention (batch * heads, tq, tk) applied to
+    the values of keys_values; returns (tq, batch, heads * d)."""
+    _, v = _heads(keys_values, heads, 2)
+    out = torch.bmm(attention, v)
+    b, tq = keys_values.shape[1], attention.shape[1]
+    return out.reshape(b, heads, tq, -1).permute(2, 0, 1, 3).reshape(tq, b, -1)
+
+
 def source(names):
     """The source text of these classes and functions, by name, for the model.py the porter
     writes (each depends only on torch, math and the ones listed before it)."""
-    return "\n\n".join(inspect.getsource(globals()[n]).rstrip() for n in names)
+    return "\n\n\n".join(inspect.getsource(globals()[n]).rstrip() for n in names)

@@ -34,7 +34,8 @@ def cmd_port(a) -> None:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     result = port(a.mxnet, parse_shape(a.input_shape), a.out, params=a.params, semantics=a.semantics,
-                  optimizer=a.optimizer, steps=a.steps, force=a.force, seed=a.seed)
+                  optimizer=a.optimizer, steps=a.steps, force=a.force, seed=a.seed,
+                  log=lambda line: print(f"ganparity: {line}", file=sys.stderr))
     p, proof = result.port, result.proof
     print(f"ported {p.class_name}: {len(p.layers)} layers, {len(p.tensor_map)} tensors, semantics {a.semantics}, "
           f"{result.seconds['port']:.1f} s (+ proof {result.seconds['proof']:.1f} s)")
@@ -55,7 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a factory returning the gluon.Block (pkg.mod:make_block or path/file.py:make_block)")
     s.add_argument("--params", metavar="FILE.params", help="Gluon parameters to load (save_parameters' file)")
     s.add_argument("--input-shape", required=True, metavar="N,C,H,W", help="the input batch shape, e.g. 1,3,224,224")
-    s.add_argument("--out", required=True, metavar="DIR", help="the folder to write (refused if not empty)")
+    s.add_argument("--out", required=True, metavar="DIR",
+                   help="the folder to write: new or empty (never '.', a parent of it or home); with --force, an "
+                        "earlier port's folder")
     s.add_argument("--semantics", default="torch", choices=SEMANTICS,
                    help="torch: a native PyTorch port (default); mxnet: emulate MXNet's BatchNorm statistics and Adam")
     s.add_argument("--optimizer", default=DEFAULT_OPTIMIZER, metavar="NAME:KEY=VALUE,...",
@@ -66,6 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     old.metavar_new = "--optimizer"
     s.add_argument("--steps", type=nonnegative_int, default=DEFAULT_STEPS, metavar="K",
                    help=f"optimizer steps to prove (default {DEFAULT_STEPS}: momentum and betas act from step 2)")
-    s.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    s.add_argument("--force", action="store_true",
+                   help="replace an earlier port in --out (a folder holding anything else is refused, naming it)")
     s.add_argument("--seed", type=seed, default=0, help="numpy seed of the proof's input batches (default 0)")
     s.set_defaults(fn=cmd_port)

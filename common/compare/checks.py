@@ -25,7 +25,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..verdicts import AGREE, CANNOT_TELL, DIFFER, NAN, Row, TensorDiff, judge, row_of
+from ..verdicts import (
+    AGREE,
+    CANNOT_TELL,
+    DIFFER,
+    NAN,
+    Row,
+    TensorDiff,
+    distance,
+    from_distances,
+    judge,
+    nonfinite,
+    row_of,
+    size,
+)
 from .pairing import Mapping, Pair
 
 DROPOUT_CHECK = "dropout rates"  # train-mode checks run with every dropout at rate 0: the rates are compared alone
@@ -135,25 +148,15 @@ class SideRun:
 
 
 def run_side(be, model, init: dict, x: np.ndarray, opts: dict, dtype: str, target, names: dict,
-             translate=None, keep_inputs: bool = True) -> SideRun:
-    """One model through every check in one dtype, from `init` (its own names). names: 'paths'
-    (its layer path -> torch path), 'tensors' (its tensor name -> torch name); translate: a
-    function of the step states (Gluon's BatchNorm variances to PyTorch's rule)."""
+             translate=None) -> SideRun:
+    """One model through the gradient and step checks in one dtype, from `init` (its own names).
+    names: 'tensors' (its tensor name -> torch name); translate: a function of the step states
+    (Gluon's BatchNorm variances to PyTorch's rule). The forward rows stream (forward_rows)."""
     be.cast_model(model, dtype)
     xs = x.astype(dtype)
     tgt = None if target is None else [t.astype(dtype) for t in target]
     out = SideRun()
     to_t = lambda d: {names["tensors"][k]: v for k, v in d.items() if k in names["tensors"]}
-    for mode in ("train", "eval"):
-        be.set_state(model, init)
-        with be.no_dropout(model) as changed:
-            recs, finals = be.walk(model, xs, mode)
-        out.dropout = changed
-        vals = {names["paths"][r["path"]]: r["output"] for r in recs if r["path"] in names["paths"]}
-        vals |= {("output" if len(finals) == 1 else f"output[{j}]"): a for j, a in enumerate(finals)}
-        out.values[f"forward {mode}"] = vals
-        if keep_inputs:
-            out.inputs[mode] = {names["paths"][r["path"]]: r.get("input") for r in recs if r["path"] in names["paths"]}
     if opts["skip_backward"]:
         return out
     mode, loss = opts["mode"], opts["loss"]
@@ -178,6 +181,122 @@ def run_side(be, model, init: dict, x: np.ndarray, opts: dict, dtype: str, targe
                                            for n in s if n in start}
     be.cast_model(model, "float32")
     return out
+
+
+def _final_keys(n: int) -> list[str]:
+    return ["output"] if n == 1 else [f"output[{j}]" for j in range(n)]
+
+
+def forward_rows(T, M, tm, mm, init_t: dict, init_m: dict, x: np.ndarray, names_t: dict, names_m: dict,
+                 fp64: bool, rounded, rtol: float) -> tuple[dict[str, list[TensorDiff]], list[str]]:
+    """Every paired layer's output in train and eval mode, judged without holding every run at
+    once: the reference in float64 is kept (and its floor run, its constants rounded, compared
+    with it as it goes), the candidate in float32 is kept; the candidate in float64 and the
+    reference in float32 are compared layer by layer as they run. Returns, per mode, the tensors
+    in the reference's order, and the dropout layers set to rate 0."""
+    out, dropout = {}, set()
+    for mode in ("train", "eval"):
+        out[mode] = _forward_mode(T, M, (tm, init_t, names_t), (mm, init_m, names_m), x, mode, fp64, rounded, rtol,
+                                  dropout)
+    return out, sorted(dropout)
+
+
+def _stream(be, model, init: dict, names: dict, x: np.ndarray, mode: str, dtype: str, consume, dropout: set) -> list:
+    """One walk whose paired layers' outputs go to consume(torch key, array) as they come."""
+    be.set_state(model, init)
+    be.cast_model(model, dtype)
+    seen = []
+
+    def take(path, array):
+        key = names["paths"].get(path)
+        if key is not None and array is not None:
+            consume(key, np.asarray(array))
+            seen.append(key)
+    try:
+        with be.no_dropout(model) as changed:
+            _, finals = be.walk(model, x.astype(dtype), mode, on_output=take, keep_inputs=False)
+    finally:
+        be.cast_model(model, "float32")
+    for key, a in zip(_final_keys(len(finals)), finals):
+        consume(key, np.asarray(a))
+        seen.append(key)
+    dropout.update(changed)
+    return seen
+
+
+def _forward_mode(T, M, ref: tuple, cand_side: tuple, x: np.ndarray, mode: str, fp64: bool, rounded, rtol: float,
+                  dropout: set) -> list[TensorDiff]:
+    (tm, init_t, names_t), (mm, init_m, names_m) = ref, cand_side
+    dist: dict[str, dict] = {}
+    base: dict[str, np.ndarray] = {}
+    cand: dict[str, np.ndarray] = {}
+
+    def note(key: str, **kw) -> None:
+        dist.setdefault(key, {}).update(kw)
+
+    def same_shape(key: str, a, b) -> bool:
+        if np.shape(a) != np.shape(b):
+            note(key, shapes=f"torch {tuple(np.shape(b))}, mxnet {tuple(np.shape(a))}")
+            return False
+        return True
+
+    def floor(k, a):
+        if k in base and np.shape(a) == np.shape(base[k]):
+            note(k, floor=distance(a, base[k]))
+
+    def m64(k, a):
+        if k in base and same_shape(k, a, base[k]):
+            note(k, gap64=distance(a, base[k]))
+        if k in cand and np.shape(a) == np.shape(cand[k]):
+            note(k, noise_cand=distance(cand[k], a))
+
+    def t32(k, a):
+        if k not in cand:
+            return
+        bad = "; ".join(f"the {who}'s values hold {b}" for who, b in (("reference", nonfinite(a)),
+                                                                      ("candidate", nonfinite(cand[k]))) if b)
+        note(k, scale=size(a), bad=bad)
+        if same_shape(k, cand[k], a):
+            note(k, gap32=distance(cand[k], a))
+        if k in base and np.shape(a) == np.shape(base[k]):
+            note(k, noise_ref=distance(a, base[k]))
+
+    if fp64:
+        _stream(T, tm, init_t, names_t, x, mode, "float64", lambda k, a: base.__setitem__(k, a.astype(np.float64)),
+                dropout)
+        with rounded():
+            _stream(T, tm, init_t, names_t, x, mode, "float64", floor, dropout)
+    _stream(M, mm, init_m, names_m, x, mode, "float32", lambda k, a: cand.__setitem__(k, a), dropout)
+    if fp64:
+        _stream(M, mm, init_m, names_m, x, mode, "float64", m64, dropout)
+    order = _stream(T, tm, init_t, names_t, x, mode, "float32", t32, dropout)
+    tensors = []
+    for k in dict.fromkeys(order):
+        d = dist.get(k, {})
+        if "scale" not in d:
+            continue
+        if "shapes" in d:
+            tensors.append(TensorDiff(k, NAN, float("inf"), NAN, NAN, NAN, NAN, False, verdict=DIFFER,
+                                      reason=f"shapes differ: {d['shapes']}"))
+            continue
+        tensors.append(from_distances(k, d["scale"], d.get("gap32", NAN), d.get("noise_ref", NAN),
+                                      d.get("noise_cand", NAN), d.get("gap64", NAN), d.get("floor", NAN), rtol,
+                                      d.get("bad", "")))
+    return tensors
+
+
+def layer_inputs(T, M, tm, mm, init_t: dict, init_m: dict, x: np.ndarray, names_t: dict, names_m: dict,
+                 mode: str, rtol: float) -> dict[str, bool]:
+    """torch path -> whether the paired layers received the same input (fp32, the parity rule):
+    run only when a forward row differs, to tell a layer that computes differently from one whose
+    input is put together differently."""
+    ins = []
+    for be, model, init, names in ((T, tm, init_t, names_t), (M, mm, init_m, names_m)):
+        be.set_state(model, init)
+        with be.no_dropout(model):
+            recs, _ = be.walk(model, x, mode)
+        ins.append({names["paths"][r["path"]]: r.get("input") for r in recs if r["path"] in names["paths"]})
+    return _inputs_agree(ins[0], ins[1], None, None, rtol)
 
 
 def floor_of(base: SideRun, perturbed: list[SideRun]) -> dict[str, dict[str, float]]:
@@ -215,22 +334,22 @@ def suggestion_for(pairs: list[Pair], category: str) -> str:
 
 
 def build_checks(mp: Mapping, runs: dict[str, SideRun], floors: dict, where_t: dict, opts: dict, rtol: float,
-                 shapes_differ: list[str], weights: CheckResult | None, unpaired_dropout: dict) -> list[CheckResult]:
+                 shapes_differ: list[str], weights: CheckResult | None, unpaired_dropout: dict,
+                 forward: dict[str, list[TensorDiff]], inputs=None) -> list[CheckResult]:
     """Every row, judged. runs: 'torch', 'mxnet' (fp32) and, when the control ran, 'torch64', 'mxnet64';
     unpaired_dropout: framework -> its dropout layers that have no counterpart."""
     t32, m32, t64, m64 = runs["torch"], runs["mxnet"], runs.get("torch64"), runs.get("mxnet64")
     checks = [weights] if weights is not None else []
     where_f = {p.torch.path: i for i, p in enumerate(mp.pairs)}
     for mode in ("train", "eval"):
-        name = f"forward {mode}"
-        ref, cand = t32.values[name], m32.values[name]
-        where = {k: where_f.get(k, -1) for k in ref}
-        res = judged(name, "forward", ref, cand, t64.values[name] if t64 else None,
-                     m64.values[name] if m64 else None, floors.get(name), where, False, rtol,
-                     suggestion_for(mp.pairs, "forward"))
-        res.inputs_agree = _inputs_agree(t32.inputs.get(mode, {}), m32.inputs.get(mode, {}),
-                                         t64.inputs.get(mode) if t64 else None,
-                                         m64.inputs.get(mode) if m64 else None, rtol)
+        name, tensors = f"forward {mode}", forward[mode]
+        row = row_of(name, tensors, suggestion_for(mp.pairs, "forward"))
+        res = CheckResult(**{f: getattr(row, f) for f in Row.__dataclass_fields__}, category="forward",
+                          where={t.name: where_f.get(t.name, -1) for t in tensors},
+                          shapes={t.name: t.reason.removeprefix("shapes differ: ") for t in tensors
+                                  if t.reason.startswith("shapes differ")})
+        if res.verdict == DIFFER and inputs is not None:
+            res.inputs_agree = inputs(mode)
         checks.append(res)
     # every dropout, paired or not: a layer left out (or made an Identity) on one side has rate 0 there
     rate = lambda layer: np.array([float(layer.config.get("rate") or 0.0) if layer.kind == "dropout" else 0.0])

@@ -15,7 +15,7 @@ import difflib
 from dataclasses import dataclass, field
 
 from ..errors import GanparityError
-from .hints import Hint, config_hints
+from .hints import NORMS, Hint, config_hints
 from .inputs import MappingFile
 
 FRAMEWORKS = ("torch", "mxnet")
@@ -212,9 +212,10 @@ def _unpaired_message(left_t, left_m, tl, ml, t_own, m_own, taken_t, taken_m, t_
         parts.append(f"unmatched mxnet: {describe(left_m, m_state, ml)}")
     hints = []
     for t in [t for t in t_own if t.index not in taken_t]:  # the same kind's unpaired counterpart, in order
-        k = [x for x in t_own if x.index not in taken_t and x.kind == t.kind].index(t)
-        same = [m for m in m_own if m.index not in taken_m and m.kind == t.kind]
-        if k < len(same):
+        family = (lambda x: x.kind in NORMS) if t.kind in NORMS else (lambda x, kind=t.kind: x.kind == kind)
+        k = [x for x in t_own if x.index not in taken_t and family(x)].index(t)
+        same = [m for m in m_own if m.index not in taken_m and family(m)]
+        if k < len(same):  # a normalisation of another kind (InstanceNorm for BatchNorm) is named too
             hints += [f"{h.line()} (torch {t.label}, mxnet {same[k].label})" for h in config_hints(t, same[k])]
     if hints:
         parts.append("hint " + "; ".join(dict.fromkeys(hints)))
@@ -235,8 +236,9 @@ def _align_rest(tl: list[WalkedLayer], ml: list[WalkedLayer], pairs: list[Pair])
     bounds = [(-1, -1), *anchors, (len(tl), len(ml))]
     extra = []
     for (t0, m0), (t1, m1) in zip(bounds, bounds[1:]):
-        seg_t = [t for t in tl[t0 + 1:t1] if t.index not in paired_t]
-        seg_m = [m for m in ml[m0 + 1:m1] if m.index not in paired_m]
+        # (an identity, an empty Sequential, computes nothing: its output is its input, compared already)
+        seg_t = [t for t in tl[t0 + 1:t1] if t.index not in paired_t and t.kind != "identity"]
+        seg_m = [m for m in ml[m0 + 1:m1] if m.index not in paired_m and m.kind != "identity"]
         sm = difflib.SequenceMatcher(None, [(t.kind, t.out_shape) for t in seg_t],
                                      [(m.kind, m.out_shape) for m in seg_m], autojunk=False)
         matched = []

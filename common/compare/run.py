@@ -11,6 +11,7 @@ import numpy as np
 
 from ..differences import BY_KEY, emulated
 from ..errors import GanparityError, choose
+from ..files import release_memory
 from ..spec.model import Semantics
 from ..usermodel import (
     DEFAULT_OPTIMIZER,
@@ -29,6 +30,8 @@ from .checks import (
     build_checks,
     conditioning,
     floor_of,
+    forward_rows,
+    layer_inputs,
     run_side,
     translate_bn,
     weights_row,
@@ -69,6 +72,10 @@ def _rejected(e: Rejected, other_be, other_model, x: np.ndarray) -> GanparityErr
     return GanparityError(msg)
 
 
+def _discard(path: str, array) -> None:
+    """The pairing walks keep the layers' shapes, not their outputs (a large model's would not fit)."""
+
+
 def refuse_nonfinite(state: dict[str, np.ndarray], what: str) -> None:
     """A NaN or Inf weight is the model's, not a port difference: refused, naming the tensors."""
     bad = [(n, b) for n, b in ((n, nonfinite(a)) for n, a in state.items()) if b]
@@ -84,13 +91,14 @@ def _f32_setting(setting: dict) -> dict:
 def compare_models(torch_model: Any, mxnet_model: Any, inputs: Any, *, mode: str = "train",
                    loss: str = "projection", optimizer: str | dict = DEFAULT_OPTIMIZER, steps: int = 1,
                    mapping: Any = None, weights: str = "torch", fp64: bool = True, rtol: float = RTOL, seed: int = 0,
-                   sources: dict[str, str] | None = None) -> Report:
+                   sources: dict[str, str] | None = None, semantics: str | None = None) -> Report:
     """Do a PyTorch module and a Gluon block compute the same thing? (the package docstring says
     how). `inputs`: a numpy batch, or a shape such as (4, 3, 64, 64) to draw one; `mode`: the
     mode of the gradient and step checks (the forward is compared in both); `loss`: one of LOSSES
     (default 'projection': the outputs dotted with a fixed random tensor, so that every output
     element has a gradient); `optimizer`: 'sgd:lr=0.01,momentum=0.9,wd=1e-4' or
-    'adam:lr=2e-4,beta1=0.5[,follow=mxnet]'; `steps`: optimizer steps to compare (0: none);
+    'adam:lr=2e-4,beta1=0.5'; `semantics`: whose Adam both follow ('torch', the default, or
+    'mxnet'); `steps`: optimizer steps to compare (0: none);
     `mapping`: a mapping file or dict (MappingFile); `weights`: whose initial weights both start
     from ('torch', 'mxnet'), or 'own': each keeps its own, and a first row checks that they are
     equal (a port copies). Both models end holding their initial weights, in float32. Returns a
@@ -102,6 +110,8 @@ def compare_models(torch_model: Any, mxnet_model: Any, inputs: Any, *, mode: str
     if not isinstance(steps, int | np.integer) or steps < 0:
         raise GanparityError(f"steps must be a non-negative integer, got {steps!r}")
     setting = parse_optimizer(optimizer) if isinstance(optimizer, str) else dict(optimizer)
+    if semantics is not None:  # whose Adam both optimizers follow (the older spelling: follow= in the setting)
+        setting["follow"] = choose("semantics", semantics, FRAMEWORKS)
     file = load_mapping(mapping)
     x, how = draw_inputs(inputs, seed)
     T, M = compare_backend("torch"), compare_backend("mxnet")
@@ -111,11 +121,11 @@ def compare_models(torch_model: Any, mxnet_model: Any, inputs: Any, *, mode: str
     T.cast_model(tm, "float32")
     M.cast_model(mm, "float32")
     try:  # the eval walk pairs the layers (and makes Gluon's deferred parameters real)
-        t_recs, t_outs = T.walk(tm, x, "eval")
+        t_recs, t_outs = T.walk(tm, x, "eval", on_output=_discard, keep_inputs=False)
     except Rejected as e:
         raise _rejected(e, M, mm, x) from None
     try:
-        m_recs, m_outs = M.walk(mm, x, "eval")
+        m_recs, m_outs = M.walk(mm, x, "eval", on_output=_discard, keep_inputs=False)
     except Rejected as e:
         raise _rejected(e, T, tm, x) from None
     info = {"torch": T.model_info(tm) | {"from": (sources or {}).get("torch", "-")},
@@ -158,7 +168,17 @@ def compare_models(torch_model: Any, mxnet_model: Any, inputs: Any, *, mode: str
     runs: dict[str, SideRun] = {}
     floors: dict = {}
     fp64_state = "not asked for"
+    forward, dropped = {}, []
     try:
+        if fp64:
+            try:
+                forward, dropped = forward_rows(T, M, tm, mm, init_t, init_m, x, names_t, names_m, True,
+                                                lambda: T.round_constants(tm), rtol)
+            except Exception as e:  # a layer without float64 kernels: judge on the fixed tolerance alone
+                fp64, fp64_state = False, f"not run ({type(e).__name__}: {first_line(e)[:120]})"
+        if not fp64:
+            forward, dropped = forward_rows(T, M, tm, mm, init_t, init_m, x, names_t, names_m, False, None, rtol)
+        release_memory()
         runs["torch"] = run_side(T, tm, init_t, x, opts, "float32", target, names_t)
         runs["mxnet"] = run_side(M, mm, init_m, x, opts, "float32", target, names_m, translate)
         if fp64:
@@ -172,7 +192,7 @@ def compare_models(torch_model: Any, mxnet_model: Any, inputs: Any, *, mode: str
         if "torch64" in runs:  # the floor: the reference's own drift under what MXNet does to every constant
             with T.round_constants(tm):
                 rounded = run_side(T, tm, init_t, x, opts | {"optimizer": _f32_setting(setting)}, "float64", target,
-                                   names_t, keep_inputs=False)
+                                   names_t)
             floors = floor_of(runs["torch64"], [rounded])
     finally:
         T.cast_model(tm, "float32")
@@ -180,9 +200,8 @@ def compare_models(torch_model: Any, mxnet_model: Any, inputs: Any, *, mode: str
         T.set_state(tm, init_t)
         M.set_state(mm, init_m)
         T.restore_mode(tm, info["torch"])
-    if runs["torch"].dropout or runs["mxnet"].dropout:
-        notes.append(f"dropout set to rate 0 in the train-mode checks: "
-                     f"{', '.join(runs['torch'].dropout + runs['mxnet'].dropout)}")
+    if dropped:
+        notes.append(f"dropout set to rate 0 in the train-mode checks: {', '.join(dropped)}")
     if bn:
         notes.append(f"bn-stats: Gluon (CPU) moves BatchNorm running statistics in backward with the biased batch "
                      f"variance, PyTorch in forward with the unbiased one; the {len(bn)} mxnet running_var "
@@ -191,7 +210,7 @@ def compare_models(torch_model: Any, mxnet_model: Any, inputs: Any, *, mode: str
     if setting["name"] == "adam":
         notes.append(f"adam: both optimizers follow {follow}'s Adam (adam-eps: "
                      f"{BY_KEY['adam-eps'].torch if follow == 'torch' else BY_KEY['adam-eps'].gluon}); "
-                     f"follow={'mxnet' if follow == 'torch' else 'torch'} selects the other")
+                     f"--semantics {'mxnet' if follow == 'torch' else 'torch'} selects the other")
     elif setting["momentum"]:
         notes.append("sgd-momentum: at a constant lr torch.optim.SGD and MXNet's SGD take the same steps; "
                      "MXNet keeps lr inside its momentum buffer, so a later lr change acts differently")
@@ -206,7 +225,14 @@ def compare_models(torch_model: Any, mxnet_model: Any, inputs: Any, *, mode: str
     in_pairs = {"torch": {p.torch.index for p in mp.pairs}, "mxnet": {p.mxnet.index for p in mp.pairs}}
     lone_dropout = {fw: [la for la in layers if la.kind == "dropout" and la.index not in in_pairs[fw]]
                     for fw, layers in (("torch", tl), ("mxnet", ml))}
-    checks = build_checks(mp, runs, floors, where_t, opts, rtol, shapes_differ, weights_check, lone_dropout)
+    inputs = lambda m: layer_inputs(T, M, tm, mm, init_t, init_m, x, names_t, names_m, m, rtol)  # noqa: E731
+    try:
+        checks = build_checks(mp, runs, floors, where_t, opts, rtol, shapes_differ, weights_check, lone_dropout,
+                              forward, inputs)
+    finally:
+        T.set_state(tm, init_t)
+        M.set_state(mm, init_m)
+        T.restore_mode(tm, info["torch"])
     notes += conditioning(checks, mp.pairs)
     unpaired = {fw: [layer.path for layer in layers if layer.index not in in_pairs[fw]]
                 for fw, layers in (("torch", tl), ("mxnet", ml))}

@@ -25,7 +25,10 @@ which hyperparameters it could have seen.
                                  momentum show from step 2 on. (Adam) one more step with the
                                  gradients scaled until the typical one is eps: eps, its placement
                                  and gluon_step's 1 / batch_size, which Adam divides out at a
-                                 normal scale, move that step by O(1).
+                                 normal scale, move that step by O(1). And one step with the
+                                 gradients scaled to 1e-4 of the weights: a weight decay of 1e-4
+                                 the port added, invisible beside a model's large gradients,
+                                 moves that step by O(1).
 4. what it could have seen       each hyperparameter of the trainer (and gluon_step's rescale, and
                                  the BatchNorm momentum) changed by SEE = 1e-4 in the port, in
                                  float64: a row 'sees' it when the change exceeds that row's fp64
@@ -48,6 +51,7 @@ import numpy as np
 from ..backend import get_backend
 from ..compare import compare_models
 from ..compare.checks import suggestion_for
+from ..files import release_memory
 from ..verdicts import (
     AGREE,
     CANNOT_TELL,
@@ -65,6 +69,7 @@ from ..verdicts import (
 )
 
 PROBE = "optimizer step 1, gradients near eps"
+WD_PROBE = "optimizer step 1, gradients near 1e-4 of the weights"
 CONSTANTS = "layer constants seen"
 COVERAGE = "hyperparameters seen"
 STATS = ("running_mean", "running_var")
@@ -76,7 +81,7 @@ TELLABLE_BY = {  # what makes a hyperparameter visible, when no row saw it
     "beta1": "--steps 2 or more (Adam's first step does not depend on beta1)",
     "beta2": "--steps 2 or more (PyTorch's Adam's first step does not depend on beta2)",
     "eps": "a model whose gradients are not all far above eps",
-    "wd": "larger weights or a smaller lr relative to them",
+    "wd": "weights that are not all zero",
     "rescale": "gradients that are not all zero (SGD), or --steps 1 or more (Adam: the small-gradient step)",
     "bn-momentum": "--steps 1 or more with BatchNorm in train mode",
 }
@@ -131,11 +136,12 @@ def make_data(shape: tuple[int, ...], out_shapes: list[tuple], steps: int, seed:
 
 
 def _deltas(states: list[dict], names: dict[str, str] | None = None) -> list[dict]:
-    """state_k - state_0 for k = 1..K, by torch name (names: the Gluon side's structural names)."""
+    """state_k - state_0 for k = 1..K, by torch name (names: the Gluon side's structural names), in
+    the states' own precision (a float32 run's differences are float32: exact, and half the memory)."""
     if names is not None:
         states = [{t: s[g] for t, g in names.items() if g in s} for s in states]
     start = states[0]
-    return [{k: np.asarray(s[k], np.float64) - np.asarray(start[k], np.float64) for k in s} for s in states[1:]]
+    return [{k: np.asarray(s[k]) - np.asarray(start[k]) for k in s} for s in states[1:]]
 
 
 def _groups(names) -> dict[str, list[str]]:
@@ -158,22 +164,27 @@ class _Phase:
     run_m: Callable[[str], list[dict]]
     runs: dict[str, list[dict]] = field(default_factory=dict)  # 't32', 'm32', 't64', 'm64', 'floor'
     rows: list[tuple[int, str, list[str], Row]] = field(default_factory=list)  # (step index, name, tensors, row)
+    scales: dict[str, dict[str, float]] = field(default_factory=dict)  # row -> its tensors' scale
 
     def row_name(self, k: int, group: str) -> str:
         return f"step {k + 1} {group}" if self.name == "step" else self.name.format(k=k + 1)
 
 
 def prove(model, block, mapping: dict, setting: dict, shape: tuple[int, ...], steps: int, semantics: str,
-          seed: int = 0) -> Proof:
+          seed: int = 0, progress=None) -> Proof:
     """The proof of the written port `model` ((module, net): model.py and its load()) against the
     Gluon `block` (its own parameters loaded), through mapping.json's content `mapping`, under
-    `semantics` with the trainer `setting` for `steps` steps. Both models end as they started."""
+    `semantics` with the trainer `setting` for `steps` steps. Both models end as they started.
+    progress(line): told as each part of the proof starts (a large model's proof takes minutes)."""
     t0 = time.perf_counter()
+    say = progress or (lambda line: None)
+    say("proof: the weights, every layer in train and eval mode, the gradients (float32, float64, the floor)")
     T, M = port_backend("torch"), port_backend("mxnet")
     to_gluon = dict(mapping["tensors"])
     x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
     report = compare_models(model[1], block, x, weights="own", loss="projection", steps=0,
                             mapping={"tensors": to_gluon}, seed=seed)
+    release_memory()
     proof = Proof(list(report.checks), tensors=len(to_gluon), layers=len(mapping.get("layers", [])),
                   summary=report.summary(),
                   notes=[n for n in report.notes if n.startswith(("dropout", "conditioning"))])
@@ -202,18 +213,27 @@ def prove(model, block, mapping: dict, setting: dict, shape: tuple[int, ...], st
                lambda dt, o: _deltas(T.optimizer_updates(model, grads, batch, dt, {"start": t_start} | o)),
                lambda dt: _deltas(M.optimizer_updates(block, [to_m(g) for g in grads], batch, dt, m_opts),
                                   gluon_names))]
+    values = np.concatenate([np.abs(g).ravel() for g in grads[0].values()]) if grads[0] else np.zeros(1)
+    typical = float(np.median(values[values > 0])) if (values > 0).any() else 1.0
+    weights = np.concatenate([np.abs(np.asarray(t_start[n])).ravel() for n in grads[0] if n in t_start] or [np.ones(1)])
+    probes = [(WD_PROBE, SEE * float(np.median(weights[weights > 0]) if (weights > 0).any() else 1.0) / typical)]
     if setting["name"] == "adam":
-        values = np.concatenate([np.abs(g).ravel() for g in grads[0].values()]) if grads[0] else np.zeros(1)
-        typical = float(np.median(values[values > 0])) if (values > 0).any() else 1.0
-        scale = float(setting["eps"]) / typical
-        phases.append(_Phase(PROBE, lambda dt, o: _deltas(T.optimizer_updates(
-            model, grads[:1], batch, dt, {"start": t_start, "scale": scale} | o)), lambda dt: _deltas(
-            M.optimizer_updates(block, [to_m(grads[0])], batch, dt, m_opts | {"scale": scale}), gluon_names)))
+        probes.append((PROBE, float(setting["eps"]) / typical))
+    for name, scale in probes:  # one step of the optimizer with the gradients scaled down (see the docstring)
+        phases.append(_Phase(name, lambda dt, o, s=scale: _deltas(T.optimizer_updates(
+            model, grads[:1], batch, dt, {"start": t_start, "scale": s} | o)), lambda dt, s=scale: _deltas(
+            M.optimizer_updates(block, [to_m(grads[0])], batch, dt, m_opts | {"scale": s}), gluon_names)))
     for ph in phases:
+        say(f"proof: {'the training steps' if ph.name == 'step' else ph.name.format(k='1..K')} "
+            f"({time.perf_counter() - t0:.0f} s so far)")
         for dtype in ("float32", "float64"):
-            ph.runs["t" + dtype[-2:]], ph.runs["m" + dtype[-2:]] = ph.run_t(dtype, {}), ph.run_m(dtype)
+            ph.runs["t" + dtype[-2:]] = ph.run_t(dtype, {})
+            release_memory()
+            ph.runs["m" + dtype[-2:]] = ph.run_m(dtype)
+            release_memory()
         ph.runs["floor"] = ph.run_t("float64", {"round": True})
         _judge_phase(ph, proof, report.pairs)
+    say(f"proof: which hyperparameters it could have seen ({time.perf_counter() - t0:.0f} s so far)")
     _coverage(proof, phases, setting)
     T.set_state(model, t_start)
     M.set_state(block, m_start)
@@ -262,6 +282,8 @@ def _constants(T, model, x: np.ndarray, proof: Proof) -> Row:
 
 
 def _judge_phase(ph: _Phase, proof: Proof, pairs) -> None:
+    """Judge each step's rows; keep only what the coverage needs (the float64 deltas and each
+    row's scale), so a large model's five runs of K states are not all held to the end."""
     r = ph.runs
     for k in range(len(r["t32"])):
         for group, keys in _groups(r["t32"][k]).items():
@@ -274,6 +296,9 @@ def _judge_phase(ph: _Phase, proof: Proof, pairs) -> None:
             row = row_of(ph.row_name(k, group), tensors, suggestion_for(pairs, "step"))
             proof.rows.append(row)
             ph.rows.append((k, row.check, keys, row))
+            ph.scales[row.check] = _scale(pick(r["t32"]), True, NORM)
+    ph.runs = {"t64": r["t64"]}
+    release_memory()
 
 
 def _coverage(proof: Proof, phases: list[_Phase], setting: dict) -> None:
@@ -294,11 +319,12 @@ def _coverage(proof: Proof, phases: list[_Phase], setting: dict) -> None:
                 if row.verdict != AGREE:
                     continue
                 base, new = ph.runs["t64"][k], changed[k]
-                scale = _scale({n: ph.runs["t32"][k][n] for n in keys}, True, NORM)
+                scale = ph.scales[name]
                 allow = {t.name: t.allow64 for t in row.tensors}
                 if any(distance(new[n], base[n], NORM) / scale[n] > allow.get(n, NAN) for n in keys):
                     seen.append(name)
         proof.coverage[h] = seen
+        release_memory()
     unseen = [h for h, rows in proof.coverage.items() if not rows]
     if unseen:
         proof.rows.append(Row(COVERAGE, CANNOT_TELL, reason="no agreeing row could see a change of "

@@ -19,20 +19,24 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..compare.run import refuse_nonfinite
 from ..errors import GanparityError
+from ..files import check_output_path, replacing_folder
 from ..usermodel import optimizer_text, parse_optimizer
 from .checks import Proof, port_backend, prove
 from .emit import MXNET_ADAM, SEMANTICS, Port, emit
 from .report import port_md
 
 DEFAULT_OPTIMIZER = "sgd:lr=0.01"
+MANIFEST = "PORT.md"  # written last: a folder that holds it is a port
+PORT_FILES = ("model.py", "weights.pt", "weights.npz", "mapping.json", "port.json", "source.params", "test_port.py",
+              "proof.json", "__pycache__", ".pytest_cache")
 DEFAULT_STEPS = 2  # SGD's momentum and Adam's betas act from the second step on
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -93,11 +97,19 @@ def _model_file(p: Port, graph: dict, setting: dict, semantics: str, factory: st
     opt_code, opt_why = _optimizer_code(setting, semantics)
     names = list(p.helpers) + (list(MXNET_ADAM) if "MXNetAdam(" in opt_code else [])
     helpers = [port_backend("torch").emulation_source(names)] if names else []
-    imports = ["import math"] if any("math." in h for h in helpers) else []
+    needs = set(p.imports)  # what the translations asked for (ctx.need), beside what the helpers use
+    imports = ["import math"] if "import math" in needs or any("math." in h for h in helpers) else []
     imports += ["", "import torch"]
-    if any("F." in h for h in helpers):
+    if "import torch.nn.functional as F" in needs or any("F." in h for h in helpers) or "F." in p.source:
         imports.append("import torch.nn.functional as F")
+    imports += sorted(needs - {"import math", "import torch", "import torch.nn.functional as F"})
     imports.append("from torch import nn")
+    if p.frozen:
+        frozen = ", ".join(repr(n) for n in p.frozen)
+        build_body = (f"    net = {p.class_name}()\n    for name in ({frozen},):  # Gluon grad_req 'null': not "
+                      "trained\n        net.get_parameter(name).requires_grad_(False)\n    return net")
+    else:
+        build_body = f"    return {p.class_name}()"
     head = f'''"""{graph["class"]} ({factory}) ported to PyTorch by `ganparity port`, semantics '{semantics}'.
 
 Only torch is needed. Load the ported weights with `load()`; PORT.md lists every choice made and
@@ -113,7 +125,7 @@ from __future__ import annotations
 
 def build():
     """The architecture, with torch's default initialisation (load() puts the ported weights in)."""
-    return {p.class_name}()
+{build_body}
 
 
 def load(path=None):
@@ -128,14 +140,7 @@ def load(path=None):
     return text, p.choices + [opt_why]
 
 
-def _refuse_out(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise GanparityError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise GanparityError(f"--out {out}: exists and is not empty (use --force to replace it)")
-
-
-def prove_port(folder: str | Path, block=None) -> Proof:
+def prove_port(folder: str | Path, block=None, progress=None) -> Proof:
     """The proof of the port written in `folder` (what test_port.py runs): model.py and its own
     load() against the Gluon block of port.json's factory with its parameters (or `block`, whose
     parameters are loaded from them), through mapping.json."""
@@ -156,33 +161,39 @@ def prove_port(folder: str | Path, block=None) -> Proof:
         block.load_parameters(params)
     model = T.load(folder)
     return prove(model, block, mapping, parse_optimizer(info["optimizer"]), tuple(info["input_shape"]),
-                 int(info["steps"]), info["semantics"], int(info["seed"]))
+                 int(info["steps"]), info["semantics"], int(info["seed"]), progress)
 
 
 def port(factory: str, shape: tuple[int, ...], out: str | Path, params: str | None = None, semantics: str = "torch",
          optimizer: str = DEFAULT_OPTIMIZER, steps: int = DEFAULT_STEPS, force: bool = False, seed: int = 0,
-         command: str = "") -> PortResult:
+         command: str = "", log=None) -> PortResult:
     """Port the Gluon block of `factory` ('pkg.mod:make_block') to PyTorch into `out`, with its
-    proof; any bad input is one GanparityError and nothing is written."""
+    proof; any bad input is one GanparityError and nothing is written. The output folder follows
+    common/files.py's rule: never '.', a parent of it or home; a folder of the user's own is never
+    replaced (--force replaces only an earlier port: PORT.md and the files a port writes); one port
+    at a time per folder; the result swapped in whole (a killed port leaves the old folder as it was,
+    and its half-written temporary is removed by the next run, with `log` saying so)."""
     if semantics not in SEMANTICS:
         raise GanparityError(f"--semantics {semantics!r}: expected one of {', '.join(SEMANTICS)}")
-    out = Path(out)
-    _refuse_out(out, force)
+    check_output_path(out, kind="dir", manifest=MANIFEST, owned=PORT_FILES, force=force)
     setting = parse_optimizer(optimizer)
     if params and not Path(params).is_file():
         raise GanparityError(f"--params {params}: no such file")
     t0 = time.perf_counter()
     M, T = port_backend("mxnet"), port_backend("torch")
+    say = log or (lambda line: None)
     block = M.load(factory, None)
+    say(f"port: reading {factory} at input {tuple(shape)}")
     graph = M.read(block, tuple(shape), params, seed)
+    refuse_nonfinite(graph["arrays"], "the Gluon block")  # a port copies weights: a NaN would be copied, not proved
     p = emit(graph, semantics)
     missing = sorted(set(graph["arrays"]) - set(p.tensor_map.values()))
     if missing:
         raise GanparityError(f"unsupported: Gluon parameters that no ported layer holds: {', '.join(missing[:6])}")
+    say(f"port: {len(graph['nodes'])} graph nodes read; writing {p.class_name} "
+        f"({'classes from the Gluon block tree' if p.structured else 'one flat class'})")
     text, choices = _model_file(p, graph, setting, semantics, factory)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with replacing_folder(out, manifest=MANIFEST, owned=PORT_FILES, force=force, log=log) as tmp:
         (tmp / "model.py").write_text(text)
         np.savez(tmp / "weights.npz", **{t: graph["arrays"][g] for t, g in p.tensor_map.items()})
         (tmp / "mapping.json").write_text(json.dumps(p.to_mapping(), indent=1) + "\n")
@@ -197,20 +208,15 @@ def port(factory: str, shape: tuple[int, ...], out: str | Path, params: str | No
         shutil.copyfile(TEMPLATES / "test_port.py", tmp / "test_port.py")
         T.read(tmp, tuple(shape), None, seed)  # writes weights.pt and runs the written model once
         t1 = time.perf_counter()
-        proof = prove_port(tmp, block)
+        proof = prove_port(tmp, block, say)
         t2 = time.perf_counter()
         seconds = {"port": t1 - t0, "proof": t2 - t1}
         command = command or (f"ganparity port --mxnet {factory} --input-shape {','.join(map(str, shape))} "
                               f"--semantics {semantics} --optimizer {optimizer_text(setting)} --steps {steps}")
         what = f"from {source}" if params else "the block's own initialisation (seed " + str(seed) + \
             ", BatchNorm statistics drawn at random), saved as source.params"
-        (tmp / "PORT.md").write_text(port_md(graph["class"], command, p, choices, proof, semantics, seconds, what))
         (tmp / "proof.json").write_text(json.dumps(proof.to_dict() | {"seconds": seconds}, indent=1,
                                                    default=str) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return PortResult(out, p, proof, seconds)
+        shutil.rmtree(tmp / "__pycache__", ignore_errors=True)
+        (tmp / MANIFEST).write_text(port_md(graph["class"], command, p, choices, proof, semantics, seconds, what))
+    return PortResult(Path(out), p, proof, seconds)

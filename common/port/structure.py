@@ -1,0 +1,618 @@
+"""The written model.py as a person would write it: the Gluon block tree, recovered from the calls
+the read recorded (backends/mxnet/port.py read: each block call's inputs and outputs in the graph),
+written as classes.
+
+    a Gluon layer (Conv2D, BatchNorm, Dense, Activation, ...)  its torch module, one constructor
+    a (Hybrid)Sequential that chains its children              nn.Sequential(...) of theirs
+    any other block (a ResNet's BasicBlockV1, a user's block)  one nn.Module class per Gluon class:
+        children as attributes of the same names, a forward that is the block's own ops between
+        its children's calls (a residual sum, a concat, F.relu), and the numbers that differ
+        between the class's instances (channels, stride) as constructor arguments, named after
+        their role and the Gluon class's own argument names (`channels`, `stride`, `in_channels`);
+        a child that some instances lack (a downsample) is None there, and guarded in forward
+
+The state-dict names follow the Gluon structural names ('features.4.0.body.0.weight'), so
+mapping.json pairs them one to one (a BatchNorm's gamma and beta are its weight and bias). What
+cannot be recovered (a SymbolBlock, no recorded calls) raises NoStructure, and the emitter writes
+the flat form instead, saying so in PORT.md. numpy and the standard library only.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from dataclasses import dataclass, field
+
+from .ops import Unsupported, translate
+
+NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e-?\d+)?(?![\w.])")
+PLACEHOLDER = re.compile("\u27e8([^\u27e9]+)\u27e9")
+CONV = ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d")
+ROLE_NAMES = {"in": "in_channels", "out": "channels", "features": "channels", "in_features": "in_units",
+              "out_features": "units", "value": "arg"}
+FLATTEN = "torch.flatten({}, 1)"
+
+
+class NoStructure(Exception):
+    """The block tree cannot be written as classes here: the flat form is written instead."""
+
+
+@dataclass
+class Built:
+    """One block, written: the expression that constructs it in its parent's __init__ (a
+    placeholder for a class of its own until its class is decided), its tensors (torch name
+    relative to it -> Gluon structural name), its layers (emit.Layer, torch paths relative to it)."""
+
+    expr: str
+    tensors: dict[str, str] = field(default_factory=dict)
+    layers: list = field(default_factory=list)
+    height: int = 0  # how many custom classes deep it nests (its class is decided after theirs)
+    wrap: str = ""  # how a parent's forward hands it its input ('torch.flatten({}, 1)' for a Gluon Dense)
+
+
+def _ident(text: str) -> str:
+    name = re.sub(r"\W", "_", text).strip("_") or "x"
+    if name[0].isdigit():
+        name = f"x_{name}"
+    return f"{name}_" if keyword.iskeyword(name) else name
+
+
+class _Scope:
+    """The ctx ops.translate gets for one block: module() makes a layer of this block (a Gluon
+    layer's one module, or a submodule of a custom block for an op with parameters of its own);
+    `functional` asks parameter-free ops for their functional form (F.relu(x), not nn.ReLU())."""
+
+    def __init__(self, em, path: str, functional: bool):
+        self.em, self.path, self.functional = em, path, functional
+        self.arrays, self.semantics, self.helpers = em.arrays, em.semantics, em.helpers
+        self.made: list = []  # (placeholder, Layer)
+        self.layers = em.layers_scratch
+
+    def shape_of(self, ref) -> tuple:
+        return self.em.shape_of(ref)
+
+    def choose(self, key: str, text: str) -> None:
+        self.em.choices[key] = text
+
+    def need(self, line: str) -> None:
+        self.em.imports.add(line)
+
+    def module(self, node, ctor: str, gluon: str, roles: dict[str, str] | None = None, notes=()) -> str:
+        from .emit import Layer
+
+        token = f"__module{len(self.made)}__"
+        layer = Layer(token, ctor, node.get("path") or self.path, gluon, notes=list(notes))
+        for t_role, g_role in (roles or {}).items():
+            g_name = node["params"].get(g_role)
+            if g_name is None:
+                raise Unsupported(node, f"a {g_role} tensor that is not a parameter of the block", "a Gluon layer")
+            layer.tensors[t_role] = g_name
+            if self.em.g["grad_req"].get(g_name) == "null" and t_role in ("weight", "bias"):
+                layer.frozen.append(t_role)
+        self.made.append((token, layer))
+        self.layers.append(layer)
+        return token
+
+
+class Structured:
+    """The block tree of graph['calls'] written as classes (see the module docstring)."""
+
+    def __init__(self, em):
+        self.em, self.g, self.nodes = em, em.g, em.nodes
+        self.calls = self.g.get("calls") or []
+        self.blocks = self.g.get("blocks") or {}
+        if not self.calls or any(b.get("symbol") for b in self.blocks.values()):
+            raise NoStructure("a SymbolBlock (an imported graph) has no Python classes to recover")
+        self.children: dict[int, list[int]] = {i: [] for i in range(len(self.calls))}
+        for i, c in enumerate(self.calls):
+            if c["parent"] >= 0:
+                self.children[c["parent"]].append(i)
+        self.ancestors = self._ancestors()
+        self.classes: dict[str, dict] = {}  # Gluon class -> {'info', 'instances', 'height'}
+
+    def _ancestors(self) -> list[set[int]]:
+        """Per node, every node it depends on, itself included (the graph is in topological order)."""
+        anc: list[set[int]] = []
+        for i, n in enumerate(self.nodes):
+            s = {i}
+            for src, _ in n["inputs"]:
+                s |= anc[src]
+            anc.append(s)
+        return anc
+
+    def region(self, i: int) -> set[int]:
+        """The op nodes computed inside call i: those its outputs depend on and its inputs do not."""
+        c = self.calls[i]
+        inside = set().union(*(self.ancestors[n] for n, _ in c["outputs"])) if c["outputs"] else set()
+        before = set().union(*(self.ancestors[n] for n, _ in c["inputs"])) if c["inputs"] else set()
+        return {n for n in inside - before if self.nodes[n]["op"] != "null"}
+
+    # -- one block ---------------------------------------------------------------------------------
+
+    def build(self, i: int = 0) -> Built:
+        c = self.calls[i]
+        info = self.blocks.get(c["path"], {})
+        kids = self.children[i]
+        own = self.region(i) - set().union(*(self.region(k) for k in kids)) if kids else self.region(i)
+        if not kids and not own and c["inputs"] == c["outputs"]:  # an identity block (Gluon contrib's Identity)
+            return Built("nn.Identity()")
+        if (info.get("layer") or not kids) and not info.get("sequential"):  # (a user's one-op block: RELU6)
+            built = self._layer(i, own, kids)
+            if built is not None:
+                return built
+        if info.get("sequential") and not own and self._chained(i, kids):
+            built = self._sequential(kids)
+            if built is not None:
+                return built
+        return self._custom(i, own, kids)
+
+    def _layer(self, i: int, own: set[int], kids: list[int]) -> Built | None:
+        """A Gluon layer: its one op as its torch module (a fused activation child after it)."""
+        if len(own) != 1:
+            return None
+        node = self.nodes[next(iter(own))]
+        if len(self._data_inputs(next(iter(own)))) != 1 or len(node.get("out_shapes") or [()]) > 1:
+            return None  # a layer takes one input and gives one output
+        scope = _Scope(self.em, self.calls[i]["path"], functional=False)
+        expr = translate(scope, node, ["x"])
+        if len(scope.made) != 1:
+            return None
+        token, layer = scope.made[0]
+        ctor, wrap = layer.ctor, ""
+        if expr == f"{token}(torch.flatten(x, 1))":  # Gluon's Dense flattens its input
+            wrap = FLATTEN
+        elif expr != f"{token}(x)":
+            return None
+        tensors, layer.attr = dict(layer.tensors), ""
+        if kids:  # Conv2D(activation=...) / Dense(activation=...): its act block after the op
+            acts = [self.build(k) for k in kids]
+            if wrap or any(a.tensors or a.wrap for a in acts):
+                return None
+            ctor = f"nn.Sequential({ctor}, {', '.join(a.expr for a in acts)})"
+            tensors, layer.attr = {f"0.{k}": v for k, v in tensors.items()}, "0"
+        for frozen in layer.frozen:
+            self.em.frozen.append((layer, frozen))
+        return Built(ctor, tensors, [layer], wrap=wrap)
+
+    def _chained(self, i: int, kids: list[int]) -> bool:
+        """A Sequential's forward: each child on the output of the one before, the last one's out."""
+        c, prev = self.calls[i], self.calls[i]["inputs"]
+        names = [self.calls[k]["path"].rsplit(".", 1)[-1] for k in kids]
+        if names != [str(j) for j in range(len(kids))]:
+            return False
+        for k in kids:
+            if self.calls[k]["inputs"] != prev:
+                return False
+            prev = self.calls[k]["outputs"]
+        return prev == c["outputs"]
+
+    def _sequential(self, kids: list[int]) -> Built | None:
+        built = [self.build(k) for k in kids]
+        parts = []
+        for b in built:
+            if b.wrap == FLATTEN:  # inside a Sequential the flatten is a layer of its own, nested
+                b.expr = f"nn.Sequential(nn.Flatten(), {b.expr})"
+                b.tensors = {f"1.{k}": v for k, v in b.tensors.items()}
+                for la in b.layers:
+                    la.attr = f"1.{la.attr}" if la.attr else "1"
+            elif b.wrap:
+                return None
+            parts.append(b.expr)
+        tensors = {f"{j}.{t}": g for j, b in enumerate(built) for t, g in b.tensors.items()}
+        layers = [la for j, b in enumerate(built) for la in _prefixed(b.layers, str(j))]
+        text = "nn.Sequential(\n" + _indent(",\n".join(parts), 4) + "\n)" if parts else "nn.Sequential()"
+        return Built(text, tensors, layers,
+                     max((b.height for b in built), default=0))
+
+    def _custom(self, i: int, own: set[int], kids: list[int]) -> Built:
+        """A class of its own: children as attributes, the forward as its ops between their calls."""
+        c = self.calls[i]
+        info = self.blocks.get(c["path"], {})
+        attrs: dict[str, Built] = {}
+        for k in kids:
+            name = self.calls[k]["path"].rsplit(".", 1)[-1]
+            if name not in attrs:
+                attrs[name] = self.build(k)
+        numbered = list(attrs) == [str(j) for j in range(len(attrs))] and bool(attrs)  # a ModuleList, self[0]
+        if not numbered and any(not n.isidentifier() or keyword.iskeyword(n) for n in attrs):
+            raise NoStructure(f"block '{c['path']}' has children that are not attribute names: {list(attrs)}")
+        args = [a for a in (info.get("forward_args") or []) if a][: max(len(c["inputs"]), 1)] or ["x"]
+        scope = _Scope(self.em, c["path"], functional=True)
+        pretty = self._forward(i, own, kids, scope, args, attrs, canonical=False)
+        canonical = self._forward(i, own, kids, _Scope(self.em, c["path"], functional=True), args, attrs,
+                                  canonical=True)
+        subs = {}
+        for token, layer in scope.made:  # an op with parameters of the block's own: a submodule of it
+            name = _ident(layer.path.rsplit(".", 1)[-1] if layer.path != c["path"] else "op")
+            while name in attrs or name in subs:
+                name += "_"
+            subs[name] = layer
+            pretty = [line.replace(token, f"self.{name}") for line in pretty]
+            canonical = [line.replace(token, f"self.{name}") for line in canonical]  # the same order of tokens
+            layer.attr = name
+            for frozen in layer.frozen:
+                self.em.frozen.append((layer, frozen))
+        if numbered:
+            if subs:
+                raise NoStructure(f"block '{c['path']}' holds numbered children and parameters of its own")
+            pretty = [re.sub(r"self\.(\d+)\(", r"self[\1](", line) for line in pretty]
+            canonical = [re.sub(r"self\.(\d+)\(", r"self[\1](", line) for line in canonical]
+            init = ["super().__init__([" + ", ".join(b.expr for b in attrs.values()) + "])"]
+        else:
+            init = [f"self.{n} = {b.expr}" for n, b in attrs.items()]
+            init += [f"self.{n} = {la.ctor}" for n, la in subs.items()]
+        tensors = {f"{n}.{t}": g for n, b in attrs.items() for t, g in b.tensors.items()}
+        tensors |= {f"{n}.{t}": g for n, la in subs.items() for t, g in la.tensors.items()}
+        layers = [la for n, b in attrs.items() for la in _prefixed(b.layers, n)] + list(subs.values())
+        gluon = info.get("class") or "Net"
+        height = 1 + max((b.height for b in attrs.values()), default=0)
+        group = self.classes.setdefault(gluon, {"info": info, "instances": [], "height": 0, "gluon": gluon})
+        group["instances"].append({"init": init, "pretty": pretty, "canonical": canonical, "args": args,
+                                   "attrs": [] if numbered else list(attrs), "path": c["path"],
+                                   "flags": info.get("flags", {}),
+                                   "base": "nn.ModuleList" if numbered else "nn.Module"})
+        group["height"] = max(group["height"], height)
+        return Built(f"\u27e8{gluon}#{len(group['instances']) - 1}\u27e9", tensors, layers, height)
+
+    def _forward(self, i: int, own: set[int], kids: list[int], scope: _Scope, args: list[str],
+                 attrs: dict[str, Built], canonical: bool) -> list[str]:
+        """The forward's statements: own ops and child calls in graph order. Pretty: a value that
+        flows on alone keeps the input's name (x = self.features(x)), a child's output that waits
+        is named after the child, an op's after the block's input; canonical: every value named
+        after what made it (c_<child>, o<k>), for comparing instances."""
+        c = self.calls[i]
+        names: dict[tuple, str] = {tuple(r): a for r, a in zip(c["inputs"], args)}
+        # in the order Gluon ran them: a child call where its first op is (an identity child, no ops of its own,
+        # right after what it passes on)
+        first, last = {}, -1.0
+        for k in kids:  # kids are in call order
+            if not self.calls[k]["outputs"]:
+                continue
+            region = self.region(k)
+            first[k] = min(region) if region else max(last + 0.5, max(o[0] for o in self.calls[k]["inputs"] or
+                                                                      self.calls[k]["outputs"]) + 0.5)
+            last = max(last, first[k], max(region, default=-1))
+        items = [("op", n, n) for n in own] + [("call", k, first[k]) for k in first]
+        items.sort(key=lambda t: t[2])
+        refs_of = {}
+        uses: dict[tuple, int] = {}
+        for kind, x, _ in items:
+            refs = self.calls[x]["inputs"] if kind == "call" else self._data_inputs(x)
+            refs_of[(kind, x)] = [tuple(r) for r in refs]
+            for r in refs_of[(kind, x)]:
+                uses[r] = uses.get(r, 0) + 1
+        for r in c["outputs"]:
+            uses[tuple(r)] = uses.get(tuple(r), 0) + 1
+        body, taken, primary, count = [], set(args), args[0], 0  # count: the block's own ops, in order
+        for kind, x, _ in items:
+            refs = refs_of[(kind, x)]
+            ins = [names[r] for r in refs]
+            for r in refs:
+                uses[r] -= 1
+            if kind == "call" and self.calls[x]["outputs"] == self.calls[x]["inputs"]:
+                continue  # an identity child: its output is its input, already named
+            if kind == "call":
+                k = self.calls[x]
+                attr = k["path"].rsplit(".", 1)[-1]
+                wrap = attrs[attr].wrap if attr in attrs else ""
+                call_args = [wrap.format(ins[0])] + ins[1:] if wrap and ins else ins
+                expr, outs, hint = f"self.{attr}({', '.join(call_args)})", [tuple(o) for o in k["outputs"]], attr
+            else:
+                node = self.nodes[x]
+                count = len(node.get("out_shapes") or [node["out_shape"]])  # SliceChannel, topk 'both': several
+                expr, outs, hint = translate(scope, node, ins), [(x, k) for k in range(count)], None
+            if canonical:
+                count += 0 if hint else 1
+                var = f"c_{hint}" if hint else f"o{count}"
+                while var in taken:
+                    var += "_"
+            else:
+                first = refs[0] if refs else None
+                reusable = first is not None and uses.get(first, 0) == 0 and names[first] in (primary, "out")
+                if reusable and len(outs) == 1:
+                    var = names[first]
+                else:
+                    var = _ident(hint) if hint else (primary if primary not in names.values() or all(
+                        uses.get(r, 0) == 0 for r, v in names.items() if v == primary) else "out")
+                    while var in taken and not (var == primary and all(
+                            uses.get(r, 0) == 0 for r, v in names.items() if v == primary)):
+                        var += "_"
+            taken.add(var)
+            if len(outs) == 1:
+                names[outs[0]] = var
+                if expr != var:
+                    body.append(f"{var} = {expr}")
+            else:  # several outputs (a split, topk 'both'): a name for each one read, `_` for the others
+                read = {r for r in uses} | {tuple(r) for r in c["outputs"]}
+                vs = [f"{var}{j}" if o in read else "_" for j, o in enumerate(outs)]
+                names.update({o: v for o, v in zip(outs, vs) if v != "_"})
+                body.append(f"{', '.join(vs)} = {expr}")
+        body.append("return " + ", ".join(names[tuple(r)] for r in c["outputs"]))
+        return body
+
+    def _data_inputs(self, n: int) -> list[list[int]]:
+        return [r for r in self.nodes[n]["inputs"] if self.nodes[r[0]]["op"] != "null" or
+                self.nodes[r[0]]["name"].startswith("data")]
+
+    # -- the classes -------------------------------------------------------------------------------
+
+    def finish(self, root: Built) -> tuple[list[str], str, dict[str, str]]:
+        """Every class's source (the deepest first) and the root's class name. A class's instances
+        are compared once their children's constructor calls are known."""
+        calls: dict[str, str] = {}
+        sources, used = [], set()
+        for group in sorted(self.classes.values(), key=lambda g: g["height"]):
+            for inst in group["instances"]:
+                inst["init"] = [PLACEHOLDER.sub(lambda m: calls[m.group(1)], s) for s in inst["init"]]
+            for _name, members, source in _decide(group, used):
+                sources.append(source)
+                for idx, call in members.items():
+                    calls[f"{group['gluon']}#{idx}"] = call
+        root_call = PLACEHOLDER.sub(lambda m: calls[m.group(1)], root.expr)
+        return sources, root_call.split("(", 1)[0], calls
+
+
+# -- deciding the classes (pure text) -----------------------------------------------------------------
+
+
+def _slots(text: str) -> list[tuple[int, int, str]]:
+    """The numeric literals of a text: (start, end, role). The role is the keyword the number is
+    given for ('stride'), or, for a layer's positional argument, its meaning ('in', 'out',
+    'features'), read from the innermost call around it."""
+    out = []
+    for m in NUMBER.finditer(text):
+        out.append((m.start(), m.end(), _role(text, m.start())))
+    return out
+
+
+def _role(text: str, at: int) -> str:
+    depth, i, commas = 0, at - 1, 0
+    while i >= 0:
+        ch = text[i]
+        if ch in ")]":
+            depth += 1
+        elif ch in "([":
+            if depth:
+                depth -= 1
+            else:
+                before = text[:i].rstrip()
+                kw = re.search(r"(\w+)=$", before)
+                if kw:  # a tuple given for a keyword: stride=(2, 1)
+                    return kw.group(1)
+                func = re.search(r"([\w.]+)$", before)
+                func = func.group(1) if func else ""
+                if func.endswith("Linear"):
+                    return ("in_features", "out_features")[min(commas, 1)]
+                if "Norm" in func:
+                    return "features"
+                if func.endswith(CONV):
+                    return ("in", "out")[min(commas, 1)]
+                return "value"
+        elif depth == 0 and ch == ",":
+            commas += 1
+        elif depth == 0 and ch == "=":
+            kw = re.search(r"(\w+)\s*=$", text[: i + 1])
+            return kw.group(1) if kw else "value"
+        i -= 1
+    return "value"
+
+
+def _template(parts: list[str]) -> tuple[str, list[str], list[str]]:
+    """Texts with their numbers taken out: the joined template, the numbers, their roles."""
+    text = "\x1e".join(parts)
+    pieces, values, roles, last = [], [], [], 0
+    for start, end, role in _slots(text):
+        pieces.append(text[last:start].replace("{", "{{").replace("}", "}}"))
+        pieces.append(f"{{{len(values)}}}")
+        values.append(text[start:end])
+        roles.append(role)
+        last = end
+    pieces.append(text[last:].replace("{", "{{").replace("}", "}}"))
+    return "".join(pieces), values, roles
+
+
+def _drop(inst: dict, absent: list[str]) -> dict:
+    """The instance as it would read without the children `absent`, their calls identities (in
+    the canonical rendering, where every value has a name of its own)."""
+    init = [s for s in inst["init"] if not any(s.startswith(f"self.{a} = ") for a in absent)]
+    body, sub = [], {}
+    for line in inst["canonical"]:
+        m = re.fullmatch(r"(\w+) = self\.(\w+)\((\w+)\)", line)
+        if m and m.group(2) in absent:
+            sub[m.group(1)] = sub.get(m.group(3), m.group(3))
+            continue
+        for old, new in sub.items():
+            line = re.sub(rf"\b{old}\b", new, line)
+        body.append(line)
+    return {**inst, "init": init, "canonical": body}
+
+
+SUM = re.compile(r"(\w+) = (\w+) \+ (\w+)")
+
+
+def _optional_sum(proto: dict, inst: dict) -> int | None:
+    """The index of the one statement `a = b + c` of proto's canonical forward that, left out
+    (a as b), makes it inst's: a residual sum only some instances have (MobileNet's shortcut)."""
+    for n, line in enumerate(proto["canonical"]):
+        m = SUM.fullmatch(line)
+        if not m:
+            continue
+        body, keep = [], m.group(2)
+        for other in proto["canonical"][:n] + proto["canonical"][n + 1:]:
+            body.append(re.sub(rf"\b{m.group(1)}\b", keep, other) if other not in proto["canonical"][:n] else other)
+        if _template(proto["init"] + ["--"] + body)[0] == _template(inst["init"] + ["--"] + inst["canonical"])[0]:
+            return n
+    return None
+
+
+def _key(inst: dict) -> str:
+    return _template(inst["init"] + ["--"] + inst["canonical"])[0]
+
+
+def _decide(group: dict, used: set[str]) -> list[tuple[str, dict[int, str], str]]:
+    """The classes one Gluon class becomes: [(name, {instance index: constructor call}, source)].
+    Instances whose renderings match once their numbers are taken out share a class, and the
+    numbers that vary become its constructor arguments; a child only some have is None in the
+    others (a constructor flag) where, as an identity, it makes their renderings match."""
+    instances = group["instances"]
+    for inst in instances:  # a child that is an empty Sequential (an identity) counts as one it lacks
+        inst["identity"] = [a for a in inst["attrs"] if f"self.{a} = nn.Sequential()" in inst["init"]]
+        inst["has"] = [a for a in inst["attrs"] if a not in inst["identity"]]
+    order = sorted(range(len(instances)), key=lambda j: -len(instances[j]["has"]))
+    families: list[dict] = []  # {'proto': instance, 'members': [index], 'optional': set}
+    for j in order:
+        inst = instances[j]
+        for fam in families:
+            proto = fam["proto"]
+            missing = [a for a in proto["attrs"] if a not in inst["has"]]
+            if set(inst["has"]) <= set(proto["has"]) and not proto["identity"] and _key(
+                    _drop(proto, missing)) == _key(_drop(inst, inst["identity"])):
+                fam["members"].append(j)
+                fam["optional"] |= set(missing)
+                break
+            if fam.get("sum") is not None and proto["attrs"] == inst["attrs"] and _optional_sum(proto,
+                                                                                                inst) == fam["sum"]:
+                fam["members"].append(j)  # one without the family's optional residual sum
+                break
+        else:
+            for fam in families:  # or the same but for a residual sum some instances leave out (a shortcut)
+                proto = fam["proto"]
+                if fam.get("sum") is None and proto["attrs"] == inst["attrs"] and not fam["optional"]:
+                    line = _optional_sum(proto, inst)
+                    if line is None:  # the other way round: this instance has the sum, the family's do not
+                        line = _optional_sum(inst, proto)
+                        if line is not None:
+                            fam["proto"] = inst
+                    if line is not None:
+                        fam["members"].append(j)
+                        fam["sum"] = line
+                        break
+            else:
+                families.append({"proto": inst, "members": [j], "optional": set()})
+    out = []
+    base = _ident(group["gluon"])
+    for n, fam in enumerate(sorted(families, key=lambda f: min(f["members"]))):
+        name = base if n == 0 else f"{base}{n + 1}"
+        while name in used:
+            name += "_"
+        used.add(name)
+        out.append(_write_class(name, group, fam, instances))
+    return out
+
+
+def _write_class(name: str, group: dict, fam: dict, instances: list[dict]) -> tuple[str, dict[int, str], str]:
+    """One class's source and each member's constructor call."""
+    proto, optional = fam["proto"], [a for a in fam["proto"]["attrs"] if a in fam["optional"]]
+    members = sorted(fam["members"])
+    statements = proto["init"] + ["--"] + proto["pretty"]
+    template, _, roles = _template(statements)
+    # each member's numbers on the prototype's slots (None inside a child it does not have)
+    owner = []  # per prototype slot: the optional child whose statement holds it, or None
+    for idx, s in enumerate(statements):
+        held = next((a for a in optional if idx < len(proto["init"]) and s.startswith(f"self.{a} = ")), None)
+        owner += [held] * len(_slots(s))
+    columns: list[list] = [[] for _ in roles]
+    for m in members:
+        inst = instances[m]
+        absent = [a for a in optional if a not in inst["has"]]
+        values = iter(_template(inst["init"] + ["--"] + inst["pretty"])[1])
+        for slot, held in enumerate(owner):
+            columns[slot].append(None if held in absent else next(values))
+    params: list[tuple[str, str, list]] = []  # (name, role, values per member)
+    exprs = []
+    for column, role in zip(columns, roles):
+        defined = [v for v in column if v is not None]
+        if len(set(defined)) <= 1:
+            # a number only the instances with an optional child have: the argument it equals there, if one does
+            same = next((p for p in params if None in column and defined and len(set(p[2])) > 1 and all(
+                a is None or a == b for a, b in zip(column, p[2]))), None)
+            exprs.append(same[0] if same else (defined[0] if defined else "0"))
+            continue
+        pname = ROLE_NAMES.get(role, role)
+        same = next((p for p in params if p[0].rstrip("0123456789") == pname and all(
+            a is None or b is None or a == b for a, b in zip(column, p[2]))), None)
+        if same is None:
+            same = next((p for p in params if all(a is None or b is None or a == b for a, b in zip(column, p[2]))),
+                        None)
+        if same is not None:
+            same[2][:] = [a if a is not None else b for a, b in zip(same[2], column)]
+            exprs.append(same[0])
+            continue
+        related = _relation(column, [p for p in params if p[0].rstrip("0123456789") == pname])
+        if related:
+            exprs.append(related)
+            continue
+        unique, k = pname, 2
+        while any(p[0] == unique for p in params):
+            unique, k = f"{pname}{k}", k + 1
+        params.append((unique, role, list(column)))
+        exprs.append(unique)
+    sig = group["info"].get("init_args") or []
+    params.sort(key=lambda p: sig.index(p[0]) if p[0] in sig else len(sig))
+    text = template.format(*exprs)
+    parts = text.split("\x1e")
+    cut = parts.index("--")
+    init, forward = parts[:cut], parts[cut + 1:]
+    for a in optional:  # a child only some instances have: None in the others, skipped in forward; or, where
+        # every other instance had it as an empty Sequential, that identity
+        lacking = [instances[m] for m in members if a not in instances[m]["has"]]
+        if all(a in inst["identity"] for inst in lacking):
+            init = [s + " if " + a + " else nn.Sequential()" if s.startswith(f"self.{a} = ") else s for s in init]
+            continue
+        init = [s + f" if {a} else None" if s.startswith(f"self.{a} = ") else s for s in init]
+        forward = [re.sub(rf"^(\w+) = self\.{a}\((\w+)\)$", rf"\1 = self.{a}(\2) if self.{a} is not None else \2", s)
+                   for s in forward]
+    flag = None
+    if fam.get("sum") is not None:  # the residual sum under a flag: the Gluon block's own bool, if one says so
+        with_sum = [m for m in members if _key(instances[m]) == _key(proto)]
+        flag = next((k for k, v in proto.get("flags", {}).items() if all(
+            instances[m].get("flags", {}).get(k) == (m in with_sum) for m in members)), "shortcut")
+        line = forward[fam["sum"]]
+        forward[fam["sum"]] = f"if self.{flag}:\n    {line}"
+        init.append(f"self.{flag} = {flag}")
+    arg_list = [p[0] for p in params] + [f"{a}=False" for a in optional] + ([flag] if flag else [])
+    info = group["info"]
+    doc = f'"""{info.get("module", "")}.{group["gluon"]}, ported by `ganparity port`."""'
+    base = proto.get("base", "nn.Module")
+    first = [] if base == "nn.ModuleList" else ["        super().__init__()"]
+    source = "\n".join([f"class {name}({base}):", f"    {doc}", "",
+                        f"    def __init__(self{''.join(', ' + a for a in arg_list)}):", *first,
+                        _indent("\n".join(init), 8) if init else "", "",
+                        f"    def forward(self, {', '.join(proto['args'])}):", _indent("\n".join(forward), 8), ""])
+    source = source.replace("\n\n\n", "\n\n")
+    calls = {}
+    for pos, m in enumerate(members):
+        kw = [f"{p[0]}={p[2][pos] if p[2][pos] is not None else 'None'}" for p in params]
+        kw += [f"{a}=True" for a in optional if a in instances[m]["has"]]
+        if flag:
+            kw.append(f"{flag}={_key(instances[m]) == _key(proto)}")
+        calls[m] = f"{name}({', '.join(kw)})"
+    return name, calls, source
+
+
+def _relation(column: list, params: list[tuple[str, str, list]]) -> str | None:
+    """A number that is an argument of the same role times or divided by one integer (a
+    bottleneck's channels // 4): that expression."""
+    for pname, _, values in params:
+        pairs = [(a, b) for a, b in zip(column, values) if a is not None and b is not None]
+        try:
+            nums = [(int(a), int(b)) for a, b in pairs]
+        except ValueError:
+            continue
+        if not nums or any(a <= 0 or b <= 0 for a, b in nums):
+            continue
+        if all(a % b == 0 for a, b in nums) and len({a // b for a, b in nums}) == 1 and nums[0][0] > nums[0][1]:
+            return f"{pname} * {nums[0][0] // nums[0][1]}"
+        if all(b % a == 0 for a, b in nums) and len({b // a for a, b in nums}) == 1 and nums[0][1] > nums[0][0]:
+            return f"{pname} // {nums[0][1] // nums[0][0]}"
+    return None
+
+
+def _indent(text: str, n: int) -> str:
+    return "\n".join((" " * n + line) if line else line for line in text.splitlines())
+
+
+def _prefixed(layers: list, prefix: str) -> list:
+    for la in layers:
+        la.attr = f"{prefix}.{la.attr}" if la.attr else prefix
+    return layers
