@@ -6,9 +6,11 @@ arms interleaved in the same rounds (one process, the same threads, the same inp
     ganparity bench port-speed [--models resnet18_v1,...] [--shape 4,3,224,224] [--rounds 7]
 
 Where the Gluon network is not torchvision's, the twin is torchvision's model edited into Gluon's
-network (TWINS: resnet50_v1's stride and 1x1 biases, mobilenet_v2_1_0's first expansion and head),
-and the stock torchvision model is timed beside it; each row counts both models' FLOPs
-(torch.utils.flop_counter) and parameters, so "the same network" is measured, not assumed.
+network (backends/torch/speed.py: resnet50_v1's stride and 1x1 biases, mobilenet_v2_1_0's first
+expansion and head), and the stock torchvision model is timed beside it; each row counts the models'
+FLOPs (torch.utils.flop_counter) and parameters, so "the same network" is measured, not assumed.
+The Gluon network itself (the source, hybridized) runs in the same rounds (--source, on by
+default): what moving off MXNet costs or saves per step.
 
 Writes benchmarks/results/port-speed.md and .json. A benchmark, not a test: the ratios are this
 machine's, and a ratio inside the rounds' spread is not a finding.
@@ -17,7 +19,6 @@ machine's, and a ratio inside the rounds' spread is not a finding.
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib.util
 import json
 import sys
@@ -25,6 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
+from ..common.backend import get_backend
 from ..common.files import write_json, write_text
 from ..common.table import md_table
 from .environment import metadata, set_threads
@@ -38,54 +42,6 @@ PORT_SHAPES = {"densenet121": (1, 3, 224, 224), "vgg11_bn": (1, 3, 224, 224)}
 DEFAULT_MODELS = ["resnet18_v1", "resnet50_v1", "mobilenet_v2_1_0", "densenet121", "vgg11_bn"]
 
 
-def _resnet50_v1(tv):
-    """torchvision's resnet50 (v1.5: a bottleneck strides in its 3x3 convolution, its 1x1
-    convolutions have no bias) edited into Gluon's resnet50_v1 (the stride in the first 1x1, both
-    1x1 convolutions with a bias)."""
-    from torch import nn
-
-    m = tv.resnet50()
-    for stage in (m.layer1, m.layer2, m.layer3, m.layer4):
-        for b in stage:
-            stride = b.conv2.stride
-            b.conv1 = nn.Conv2d(b.conv1.in_channels, b.conv1.out_channels, 1, stride=stride, bias=True)
-            b.conv2.stride = (1, 1)
-            b.conv3 = nn.Conv2d(b.conv3.in_channels, b.conv3.out_channels, 1, bias=True)
-    return m
-
-
-def _mobilenet_v2_1_0(tv):
-    """torchvision's mobilenet_v2 edited into Gluon's mobilenet_v2_1_0: Gluon's first bottleneck
-    (expansion t=1) keeps its 1x1 expansion convolution, BatchNorm and ReLU6, which torchvision
-    leaves out at t=1; Gluon's head is a 1x1 convolution without bias (torchvision: dropout 0.2 and
-    a Linear with bias)."""
-    from torch import nn
-    from torchvision.ops.misc import Conv2dNormActivation
-
-    m = tv.mobilenet_v2()
-    first = m.features[1]
-    first.conv = nn.Sequential(Conv2dNormActivation(32, 32, kernel_size=1, activation_layer=nn.ReLU6), *first.conv)
-    m.classifier = nn.Linear(1280, 1000, bias=False)
-    return m
-
-
-# Gluon zoo name -> (torchvision's model, the twin edited into Gluon's network or None where they are one)
-TWINS = {"resnet18_v1": ("resnet18", None), "resnet34_v1": ("resnet34", None),
-         "resnet50_v1": ("resnet50", _resnet50_v1),
-         "mobilenet_v2_1_0": ("mobilenet_v2", _mobilenet_v2_1_0), "densenet121": ("densenet121", None),
-         "densenet169": ("densenet169", None), "vgg11_bn": ("vgg11_bn", None), "vgg16_bn": ("vgg16_bn", None)}
-# what differs between the Gluon network and torchvision's, said in the results beside the ratios
-DIFFERENCES = {
-    "resnet50_v1": "Gluon's v1 bottleneck strides in its first 1x1 convolution (torchvision's v1.5 in the 3x3) and "
-                   "its 1x1 convolutions have a bias: fewer FLOPs than torchvision's resnet50",
-    "mobilenet_v2_1_0": "Gluon's first bottleneck keeps a 1x1 expansion convolution + BatchNorm + ReLU6 at "
-                        "expansion 1 (torchvision leaves it out); its head is a 1x1 convolution without bias "
-                        "(torchvision: dropout and a Linear with bias)",
-    **{v: "torchvision's head starts with AdaptiveAvgPool2d((7, 7)) (an identity at 224 px); otherwise one network"
-       for v in ("vgg11_bn", "vgg16_bn")},
-}
-
-
 def _load_written(folder: Path):
     """The written model.py's build() and load(), imported as a user would import their port."""
     spec = importlib.util.spec_from_file_location(f"written_{folder.name}", folder / "model.py")
@@ -94,90 +50,53 @@ def _load_written(folder: Path):
     return mod.load()
 
 
-def _count(model, x) -> tuple[float, int]:
-    """(forward GFLOPs at x, parameters and buffers) of a torch model."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        model(x)
-    size = sum(p.numel() for p in model.parameters()) + sum(
-        b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked"))
-    return fc.get_total_flops() / 1e9, size
-
-
-def _arms(models: dict, shape: tuple, layouts: list[str], seed: int) -> dict:
-    """The step callables: for each model, layout and mode, one arm; every model starts each arm
-    from the same input and labels."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(shape, generator=g)
-    y = torch.randint(0, 1000, (shape[0],), generator=g)
-    arms = {}
-    for name, model in models.items():
-        for layout in layouts:
-            fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-            m = copy.deepcopy(model).to(memory_format=fmt)  # .to() converts in place: one copy per layout
-            xi = x.contiguous(memory_format=fmt)
-            opt = torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9)
-
-            def train(m=m, xi=xi, opt=opt):
-                m.train()
-                opt.zero_grad(set_to_none=True)
-                out = m(xi)
-                loss = torch.nn.functional.cross_entropy(out.flatten(1), y)
-                loss.backward()
-                opt.step()
-                return loss
-
-            def evaluate(m=m, xi=xi):
-                m.eval()
-                with torch.no_grad():
-                    return m(xi)
-
-            arms[f"{name} {layout} train"] = train
-            arms[f"{name} {layout} eval"] = evaluate
-    return arms
-
-
-def measure(name: str, shape: tuple, rounds: int, layouts: list[str], threads: int, work: Path, log=print) -> dict:
-    """One model's row: port it, build its twin (and torchvision's stock model where they differ),
-    count each one's FLOPs and size, time every arm interleaved; the ratios written / twin."""
-    import torch
-    import torchvision
-
+def measure(name: str, shape: tuple, rounds: int, layouts: list[str], threads: int, work: Path,
+            source: bool = True, log=print) -> dict:
+    """One model's row: port it, build its twin (and torchvision's stock model where they differ,
+    and the Gluon network itself with source=True), count each one's FLOPs and size, time every
+    arm interleaved; the ratios written / twin (and written / Gluon)."""
     from ..common.port import port
 
-    tv_name, edit = TWINS[name]
+    tb = get_backend("torch")
     pshape = PORT_SHAPES.get(name, (1, 3, 64, 64))
     t0 = time.perf_counter()
     r = port(f"mxnet.gluon.model_zoo.vision:{name}", pshape, work / name, steps=0)
     log(f"port-speed: {name} ported at {'x'.join(map(str, pshape))} in {time.perf_counter() - t0:.0f} s "
         f"(proof: {r.proof.verdict})")
     set_threads(threads)  # importing mxnet resets torch's thread pool
-    torch.manual_seed(0)
-    models = {"written": _load_written(r.out),
-              "twin": edit(torchvision.models) if edit else getattr(torchvision.models, tv_name)()}
-    if edit:
-        models["torchvision"] = getattr(torchvision.models, tv_name)()
-    x = torch.randn(shape)
-    counted = {k: _count(m, x) for k, m in models.items()}
-    log(f"port-speed: {name}: " + ", ".join(f"{k} {f:.2f} GFLOPs {s:,} values" for k, (f, s) in counted.items()))
-    timed = time_interleaved(_arms(models, shape, layouts, 0), lambda: None, rounds=rounds, warmup=2,
-                             min_round_s=0.2)
+    twin, about = tb.zoo_model(name)
+    models = {"written": _load_written(r.out), "twin": twin}
+    if about["edited"]:
+        models["torchvision"] = tb.zoo_model(name, edited=False)[0]
+    counted = {k: tb.model_size(m, shape) for k, m in models.items()}
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    labels = rng.integers(0, 1000, shape[0])
+    arms = tb.speed_arms(models, x, labels, tuple(layouts))
+    backends = [tb]
+    if source:
+        mb = get_backend("mxnet")
+        gluon = {"gluon": mb.zoo_model(name)[0]}
+        counted["gluon"] = mb.model_size(gluon["gluon"], shape)
+        arms |= mb.speed_arms(gluon, x, labels, tuple(layouts))
+        backends.append(mb)
+    log(f"port-speed: {name}: " + ", ".join(
+        f"{k} {'-' if f is None else f'{f:.2f}'} GFLOPs {s:,} values" for k, (f, s) in counted.items()))
+    devices = [(b, b.resolve("cpu")) for b in backends]
+    timed = time_interleaved(arms, lambda: [b.sync(d) for b, d in devices], rounds=rounds, warmup=2, min_round_s=0.2)
     arms = {k: {q: v[q] for q in ("median_ms", "p10_ms", "p90_ms", "steps_per_round")} for k, v in timed.items()}
-    ratios = {}
+    ratios, source_ratios = {}, {}
     for layout in layouts:
         for mode in ("train", "eval"):
-            w, t = arms[f"written {layout} {mode}"], arms[f"twin {layout} {mode}"]
-            ratios[f"{layout} {mode}"] = w["median_ms"] / t["median_ms"]
-    return {"model": name, "twin": tv_name + (" (edited into Gluon's network)" if edit else ""),
-            "shape": list(shape), "port_shape": list(pshape), "proof": r.proof.verdict,
-            "gflops": {k: f for k, (f, _) in counted.items()}, "values": {k: s for k, (_, s) in counted.items()},
+            w = arms[f"written {layout} {mode}"]["median_ms"]
+            ratios[f"{layout} {mode}"] = w / arms[f"twin {layout} {mode}"]["median_ms"]
+            if f"gluon {layout} {mode}" in arms:
+                source_ratios[f"{layout} {mode}"] = w / arms[f"gluon {layout} {mode}"]["median_ms"]
+    return {"model": name, "twin": about["name"], "shape": list(shape), "port_shape": list(pshape),
+            "proof": r.proof.verdict, "gflops": {k: f for k, (f, _) in counted.items()},
+            "values": {k: s for k, (_, s) in counted.items()},
             "same_network": counted["written"] == counted["twin"], "arms": arms, "ratios": ratios,
-            "worst": max(ratios.values()), "difference": DIFFERENCES.get(name, "")}
+            "source_ratios": source_ratios, "worst": max(ratios.values()), "difference": about["difference"]}
 
 
 def markdown(data: dict) -> str:
@@ -188,14 +107,17 @@ def markdown(data: dict) -> str:
                                                                            for m in ("train", "eval"))] + \
         ["written train ms", "twin train ms", f"within x{GOAL}"]
     body = []
+
+    def ms(a):
+        return f"{a['median_ms']:.0f} ({a['p10_ms']:.0f}-{a['p90_ms']:.0f})"
+
     for r in rows:
         lay = layouts[0]
-        w, t = r["arms"][f"written {lay} train"], r["arms"][f"twin {lay} train"]
         body.append([r["model"], r["twin"], f"{r['gflops']['written']:.3g} / {r['gflops']['twin']:.3g}",
                      "yes" if r["same_network"] else "no"] + [f"x{v:.3f}" for v in r["ratios"].values()] +
-                    [f"{w['median_ms']:.0f} ({w['p10_ms']:.0f}-{w['p90_ms']:.0f})",
-                     f"{t['median_ms']:.0f} ({t['p10_ms']:.0f}-{t['p90_ms']:.0f})",
+                    [ms(r["arms"][f"written {lay} train"]), ms(r["arms"][f"twin {lay} train"]),
                      "yes" if r["worst"] <= GOAL else f"no (x{r['worst']:.3f})"])
+    source = [r for r in rows if r.get("source_ratios")]
     stock = [r for r in rows if "torchvision" in r["gflops"]]
     lines = ["# What `ganparity port` writes, against torchvision's hand-written twin", "",
              f"{meta['machine']}, {meta['threads']} threads, torch {meta['torch']}; input "
@@ -214,6 +136,14 @@ def markdown(data: dict) -> str:
                            f"x{w['median_ms'] / s['median_ms']:.3f}", f"x{we['median_ms'] / se['median_ms']:.3f}"])
         lines += [md_table(["model", "layout", "torchvision GFLOPs", "torchvision train ms", "x torchvision train",
                             "x torchvision eval"], sb), ""]
+    if source:
+        lines += [f"The Gluon network itself (the source, hybridized; mxnet {meta.get('mxnet', '?')}), timed in the "
+                  "same rounds: below 1, the written PyTorch step is faster than the MXNet step it replaces.", ""]
+        lines += [md_table(["model", "gluon train ms", "gluon eval ms", "x gluon train", "x gluon eval"],
+                           [[r["model"], ms(r["arms"]["gluon contiguous train"]),
+                             ms(r["arms"]["gluon contiguous eval"]),
+                             f"x{r['source_ratios']['contiguous train']:.3f}",
+                             f"x{r['source_ratios']['contiguous eval']:.3f}"] for r in source]), ""]
     lines += ["Differences between the Gluon network and torchvision's:", ""]
     lines += [f"- {r['model']}: {r['difference']}" for r in rows if r["difference"]]
     lines += ["", f"Written by `{meta['command']}` ({meta['date']}, load average at the start "
@@ -223,11 +153,13 @@ def markdown(data: dict) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default=",".join(DEFAULT_MODELS),
-                   help=f"comma list of Gluon zoo names with a torchvision twin: {', '.join(TWINS)}")
+                   help="comma list of Gluon zoo names with a torchvision twin (backends/torch/speed.py's ZOO)")
     p.add_argument("--shape", default="4,3,224,224", help="the batch each arm is timed at")
     p.add_argument("--rounds", type=int, default=7, help="interleaved rounds per model")
     p.add_argument("--layouts", default="contiguous,channels_last", help="comma list: contiguous, channels_last")
-    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--threads", type=int, default=2, help="threads of each framework")
+    p.add_argument("--source", action=argparse.BooleanOptionalAction, default=True,
+                   help="time the Gluon network itself in the same rounds (needs mxnet)")
     p.add_argument("--stem", default="port-speed", help="results file name under benchmarks/results")
 
 
@@ -235,26 +167,26 @@ def run(a: argparse.Namespace) -> None:
     import os
     import platform
 
-    import torch
-
     from ..common.errors import choose
 
     names = a.models.split(",")
+    tb = get_backend("torch")
     for n in names:
-        choose("model", n, list(TWINS))
+        choose("model", n, list(tb.SPEED_MODELS))
     layouts = a.layouts.split(",")
     for lay in layouts:
         choose("layout", lay, ["contiguous", "channels_last"])
     shape = tuple(int(v) for v in a.shape.split(","))
     set_threads(a.threads)
     meta = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "threads": a.threads,
-            "torch": torch.__version__, "shape": list(shape), "rounds": a.rounds, "layouts": layouts,
+            "torch": tb.versions()["torch"], "mxnet": get_backend("mxnet").versions()["mxnet"] if a.source else None,
+            "shape": list(shape), "rounds": a.rounds, "layouts": layouts,
             "load_start": f"{os.getloadavg()[0]:.2f}"} | {k: v for k, v in metadata("torch", "cpu").items()
                                                         if k in ("date", "git_commit", "command")}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            rows.append(measure(name, shape, a.rounds, layouts, a.threads, Path(tmp),
+            rows.append(measure(name, shape, a.rounds, layouts, a.threads, Path(tmp), a.source,
                                 log=lambda s: print(s, file=sys.stderr, flush=True)))
             print(json.dumps({k: rows[-1][k] for k in ("model", "ratios", "gflops")}), flush=True)
     meta["load_end"] = f"{os.getloadavg()[0]:.2f}"

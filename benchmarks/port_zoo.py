@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 from ..common.errors import GanparityError
+from ..common.files import write_json, write_text
+from ..common.port.write import DEFAULT_STEPS
 
 ZOO = ["alexnet", "densenet121", "densenet161", "densenet169", "densenet201", "inception_v3",
        "mobilenet0_25", "mobilenet0_5", "mobilenet0_75", "mobilenet1_0",
@@ -49,16 +51,21 @@ def _one(name: str, shape: tuple, semantics: str, optimizer: str, steps: int, wo
         r = port(f"mxnet.gluon.model_zoo.vision:{name}", shape, work / f"{name}-{semantics}", semantics=semantics,
                  optimizer=optimizer, steps=steps)
     except GanparityError as e:
-        return {"model": name, "semantics": semantics, "input": list(shape), "ok": False, "error": str(e)}
+        return {"model": name, "semantics": semantics, "input": list(shape), "verdict": "refused", "error": str(e)}
     rows = {row.check: row for row in r.proof.rows}
-    step = [row for c, row in rows.items() if c.startswith(f"step {steps} ") and "corrected" not in c
-            and "vars" not in c] if steps else []
-    return {"model": name, "semantics": semantics, "input": list(shape), "ok": r.proof.ok,
-            "tensors": len(r.port.tensor_map),
+    last = [row for c, row in rows.items() if c.startswith(f"step {steps} ")] if steps else []
+    counts = {v: sum(row.verdict == v for row in r.proof.rows) for v in ("agree", "cannot tell here", "differ")}
+    return {"model": name, "semantics": semantics, "input": list(shape), "verdict": r.proof.verdict,
+            "rows": counts, "tensors": len(r.port.tensor_map), "weights": rows["weights"].max_rel,
             "forward_train": rows["forward train"].max_rel, "forward_eval": rows["forward eval"].max_rel,
-            "gradients": rows["gradients"].max_rel, "k_step": max((s.max_rel for s in step), default=None),
+            "gradients": rows["gradients"].max_rel, "k_step": max((s.max_rel for s in last), default=None),
             "port_s": r.seconds["port"], "proof_s": r.seconds["proof"], "total_s": time.perf_counter() - t0,
-            "error": "" if r.proof.ok else r.proof.failures()}
+            "error": r.proof.failures()}
+
+
+def verdict_of(row: dict) -> str:
+    """A row's verdict; files written before the three verdicts say ok True/False."""
+    return row.get("verdict") or ("agree" if row.get("ok") else "differ")
 
 
 def _isolated(name: str, shape: tuple, semantics: str, optimizer: str, steps: int) -> dict:
@@ -71,7 +78,7 @@ def _isolated(name: str, shape: tuple, semantics: str, optimizer: str, steps: in
         return json.loads(res.stdout.strip().splitlines()[-1])
     why = ("killed (SIGKILL: out of memory on this machine)" if res.returncode == -9 else
            (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1])
-    return {"model": name, "semantics": semantics, "input": list(shape), "ok": False, "error": why}
+    return {"model": name, "semantics": semantics, "input": list(shape), "verdict": "refused", "error": why}
 
 
 def _fmt(v) -> str:
@@ -80,29 +87,38 @@ def _fmt(v) -> str:
 
 def write(rows: list[dict], meta: dict, stem: str = "port-zoo") -> None:
     ROOT.mkdir(parents=True, exist_ok=True)
-    (ROOT / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    write_json(ROOT / f"{stem}.json", {"meta": meta, "rows": rows})
     lines = ["# `ganparity port` on the Gluon model zoo", "",
              f"Machine: {meta['machine']}; input {meta['shape']}; optimizer {_optimizer(meta)}, K = {meta['steps']}; "
-             f"models: {meta['which']}.", "",
-             "| model | semantics | input | ok | tensors | fwd train | fwd eval | grads | K-step | port s | proof s | "
-             "failure |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"models: {meta['which']}. Each proof's verdict (agree / cannot tell here / differ), its rows' "
+             "verdicts, the fp32 max relative error of its main rows, and every row that did not agree, with why.",
+             "",
+             "| model | semantics | input | proof | rows agree / cannot tell / differ | tensors | fwd train | fwd eval "
+             "| grads | step K | port s | proof s | rows that did not agree |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         size = "x".join(map(str, r.get("input") or SIZES.get(r["model"], meta["shape"])))
+        counts = " / ".join(str(r["rows"][v]) for v in ("agree", "cannot tell here", "differ")) if "rows" in r \
+            else "-"
         lines.append("| " + " | ".join(_fmt(r.get(k)) for k in ("model", "semantics")) + f" | {size} | "
-                     + " | ".join(_fmt(r.get(k)) for k in ("ok", "tensors", "forward_train", "forward_eval",
+                     + f"{verdict_of(r)} | {counts} | "
+                     + " | ".join(_fmt(r.get(k)) for k in ("tensors", "forward_train", "forward_eval",
                                                           "gradients", "k_step", "port_s", "proof_s"))
                      + f" | {r.get('error', '')} |")
-    (ROOT / f"{stem}.md").write_text("\n".join(lines) + "\n" + meta.get("footer", ""))
+    write_text(ROOT / f"{stem}.md", "\n".join(lines) + "\n" + meta.get("footer", ""))
 
 
 def summary(data: dict) -> str:
     """Per semantics of a zoo results file (its JSON): how many models were ported, how many proofs
-    agree, and which did not (the file's table says why)."""
-    lines = ["| semantics | models | proof agrees | proof differs |", "|---|---|---|---|"]
+    agree, cannot tell, differ (and which: the file's table says why)."""
+    lines = ["| semantics | models | proof agrees | cannot tell here | differs or refused |", "|---|---|---|---|---|"]
     for sem in dict.fromkeys(r["semantics"] for r in data["rows"]):
         rows = [r for r in data["rows"] if r["semantics"] == sem]
-        bad = [r["model"] for r in rows if not r["ok"]]
-        lines.append(f"| {sem} | {len(rows)} | {len(rows) - len(bad)} | {', '.join(bad) or '-'} |")
+        unsure = [r["model"] for r in rows if verdict_of(r) == "cannot tell here"]
+        bad = [r["model"] + ("" if verdict_of(r) == "differ" else f" ({verdict_of(r)})") for r in rows
+               if verdict_of(r) not in ("agree", "cannot tell here")]
+        agree = len(rows) - len(unsure) - len(bad)
+        lines.append(f"| {sem} | {len(rows)} | {agree} | {', '.join(unsure) or '-'} | {', '.join(bad) or '-'} |")
     return "\n".join(lines)
 
 
@@ -112,7 +128,7 @@ def times_table(data: dict) -> str:
     for r in data["rows"]:
         size = "x".join(map(str, r["input"]))
         lines.append(f"| {r['model']} | {r['semantics']} | {size} | {r.get('tensors', '-')} | {_fmt(r.get('port_s'))} "
-                     f"| {_fmt(r.get('proof_s'))} | {'agree' if r['ok'] else 'differ'} |")
+                     f"| {_fmt(r.get('proof_s'))} | {verdict_of(r)} |")
     return "\n".join(lines)
 
 
@@ -127,7 +143,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", default="sgd:lr=0.01", metavar="NAME:KEY=VALUE,...",
                    help="the Gluon trainer each port's proof steps (as `ganparity port --optimizer`)")
     p.add_argument("--trainer", dest="optimizer", action=_DeprecatedTrainer, help="deprecated: --optimizer")
-    p.add_argument("--steps", type=int, default=1, help="optimizer steps each proof compares")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="optimizer steps each proof compares")
     p.add_argument("--merge", action="store_true", help="keep the committed table's other rows (same settings)")
     p.add_argument("--stem", default="port-zoo", help="results file name (default port-zoo: .md and .json)")
     p.add_argument("--one", metavar="MODEL", help=argparse.SUPPRESS)  # one row, printed as JSON (a child process)

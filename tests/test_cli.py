@@ -11,7 +11,8 @@ from ganparity.common.cli import build_parser, main
 from .conftest import need
 
 SUBCOMMANDS = ["specs", "differences", "init", "forward", "convert", "parity", "report", "train", "sample", "bench",
-               "bench step", "bench scaling", "bench zoo", "bench gpu-check", "bench gpu-run", "finetune", "compare",
+               "bench step", "bench scaling", "bench zoo", "bench port-cost", "bench port-speed", "bench gpu-check",
+               "bench gpu-run", "finetune", "compare",
                "port", "docs"]
 
 
@@ -35,6 +36,12 @@ def test_every_subcommand_has_help(sub, capsys):
      "dcgan: G's last layer G.10 outputs (3, 32, 32) but D takes (3, 48, 48)"),
     (["specs", "dcgan", "--set", "ngf"], "--set takes KEY=VALUE, got 'ngf'"),
     (["parity", "--backends", "torch,jax"], "unknown backend 'jax'; valid: torch, mxnet"),
+    (["bench", "port-speed", "--models", "resnet99_v1"], "unknown model 'resnet99_v1'; valid: resnet18_v1, "
+     "resnet34_v1, resnet50_v1, mobilenet_v2_1_0, densenet121, densenet169, vgg11_bn, vgg16_bn"),
+    (["bench", "port-speed", "--layouts", "nhwc"], "unknown layout 'nhwc'; valid: contiguous, channels_last"),
+    (["bench", "port-cost", "--cases", "densenet121"], "--cases 'densenet121': expected MODEL@NxCxHxW, "
+     "e.g. densenet121@2x3x224x224"),
+    (["bench", "port-cost", "--semantics", "gluon"], "unknown semantics 'gluon'; valid: torch, mxnet"),
 ])
 def test_bad_input_is_one_line_without_traceback(args, message):
     out = run(*args)

@@ -3,6 +3,8 @@
     step       what one training step costs per backend x variant x batch (benchmarks/harness.py)
     scaling    data-parallel scaling of `train --nproc N` (benchmarks/scaling.py)
     zoo        `ganparity port` over the Gluon model zoo, with each proof (benchmarks/port_zoo.py)
+    port-cost  what one port costs: time and peak memory of port + proof (benchmarks/port_cost.py)
+    port-speed the written model.py against torchvision's twin, per step (benchmarks/port_speed.py)
     gpu-check  every variant's parity and one training epoch on the device (benchmarks/selfcheck.py)
     gpu-run    the one prepared GPU run, inside a time budget (benchmarks/gpu_run.py)
 
@@ -110,19 +112,22 @@ def cmd_bench(a) -> None:
     print(markdown(rows))
 
 
-SUBCOMMANDS = ("step", "scaling", "zoo", "gpu-check", "gpu-run")
+SUBCOMMANDS = ("step", "scaling", "zoo", "port-cost", "port-speed", "gpu-check", "gpu-run")
 OLD_SEMANTICS = {"native": "own", "faithful": "source"}  # bench's words before `semantics` meant one thing
 
 
 def register(sub) -> None:
-    s = sub.add_parser("bench", help="what things cost: step, scaling, zoo, gpu-check, gpu-run",
+    s = sub.add_parser("bench", help="what things cost: step, scaling, zoo, port-cost, port-speed, gpu-check, gpu-run",
                        description="The benchmarks, one door: `ganparity bench step` (a training step per backend "
                                    "x variant), `scaling` (data parallel), `zoo` (port the Gluon model zoo), "
+                                   "`port-cost` and `port-speed` (a port's time and memory; the written code's "
+                                   "speed), "
                                    "`gpu-check` (the CUDA self-check), `gpu-run` (the one prepared GPU run).")
     bench = s.add_subparsers(dest="bench_command", required=True, metavar="SUB-COMMAND")
     register_step(bench)
     register_scaling(bench)
     register_zoo(bench)
+    register_port_benchmarks(bench)
     register_gpu_check(bench)
     register_gpu_run(bench)
 
@@ -195,6 +200,20 @@ def register_zoo(sub) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     port_zoo.add_arguments(s)
     s.set_defaults(fn=cmd_zoo)
+
+
+def register_port_benchmarks(sub) -> None:
+    """port-cost and port-speed: options and run are their benchmark modules' (add_arguments, run)."""
+    from ...benchmarks import port_cost, port_speed
+
+    for name, mod, text in (("port-cost", port_cost, "what one port costs: port + proof in a fresh process, its "
+                                                      "time and peak memory against the goals"),
+                            ("port-speed", port_speed, "the written model.py against torchvision's hand-written "
+                                                       "twin: train step and eval forward, interleaved")):
+        s = sub.add_parser(name, help=text, description=mod.__doc__.split("\n\n")[0],
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        mod.add_arguments(s)
+        s.set_defaults(fn=mod.run)
 
 
 def cmd_gpu_run(a) -> None:
