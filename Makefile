@@ -1,4 +1,4 @@
-# `make report` and `make test` build .venv themselves (Python 3.11 + pip; torch from the local
+# `make report`, `make test` and `make test-fast` build .venv themselves (Python 3.11 + pip; torch from the local
 # wheel store, mxnet 1.9.1 with numpy 1.23.5, all in ONE pip command so nothing upgrades numpy).
 SHELL  := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: report test lint bench clean-venv
+.PHONY: report test test-fast docs lint bench clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,14 +19,24 @@ $(STAMP): pyproject.toml
 report: $(STAMP)
 	$(VENV)/bin/ganparity report
 
+# The whole suite (what CI runs).
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Without the tests marked slow (pytest.mark.slow): a few minutes on 2 CPU cores.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+# Every measured table of README.md and docs/ from the committed data (reports/results.json,
+# benchmarks/results/*.json); tests/test_docs.py fails while one is out of date.
+docs: $(STAMP)
+	$(VENV)/bin/ganparity docs
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ganparity common backends benchmarks tests
 
 bench: $(STAMP)
-	$(VENV)/bin/ganparity bench
+	$(VENV)/bin/ganparity bench step
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,11 +1,11 @@
 """One prepared GPU run (issue 30): everything the project wants measured on a lent GPU, in one command
 that ends inside a time budget and leaves its results under --out whatever happens to it.
 
-    PYTHONPATH=. python3 -m ganparity.benchmarks.gpu_run --out $OUT              # the GPU machine
-    PYTHONPATH=. python3 -m ganparity.benchmarks.gpu_run --dry-run --out /tmp/g   # any CPU, tiny widths
+    PYTHONPATH=. python3 -m ganparity bench gpu-run --out $OUT              # the GPU machine
+    PYTHONPATH=. python3 -m ganparity bench gpu-run --dry-run --out /tmp/g   # any CPU, tiny widths
 
 It runs from a copied tree without installing (Python 3.12, torch 2.11, numpy 2, no mxnet there)
-and imports no framework itself: each part runs in a fresh process of its own (the same module with
+and imports no framework itself: each part runs in a fresh process of its own (this module, with
 --part), killed at the part's time cap, and writes its rows to a file after every row; this process
 merges them into gpu_run.json and gpu_run.md under --out every few seconds, and its log into
 gpu_run.log. A part, an arm or a check that fails is a row saying why; one that the budget does not
@@ -551,7 +551,7 @@ def mxnet_row(device: str, gpus: list) -> dict:
     """MXNet's GPU row: why there is no number (not installed on the GPU machine; MXNet 1.9.1 has no
     kernels for Hopper either way)."""
     if device != "cuda":
-        return {"status": "not run", "reason": f"the device is {device}; MXNet's CPU rows are `ganparity bench`'s"}
+        return {"status": "not run", "reason": f"the device is {device}; MXNet's CPU rows are `ganparity bench step`'s"}
     why = [w for w in (gpu.mxnet_191_refusal(g) for g in gpus) if w]
     installed = is_installed("mxnet")
     reason = ("" if installed else "mxnet is not installed on this machine; ") + (
@@ -827,11 +827,11 @@ def summary(results: dict) -> str:
 # -- command line ---------------------------------------------------------------------------------
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The run's options: `ganparity bench gpu-run` and this module's own command line (each part's
+    process) share them."""
     p.add_argument("--out", default=os.environ.get("OUT") or f"reports/gpu-run-{time.strftime('%Y%m%d-%H%M')}",
-                   help="folder for gpu_run.json, gpu_run.md, gpu_run.log")
+                   help="folder for gpu_run.json, gpu_run.md, gpu_run.log (default $OUT, else reports/gpu-run-TIME)")
     p.add_argument("--budget-s", type=float, default=None, help="the whole run's time (default 450; dry run 900): "
                    "parts and arms it does not reach say 'skipped: time budget'")
     p.add_argument("--device", default=None, choices=("cuda", "cpu"), help="default cuda; cpu with --dry-run")
@@ -845,7 +845,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--min-round-s", type=float, default=None, help="a round lasts at least this (default 0.05)")
     p.add_argument("--train-batch", type=int, default=None, help="the train part's batch (default 128; dry run 4)")
     p.add_argument("--train-steps", type=int, default=None, help="train steps per epoch (default 40; dry run 4)")
-    p.add_argument("--train-epochs", type=int, default=2)
+    p.add_argument("--train-epochs", type=int, default=2, help="train epochs")
     p.add_argument("--finetune-batch", type=int, default=None, help="default 128; dry run 2")
     g = p.add_argument_group("one part (what the run starts in each fresh process)")
     g.add_argument("--part", choices=tuple(PARTS), help=argparse.SUPPRESS)
@@ -853,11 +853,16 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--part-budget-s", type=float, default=60.0, help=argparse.SUPPRESS)
     g.add_argument("--batch", type=int, default=2, help=argparse.SUPPRESS)
     g.add_argument("--knobs", default="{}", help=argparse.SUPPRESS)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n\n")[0])
+    add_arguments(p)
     return p
 
 
-def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
-    a = parser().parse_args(argv)
+def resolve(a: argparse.Namespace) -> argparse.Namespace:
+    """The defaults that depend on --dry-run; an unknown variant stops the run before anything starts."""
     dry = a.dry_run
     a.device = a.device or ("cpu" if dry else "cuda")
     a.budget_s = a.budget_s if a.budget_s is not None else (900.0 if dry else 450.0)  # dry: a busy CPU is slow
@@ -868,16 +873,26 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.finetune_batch = a.finetune_batch or (2 if dry else 128)
     a.batch_sizes = [int(b) for b in (a.batch_sizes or ("2" if dry else "128,2048,64")).split(",")]
     if a.variants:
-        arm_order(a.variants.split(","))  # an unknown name stops the run before anything starts
+        arm_order(a.variants.split(","))
     return a
 
 
+def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return resolve(parser().parse_args(argv))
+
+
+def run(a: argparse.Namespace) -> int:
+    """The whole run (or, with --part, one part of it) from parsed and resolved arguments."""
+    return run_part(a) if a.part else run_all(a)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Each part's process (`--part`), and for one release the old door of the whole run."""
     try:
         a = resolve_args(argv)
-        if a.part:
-            return run_part(a)
-        return run_all(a)
+        if not a.part:
+            print(f"ganparity: note: python -m {MODULE} is deprecated; use ganparity bench gpu-run", file=sys.stderr)
+        return run(a)
     except GanparityError as e:
         print(f"gpu_run: error: {e}", file=sys.stderr)
         return 2

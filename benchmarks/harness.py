@@ -78,23 +78,25 @@ def _rate(row: dict, be, dev, precision: str, device: str) -> dict:
     return rate(row["flops_per_step"], row["batch"], row["median_ms"], be, dev, precision, device)
 
 
-SEMANTICS_MODES = ("native", "faithful")
+# Whose numbers the row's reported step follows (one word across spec, bench, port and compare):
+# 'own' each backend its own framework's (the fair framework comparison; the default), 'source' the
+# spec's own (its source's framework, or a --set semantics=...), 'torch' / 'mxnet' that framework's.
+SEMANTICS = ("own", "source", "torch", "mxnet")
 OTHER = {"torch": "mxnet", "mxnet": "torch"}
 SOURCE_FLAG = 1.10  # a row whose step costs more than this x its source loop is flagged (never a test)
 
 
-def _arm_specs(spec_name: str, kind: str, knobs: dict, backend: str, mode: str) -> tuple[dict, str]:
-    """The row's three arms' specs: 'native' (the backend's own framework's semantics: what its
-    user writes, and what its source loop computes), 'emulating' (the other framework's), and which
-    of the two the row reports: 'native', or for mode 'faithful' the spec's own (a --set
-    semantics=... in knobs, else the source's)."""
-    choose("semantics mode", mode, SEMANTICS_MODES)
+def _arm_specs(spec_name: str, kind: str, knobs: dict, backend: str, semantics: str) -> tuple[dict, str]:
+    """The row's arms' specs: 'native' (the backend's own framework's semantics: what its user
+    writes, and what its source loop computes) and 'emulating' (the other framework's), and which of
+    the two the row reports under `semantics` (SEMANTICS)."""
+    choose("semantics", semantics, SEMANTICS)
     widths = {k: v for k, v in knobs.items() if k != "semantics"}
-    own = get_spec(spec_name, kind=kind, **knobs).recipe.semantics.name
+    spec_own = get_spec(spec_name, kind=kind, **knobs).recipe.semantics.name
     specs = {"native": get_spec(spec_name, kind=kind, **widths, semantics=backend),
              "emulating": get_spec(spec_name, kind=kind, **widths, semantics=OTHER[backend])}
-    main = "native" if mode == "native" or own == backend else "emulating"
-    return specs, main
+    follows = {"own": backend, "source": spec_own}.get(semantics, semantics)
+    return specs, "native" if follows == backend else "emulating"
 
 
 def _arm_columns(times: dict, refused: dict, main: str) -> dict:
@@ -121,7 +123,7 @@ def _timed(arms: dict, meta: dict, sync, rounds: int, warmup: int, min_round_s: 
 
 def bench_row(spec_name: str, knobs: dict, variant: Variant, device: str, batch: int, rounds: int = 10,
               warmup: int = 3, min_round_s: float = 0.05, check: bool = True, phases: bool = True,
-              semantics: str = "native", source: bool = True) -> dict:
+              semantics: str = "own", source: bool = True) -> dict:
     """Measure one (GAN spec, backend, variant, device, batch). Never raises for a variant that cannot
     run here: the row's status says 'skipped' / 'unavailable' / 'refused' / 'failed' and why.
 
@@ -129,8 +131,9 @@ def bench_row(spec_name: str, knobs: dict, variant: Variant, device: str, batch:
     the project's step with the variant in the backend's native semantics, the same with the other
     framework's semantics (the emulation, its cost a column), and the backend's source loop
     (backends/<name>/sources.py: the source as written, or in this framework's idioms; eager, default
-    settings). `semantics` says which project arm the row reports: 'native', or 'faithful' (the spec's
-    own semantics). source=False leaves the source arm out (a spec whose loop cannot be built)."""
+    settings). `semantics` (SEMANTICS) says which project arm the row reports: the backend's own
+    framework's ('own'), the spec's ('source'), or one framework's. source=False leaves the source
+    arm out (a spec whose loop cannot be built)."""
     specs, main = _arm_specs(spec_name, "gan", knobs, variant.backend, semantics)
     spec = specs[main]
     row = _start_row(spec, variant, device, batch, flops.step_flops(spec, batch), variant.note)
@@ -230,7 +233,7 @@ def _measure(be, dev, specs, main, variant, device, batch, rounds, warmup, min_r
 
 
 def finetune_row(spec_name: str, knobs: dict, variant: Variant, device: str, batch: int, rounds: int = 5,
-                 warmup: int = 2, semantics: str = "native", source: bool = True) -> dict:
+                 warmup: int = 2, semantics: str = "own", source: bool = True) -> dict:
     """One fine-tune step of source 000 (frozen backbone, SGD on the head) through the backend's
     FinetuneTrainer.step, which takes a numpy batch and returns the loss as a float, as the
     source's loop reads l.item() every batch: so each step includes the host-to-device copy of the
@@ -296,13 +299,13 @@ def in_fresh_process(fn: Callable, *args, **kwargs):
 def run_matrix(specs: list[str], knobs: dict, backends: list[str], device: str, batch_sizes: list[int],
                variant_names: list[str], rounds: int = 10, warmup: int = 3, check: bool = True,
                progress: Callable[[str], None] | None = None,
-               on_row: Callable[[dict], None] | None = None, semantics: str = "native",
+               on_row: Callable[[dict], None] | None = None, semantics: str = "own",
                isolate: bool = True) -> list[dict]:
     """Every spec x backend x variant x batch size; on_row is called after each (incremental writes).
-    semantics: which project arm the rows report ('native' or 'faithful', see bench_row). isolate:
+    semantics: which project arm the rows report (SEMANTICS, see bench_row). isolate:
     each row in a fresh process (in_fresh_process says why); False runs them all in this one."""
     run = in_fresh_process if isolate else (lambda fn, *a, **kw: fn(*a, **kw))
-    choose("semantics mode", semantics, SEMANTICS_MODES)
+    choose("semantics", semantics, SEMANTICS)
     choose("device", device, ("cpu", "cuda"))
     for s in specs:
         choose("spec", s, REGISTRY)

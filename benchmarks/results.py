@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..common.files import atomic_write, write_json, write_text
 from ..common.table import md_table
+from ..common.verdicts import AGREE, DIFFER
 from .environment import set_threads
 from .harness import SOURCE_FLAG, bench_row, in_fresh_process
 from .variants import DEFAULT, LOW_PRECISION_RTOL, VARIANTS
@@ -52,22 +53,26 @@ def peak_cell(row: dict) -> str:
     return "-"
 
 
+def parity_cell(par: dict | None, short: bool = False) -> str:
+    """A variant's one-step parity check as a verdict (common/verdicts.py's words) and its numbers."""
+    if par is None:
+        return "-"
+    word = AGREE if par["ok"] else DIFFER
+    if par["precision"] in LOW_PRECISION_RTOL:
+        cos = min(par["grad_cosine"].values(), default=float("nan"))
+        return word + f" (losses {par['max_rel']['losses']:.0e} rel, grad cosine {cos:.3g} vs {par['reference']})"
+    worst = max(par["max_rel"].values())
+    if short:
+        return word + (f" ({worst:.0e} vs {par['reference']})" if worst else f" (0 vs {par['reference']})")
+    return word + f" ({worst:.0e} vs {par['reference']}, rtol {par['rtol']:g})"
+
+
 def markdown(rows: list[dict]) -> str:
     head = ["spec", "backend", "variant", "semantics", "device", "batch", "status", "ms/step median", "p10-p90",
             "source loop ms", "x source", "emulating other ms (+%)", "img/s",
             "GFLOP/step", "TFLOP/s", "% of peak", "peak mem", "phases D / G ms", "warm-up s", "parity"]
     out = []
     for r in rows:
-        par = r.get("parity")
-        if par is None:
-            ptext = "-"
-        elif par["precision"] in LOW_PRECISION_RTOL:
-            cos = min(par["grad_cosine"].values(), default=float("nan"))
-            ptext = (("pass" if par["ok"] else "FAIL") + f" (losses {par['max_rel']['losses']:.0e} rel, grad cosine "
-                     f"{cos:.4f} vs {par['reference']})")
-        else:
-            ptext = ("pass" if par["ok"] else "FAIL") + (f" ({max(par['max_rel'].values()):.0e} vs "
-                                                         f"{par['reference']}, rtol {par['rtol']:g})")
         ph = r.get("phases_ms")
         out.append([
             r["spec"], r["backend"], r["variant"], r.get("semantics", "-"), r.get("device_name") or r["device"],
@@ -75,8 +80,65 @@ def markdown(rows: list[dict]) -> str:
             r.get("median_ms"), f"{r['p10_ms']:.2f}-{r['p90_ms']:.2f}" if "p10_ms" in r else "-",
             *_source_cells(r), r.get("img_per_s"), r["flops_per_step"] / 1e9, r.get("tflops_achieved"),
             peak_cell(r),
-            _fmt_mem(r), f"{ph['D']:.2f} / {ph['G']:.2f}" if ph else "-", r.get("warmup_s"), ptext])
+            _fmt_mem(r), f"{ph['D']:.2f} / {ph['G']:.2f}" if ph else "-", r.get("warmup_s"),
+            parity_cell(r.get("parity"))])
     return md_table(head, out)
+
+
+# -- the docs' tables (`ganparity docs`), from a results file's rows ------------------------------------------
+
+
+def _ms(row: dict | None) -> str:
+    """'31.3 (x1.04)': a row's step and its ratio to its source loop ('!' above SOURCE_FLAG)."""
+    if row is None:
+        return "-"
+    if "median_ms" not in row:
+        return f"{row['status']}"
+    text = f"{row['median_ms']:.3g}"
+    if "x_source" in row:
+        text += f" (x{row['x_source']:.2f}{' !' if row['over_source_flag'] else ''})"
+    return text
+
+
+def summary_table(rows: list[dict]) -> str:
+    """Per spec, each framework's step in its row's semantics with its ratio to its source loop, MXNet
+    hybridized, and what emulating the other framework costs (the fair framework comparison)."""
+    by = {(r["spec"], r["backend"], r["variant"]): r for r in rows if r["batch"] == rows[0]["batch"]}
+    specs = list(dict.fromkeys(r["spec"] for r in rows))
+    out = []
+    for s in specs:
+        t, m, h = (by.get((s, b, v)) for b, v in (("torch", DEFAULT), ("mxnet", DEFAULT), ("mxnet", "hybridize")))
+        cost = " / ".join(f"{100 * r['emulation_cost']:+.0f}%" if r and "emulation_cost" in r else "-" for r in (t, m))
+        out.append([s, _ms(t), _ms(m), _ms(h), cost])
+    return md_table(["spec", "torch ms (x source)", "mxnet ms (x source)", "mxnet hybridize ms (x source)",
+                     "emulation cost torch / mxnet"], out)
+
+
+def variants_table(rows: list[dict]) -> str:
+    """Per spec x backend x variant, ms/step at each batch size, img/s at the largest, and the
+    variant's one-step parity verdict."""
+    batches = sorted({r["batch"] for r in rows})
+    keys = list(dict.fromkeys((r["spec"], r["backend"], r["variant"]) for r in rows))
+    by = {(r["spec"], r["backend"], r["variant"], r["batch"]): r for r in rows}
+    out = []
+    for k in keys:
+        cells = [by.get((*k, b)) for b in batches]
+        if all(c is None or "median_ms" not in c for c in cells):
+            continue  # a variant that ran nowhere here (CUDA only): the results file says why
+        last = cells[-1] or {}
+        par = next((c["parity"] for c in cells if c and c.get("parity")), None)
+        out.append([*k, *(c["median_ms"] if c and "median_ms" in c else "-" for c in cells),
+                     round(last["img_per_s"]) if "img_per_s" in last else "-", parity_cell(par, short=True)])
+    return md_table(["spec", "backend", "variant", *(f"batch {b} ms/step" for b in batches),
+                     f"batch {batches[-1]} img/s", "parity (one step)"], out)
+
+
+def source_line(path: str, meta: dict) -> str:
+    """The caption of a generated table: its data file, when and where it was measured."""
+    threads = (meta.get("threads") or {}).get("OMP_NUM_THREADS") if isinstance(meta.get("threads"), dict) else None
+    where = ", ".join(str(x) for x in (str(meta.get("date", ""))[:10], meta.get("processor"),
+                                      f"{threads} threads" if threads else None) if x)
+    return f"_From `{path}`" + (f" ({where})" if where else "") + "; regenerated by `ganparity docs`._"
 
 
 def describe_run(rows: list[dict], meta: dict) -> str:
@@ -98,7 +160,7 @@ def describe_run(rows: list[dict], meta: dict) -> str:
              "the process's peak RSS so far (monotonic, includes the framework), not the step's own. Phases: D step "
              "and G step timed in separate rounds with a sync between them. Warm-up s: first step (compile, "
              "trace) plus the other warm-up steps. Semantics: the framework whose numbers the reported step "
-             "follows (BatchNorm statistics, Adam's eps and betas; `--semantics native`, the default, runs each "
+             "follows (BatchNorm statistics, Adam's eps and betas; `--semantics own`, the default, runs each "
              "backend in its own framework's). Source loop: the spec's source tutorial's loop in this backend's "
              "framework (backends/<name>/sources.py; 'transcribed' as written, or 'idiomatic' in this framework's "
              "idioms), timed in the same rounds, interleaved, from the same weights and inputs; x source is the "
@@ -190,6 +252,6 @@ def report_section(backends: list[str], out: Path | None = None, rounds: int = 5
         "frameworks. Widths: " + "; ".join(f"{k} {v or 'as specified'}" for k, v in REPORT_SPECS.items())
         + ". Each backend in its own framework's semantics (the fair framework comparison: what a user of "
         "that framework writes), beside its source loop timed in the same rounds and the cost of emulating "
-        "the other framework. A quick look; `ganparity bench` measures more (variants, batch sizes, parity "
+        "the other framework. A quick look; `ganparity bench step` measures more (variants, batch sizes, parity "
         "per variant).", "",
         markdown(rows), ""])

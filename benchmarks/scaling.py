@@ -1,7 +1,7 @@
 """Data-parallel scaling, a benchmark (never a timed test): step cost and img/s of `ganparity train
 --nproc N` for N = 1, 2, 4 on this machine, for each backend, from the runs' own metrics.jsonl.
 
-    PYTHONPATH=. python -m ganparity.benchmarks.scaling [--backends torch,mxnet] [--nprocs 1,2,4]
+    ganparity bench scaling [--backends torch,mxnet] [--nprocs 1,2,4]
         [--spec dcgan --set ngf=16 ...] [--batch-size 64] [--steps 12] [--device cuda] [--out benchmarks/results]
 
 Each configuration is a real run: N worker processes through the framework's launcher, the global
@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..common.gan.distributed import package_root
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -39,7 +41,7 @@ def _run(backend: str, nproc: int, batch: int, threads: int, args: argparse.Name
         cmd += ["--set", kv]
     if nproc > 1:
         cmd += ["--nproc", str(nproc)]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS=str(threads))
+    env = dict(os.environ, PYTHONPATH=str(package_root()), OMP_NUM_THREADS=str(threads))
     t0 = time.perf_counter()
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
     if res.returncode != 0:
@@ -53,18 +55,31 @@ def _run(backend: str, nproc: int, batch: int, threads: int, args: argparse.Name
             "steps_timed": len(times), "wall_s": time.perf_counter() - t0}
 
 
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backends", default="torch,mxnet", help="comma list of backends")
+    p.add_argument("--nprocs", default="1,2,4", help="comma list of worker counts")
+    p.add_argument("--spec", default="dcgan", help="a GAN spec")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a width knob (default for dcgan: nz=32 ngf=16 ndf=16 image_size=32)")
+    p.add_argument("--batch-size", type=int, default=64, help="the global batch")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per run")
+    p.add_argument("--warmup", type=int, default=2, help="warm-up steps per run")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="cpu or cuda")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"),
+                   help="folder for scaling-DEVICE-DATE.json and .md")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """For one release, the old door: `python -m ganparity.benchmarks.scaling`."""
+    print("ganparity: note: python -m ganparity.benchmarks.scaling is deprecated; use ganparity bench scaling",
+          file=sys.stderr)
     p = argparse.ArgumentParser(prog="python -m ganparity.benchmarks.scaling", description=__doc__.split("\n\n")[0])
-    p.add_argument("--backends", default="torch,mxnet")
-    p.add_argument("--nprocs", default="1,2,4")
-    p.add_argument("--spec", default="dcgan")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    a = p.parse_args(argv)
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+def run(a: argparse.Namespace) -> int:
+    """Every backend x worker count of `a` (add_arguments), written to --out."""
     if not a.set and a.spec == "dcgan":
         a.set = ["nz=32", "ngf=16", "ndf=16", "image_size=32"]
     cores = os.cpu_count() or 1
@@ -98,27 +113,31 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"scaling-{a.device}-{time.strftime('%Y-%m-%d')}"
-    stem.with_suffix(".json").write_text(json.dumps({"environment": env, "rows": rows}, indent=1) + "\n")
+    data = {"environment": env, "rows": rows}
     lines = [f"# Data-parallel scaling on CPU ({env['note']})", "",
              f"{a.spec} {' '.join(a.set)}, global batch {a.batch_size}, median of {a.steps} steps after "
-             f"{a.warmup} warm-up; {env.get('versions', {})}", "",
-             "| backend | processes | threads/process | batch/worker | step ms (min-max) | img/s | alone ms "
-             "| communication share |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['backend']} | {r['nproc']} | {r['threads_per_process']} | {r['per_worker_batch']} | "
-                     f"{r['step_ms']:.1f} ({r['step_ms_spread'][0]:.1f}-{r['step_ms_spread'][1]:.1f}) | "
-                     f"{r['img_per_s']:.0f} | {r.get('alone_step_ms', float('nan')):.1f} | "
-                     f"{r['comm_share']:.0%} |" if "comm_share" in r else
-                     f"| {r['backend']} | {r['nproc']} | {r['threads_per_process']} | {r['per_worker_batch']} | "
-                     f"{r['step_ms']:.1f} ({r['step_ms_spread'][0]:.1f}-{r['step_ms_spread'][1]:.1f}) | "
-                     f"{r['img_per_s']:.0f} | - | - |")
-    lines += ["", "Communication share = 1 - (one process alone on the per-worker batch, same threads) / "
-              "(N workers): all-reduce or kvstore push/pull, waiting for the slowest worker, and CPU "
-              "contention where processes outnumber cores. Not measured: GPUs, several machines."]
+             f"{a.warmup} warm-up; {env.get('versions', {})}", "", table(data), "",
+             "Communication share = 1 - (one process alone on the per-worker batch, same threads) / "
+             "(N workers): all-reduce or kvstore push/pull, waiting for the slowest worker, and CPU "
+             "contention where processes outnumber cores. Not measured: GPUs, several machines."]
+    stem.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {stem}.json and .md", file=sys.stderr)
     return 0
+
+
+def table(data: dict) -> str:
+    """One line per backend x worker count of a scaling results file (its JSON): the step time and
+    its spread, img/s, the same per-worker piece alone, and the communication share."""
+    lines = ["| backend | processes | threads/process | batch/worker | step ms (min-max) | img/s | alone ms "
+             "| communication share |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in data["rows"]:
+        alone = (f"{r['alone_step_ms']:.1f} | {r['comm_share']:.0%}" if "comm_share" in r else "- | -")
+        lines.append(f"| {r['backend']} | {r['nproc']} | {r['threads_per_process']} | {r['per_worker_batch']} | "
+                     f"{r['step_ms']:.1f} ({r['step_ms_spread'][0]:.1f}-{r['step_ms_spread'][1]:.1f}) | "
+                     f"{r['img_per_s']:.0f} | {alone} |")
+    return "\n".join(lines)
 
 
 def _has(md, name: str) -> bool:

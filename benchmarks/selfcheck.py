@@ -1,7 +1,8 @@
-"""`ganparity gpu-check`: the first thing to run when a GPU is lent. Every variant that runs on the
-device, at tiny width, each with its parity check (benchmarks/variants.py check_variant), then the
-training loop (`ganparity train --device ...`, passed in by the CLI) for one short epoch per backend. Each result is one
-line; the exit status is non-zero when any check failed, naming each failure.
+"""`ganparity bench gpu-check`: the first thing to run when a GPU is lent. Every variant that runs on
+the device, at tiny width, each with its parity check (benchmarks/variants.py check_variant), then the
+training loop (train_tiny: the function `ganparity train` runs, common/gan/loop.py train) for one short
+epoch per backend. Each result is one line; the exit status is non-zero when any check failed,
+naming each failure.
 
 On a CPU it runs the same checks for the variants a CPU has (the CUDA-only ones are listed as
 skipped), which is how the checker itself is tested without a GPU."""
@@ -20,6 +21,19 @@ from .variants import VARIANTS, all_variant_names, check_variant
 
 TINY = dict(nz=8, ngf=8, ndf=8, image_size=16)  # every DCGAN layer, at a width that runs in seconds
 SPECS = ("gan-gaussian", "dcgan")
+
+
+def train_tiny(backend: str, device: str, out: Path) -> None:
+    """One short epoch of dcgan at TINY widths on 64 embedded disc images, through the training
+    loop `ganparity train` runs (the same TrainConfig, the same function), into `out`."""
+    from ..common.gan.loop import TrainConfig, train
+
+    res = train(TrainConfig(spec="dcgan", backend=backend, knobs=dict(TINY), n_data=64, epochs=1, batch_size=16,
+                            device=device, out=str(out), eval_samples=16, gif=False, progress=False))
+    if res.interrupted or res.epochs_done != 1:
+        raise GanparityError(f"the training run stopped after {res.epochs_done} epochs of 1")
+    if not (out / "checkpoint.npz").is_file():
+        raise GanparityError(f"the training run wrote no checkpoint in {out}")
 
 
 def _usable(backend: str, device: str) -> str | None:

@@ -12,7 +12,7 @@ Two kinds:
 naive port of Gluon code, backends/mxnet as a naive port of PyTorch code (for a 'semantics' key:
 the backend's own framework's numbers even where the spec follows the other's). The tests use it
 to show each naive port diverging and the handled one agreeing (tests/test_differences.py), and
-`ganparity porting` prints this table.
+`ganparity differences` prints this table (docs/differences.md).
 """
 
 from __future__ import annotations

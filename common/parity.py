@@ -72,7 +72,8 @@ class Check:
         return next((t.name for t in self.tensors if not t.ok), None)
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"ok": self.ok, "max_rel": self.max_rel, "first_divergent": self.first_divergent}
+        return asdict(self) | {"ok": self.ok, "verdict": self.verdict, "max_rel": self.max_rel,
+                               "first_divergent": self.first_divergent}
 
 
 def compare(ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], ref64: dict | None = None,
@@ -169,9 +170,10 @@ def _runners(spec, inputs, reference, candidate, naive, with_fp64, candidate_spe
 
 
 def semantics_label(spec, naive=frozenset()) -> str:
-    """'mxnet', or 'mxnet; candidate native: adam-eps, bn-stats' for a naive port of some of it."""
+    """'mxnet', or 'torch; candidate's own: adam-eps, bn-stats' where the candidate computes some
+    semantic differences its own framework's way (a naive port of them)."""
     own = sorted(k for k in naive if k in SEMANTIC_KEYS)
-    return spec.recipe.semantics.name + (f"; candidate native: {', '.join(own)}" if own else "")
+    return spec.recipe.semantics.name + (f"; candidate's own: {', '.join(own)}" if own else "")
 
 
 def check_all(spec: GANSpec, batch: int, steps: int = 20, seed: int = 0, reference: str = REFERENCE,

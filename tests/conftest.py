@@ -1,5 +1,6 @@
 """Shared fixtures. Tests that need a framework skip when it is not installed; GPU tests carry
-the `gpu` marker and skip without a CUDA device."""
+the `gpu` marker and skip without a CUDA device; tests that take more than a few seconds carry the
+`slow` marker (`make test-fast` runs `-m "not slow"`; `make test` and CI run everything)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,29 @@ from ganparity.common.backend import BACKENDS
 from ganparity.common.spec.registry import GAN_SPECS, get_spec
 
 SMALL = dict(nz=8, ngf=4, ndf=4, image_size=16)
+FAST_SPECS = ("gan-gaussian",)  # the specs whose parity and source checks run in seconds
+
+
+def specs(names) -> list:
+    """Spec names as parameters, all but FAST_SPECS marked slow (their checks take 3-15 s each)."""
+    return [n if n in FAST_SPECS else pytest.param(n, marks=pytest.mark.slow) for n in names]
+
+
+# The slow tests of files that another line of work owns (tests/test_port*.py, tests/test_compare.py),
+# marked here at collection until those files carry the marks themselves: test functions by name, and
+# every test that uses a module fixture that ports several models (test_port.py's `ported`, ~100 s).
+SLOW_FIXTURES = {"tests/test_port.py": {"ported"}}
+SLOW_TESTS = {
+    "tests/test_port.py": {"test_the_projects_specs_built_natively_in_gluon_port_and_prove",
+                           "test_user_blocks_with_branches_port_and_prove"},
+    "tests/test_compare.py": {"test_resnet18_torchvision_against_gluon_model_zoo_agrees",
+                              "test_resnet18_wrong_eps_inside_a_residual_block_is_named",
+                              "test_project_specs_built_natively_agree_and_pair_by_name",
+                              "test_the_pytest_api_from_a_project_outside_the_package",
+                              "test_the_command_in_a_real_process_imports_from_the_current_directory",
+                              "test_a_wrong_port_is_caught_with_its_layer_and_hint",
+                              "test_right_ports_agree_with_optimizers_translated"},
+}
 
 
 def small_spec(name: str, **extra):
@@ -51,3 +75,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip)
+        path = item.nodeid.split("::", 1)[0]
+        name = getattr(item, "originalname", item.name)
+        if name in SLOW_TESTS.get(path, ()) or SLOW_FIXTURES.get(path, set()) & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)

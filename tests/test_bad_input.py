@@ -212,7 +212,7 @@ CASES = {
     "forward mode": ([*G, "--input", "x.npy", "--mode", "test"], ["'test'", "'train', 'eval'"]),
     "forward out a folder": ([*F[:-2], "--out", "adir", "--weights", "g.npz", "--input", "x.npy"],
                              ["'adir'", "is a folder"]),
-    # init, convert, specs, porting
+    # init, convert, specs, differences
     "init seed negative": (["init", *WEIGHTS, "--seed", "-1", "--out", "w.npz"], ["--seed", "'-1'"]),
     "init out a folder": (["init", *WEIGHTS, "--out", "adir"], ["'adir'", "is a folder"]),
     "init a fine-tune spec": (["init", "--spec", "resnet34-finetune", "--out", "w.npz"],
@@ -229,7 +229,7 @@ CASES = {
     "specs knob 0": (["specs", "dcgan", "--set", "ngf=0"], ["ngf", "0"]),
     "specs knob without value": (["specs", "dcgan", "--set", "ngf"], ["'ngf'", "KEY=VALUE"]),
     "specs unknown knob": (["specs", "dcgan", "--set", "depth=3"], ["'depth'", "nz, ngf, ndf"]),
-    "porting out a folder": (["porting", "dcgan", "--out", "adir"], ["'adir'", "is a folder"]),
+    "differences out a folder": (["differences", "dcgan", "--out", "adir"], ["'adir'", "is a folder"]),
     # parity, report
     "parity steps negative": (["parity", "--steps", "-1"], ["--steps", "'-1'"]),
     "parity steps 0": (["parity", "--steps", "0"], ["--steps", "'0'"]),
@@ -240,16 +240,16 @@ CASES = {
     "parity unknown knob": (["parity", "--spec", "dcgan", "--set", "depth=3"], ["'depth'", "ngf"]),
     "report steps 0": (["report", "--steps", "0"], ["--steps", "'0'"]),
     "report out is a file": (["report", "--out", "afile"], ["'afile'", "is a file"]),
-    # bench, gpu-check
-    "bench batch size 0": (["bench", "--batch-sizes", "16,0"], ["'0'", "'16,0'"]),
-    "bench batch sizes not numbers": (["bench", "--batch-sizes", "big"], ["'big'"]),
-    "bench rounds 0": (["bench", "--rounds", "0"], ["--rounds", "'0'"]),
-    "bench warmup negative": (["bench", "--warmup", "-1"], ["--warmup", "'-1'"]),
-    "bench threads 0": (["bench", "--threads", "0"], ["--threads", "'0'"]),
-    "bench device": (["bench", "--device", "tpu"], ["'tpu'", "'cpu', 'cuda'"]),
-    "bench semantics": (["bench", "--semantics", "mine"], ["'mine'", "'native', 'faithful'"]),
-    "bench out is a file": (["bench", "--out", "afile"], ["'afile'", "is a file"]),
-    "gpu-check device": (["gpu-check", "--device", "tpu"], ["'tpu'", "'cuda', 'cpu'"]),
+    # bench step, bench gpu-check
+    "bench batch size 0": (["bench", "step", "--batch-sizes", "16,0"], ["'0'", "'16,0'"]),
+    "bench batch sizes not numbers": (["bench", "step", "--batch-sizes", "big"], ["'big'"]),
+    "bench rounds 0": (["bench", "step", "--rounds", "0"], ["--rounds", "'0'"]),
+    "bench warmup negative": (["bench", "step", "--warmup", "-1"], ["--warmup", "'-1'"]),
+    "bench threads 0": (["bench", "step", "--threads", "0"], ["--threads", "'0'"]),
+    "bench device": (["bench", "step", "--device", "tpu"], ["'tpu'", "'cpu', 'cuda'"]),
+    "bench semantics": (["bench", "step", "--semantics", "mine"], ["'mine'", "'own', 'source', 'torch', 'mxnet'"]),
+    "bench out is a file": (["bench", "step", "--out", "afile"], ["'afile'", "is a file"]),
+    "gpu-check device": (["bench", "gpu-check", "--device", "tpu"], ["'tpu'", "'cuda', 'cpu'"]),
     # the output-path rule (common/files.py check_output_path): never a device, a FIFO or a socket ...
     "forward out is a FIFO": ([*F[:-2], "--out", "fifo", "--weights", "g.npz", "--input", "x.npy"],
                               ["'fifo'", "is a named pipe (FIFO), not a regular file"]),
@@ -258,7 +258,7 @@ CASES = {
     "init out is /dev/full": (["init", *WEIGHTS, "--out", "/dev/full"], ["'/dev/full'", "is a character device"]),
     "init out is a FIFO": (["init", *WEIGHTS, "--out", "fifo"], ["'fifo'", "named pipe (FIFO)"]),
     "sample out is a FIFO": (["sample", "--run", "run", "--out", "fifo"], ["'fifo'", "named pipe (FIFO)"]),
-    "porting out is a FIFO": (["porting", "dcgan", "--out", "fifo"], ["'fifo'", "named pipe (FIFO)"]),
+    "differences out is a FIFO": (["differences", "dcgan", "--out", "fifo"], ["'fifo'", "named pipe (FIFO)"]),
     "convert out is a FIFO": (["convert", *WEIGHTS, "--from", "torch", "--to", "torch", "garbage.pt", "fifo"],
                               ["'fifo'", "named pipe (FIFO)"]),
     "finetune predict out is a FIFO": (["finetune", "predict", "--backend", "torch", "--data", "kaggle", "--run",
@@ -267,14 +267,15 @@ CASES = {
                                         "fifo"], ["'fifo'", "named pipe (FIFO)"]),
     # ... never `.`, a folder above it, the home folder or the root ...
     "report out is the current folder": (["report", "--out", "."], ["'.'", "is the current folder"]),
-    "bench out is above the current folder": (["bench", "--out", ".."], ["'..'", "a folder above the current one"]),
+    "bench out is above the current folder": (["bench", "step", "--out", ".."],
+                                              ["'..'", "a folder above the current one"]),
     "train out is the filesystem root": ([*T, "--out", "/"], ["'/'", "is the filesystem root"]),
     "finetune train out is the current folder": ([*FT[:-2], "--out", "."], ["'.'", "is the current folder"]),
     "reorganize out is the home folder": (["finetune", "reorganize", "--data", "kaggle", "--out", "~"],
                                           ["'~'", "is the home folder"]),
     # ... and nothing a command did not write is overwritten or written among
-    "bench stem with a folder": (["bench", "--stem", "../x"], ["'../x'", "file name stem"]),
-    "bench over a file it did not write": (["bench", "--out", "foreign", "--backends", "torch"],
+    "bench stem with a folder": (["bench", "step", "--stem", "../x"], ["'../x'", "file name stem"]),
+    "bench over a file it did not write": (["bench", "step", "--out", "foreign", "--backends", "torch"],
                                            ["'results.json'", "ganparity bench did not write", "--stem"]),
     "report over a file it did not write": (["report", "--out", "foreign"], ["'report.md'", "did not write"]),
     "train into a folder of other files": ([*T, "--out", "kaggle"], ["'kaggle'", "is not a run directory"]),
@@ -327,10 +328,12 @@ CASES = {
 
 
 def test_the_table_is_large_and_covers_every_command():
-    commands = {argv[0] if argv[0] != "finetune" else f"finetune {argv[1]}" for argv, _ in CASES.values()}
+    commands = {argv[0] if argv[0] not in ("finetune", "bench") else f"{argv[0]} {argv[1]}"
+                for argv, _ in CASES.values()}
     assert len(CASES) >= 40
-    assert {"train", "sample", "forward", "init", "convert", "specs", "porting", "parity", "report", "bench",
-            "gpu-check", "finetune reorganize", "finetune train", "finetune predict", "finetune convert"} <= commands
+    assert {"train", "sample", "forward", "init", "convert", "specs", "differences", "parity", "report", "bench step",
+            "bench gpu-check", "finetune reorganize", "finetune train", "finetune predict",
+            "finetune convert"} <= commands
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -373,6 +376,7 @@ def warnings_in(err: str) -> list[str]:
     return [line for line in err.splitlines() if "warning" in line]
 
 
+@pytest.mark.slow
 def test_truncated_latest_checkpoint_resumes_from_the_previous(tmp_path, capsys):
     need("torch")
     train(tiny(tmp_path / "straight", epochs=3))
@@ -394,6 +398,7 @@ def test_truncated_latest_checkpoint_resumes_from_the_previous(tmp_path, capsys)
     assert_bit_identical(tmp_path / "straight", tmp_path / "cut")
 
 
+@pytest.mark.slow
 def test_changed_checkpoint_fails_its_hash_and_resumes_from_the_previous(tmp_path, capsys):
     """A checkpoint that loads but is not the one written (here: another run's) is refused too."""
     need("torch")
@@ -409,6 +414,7 @@ def test_changed_checkpoint_fails_its_hash_and_resumes_from_the_previous(tmp_pat
     assert_bit_identical(tmp_path / "straight", tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_sample_draws_from_the_previous_checkpoint_when_the_latest_is_corrupt(tmp_path, capsys):
     need("torch")
     train(tiny(tmp_path / "run", epochs=2))
@@ -442,6 +448,7 @@ class _FullDisk:
         self.f.close()
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_a_checkpoint_write_keeps_the_last_good_one(tmp_path, monkeypatch):
     need("torch")
     train(tiny(tmp_path / "straight", epochs=3))
@@ -472,6 +479,7 @@ def test_a_full_disk_during_a_checkpoint_write_keeps_the_last_good_one(tmp_path,
     assert_bit_identical(tmp_path / "straight", run)
 
 
+@pytest.mark.slow
 def test_a_run_stopped_before_its_first_checkpoint_can_be_resumed(tmp_path, capsys):
     need("torch")
     train(tiny(tmp_path / "straight", epochs=2))
@@ -487,6 +495,7 @@ def test_a_run_stopped_before_its_first_checkpoint_can_be_resumed(tmp_path, caps
     assert_bit_identical(tmp_path / "straight", tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_a_run_killed_while_its_first_checkpoint_was_renamed_into_place_can_be_resumed(tmp_path, monkeypatch,
                                                                                          capsys):
     """run.json records a checkpoint's hash just before the file is renamed into place: a kill in
@@ -513,6 +522,7 @@ def test_a_run_killed_while_its_first_checkpoint_was_renamed_into_place_can_be_r
 # -- one run directory, one writer ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_and_the_lock_goes_with_its_holder(tmp_path, capsys):
     need("torch")
     train(tiny(tmp_path / "run", epochs=1))
@@ -526,6 +536,7 @@ def test_a_second_writer_is_refused_and_the_lock_goes_with_its_holder(tmp_path, 
     assert code == 0 and not (tmp_path / "run" / LOCK).exists()
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_resumes_bit_identically_and_leaves_no_stuck_lock(tmp_path, capsys):
     """A real `ganparity train` process: while it runs, a second one on its --out is refused; then
     it is killed with SIGKILL at whatever it was doing, and the resume ends where an uninterrupted
@@ -572,6 +583,7 @@ def test_kill_9_mid_run_resumes_bit_identically_and_leaves_no_stuck_lock(tmp_pat
 # -- resume keeps the run's settings ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_keeps_eval_samples_cadence_and_gif(tmp_path, capsys):
     need("torch")
     run = tmp_path / "run"
@@ -612,10 +624,10 @@ def test_an_out_in_a_read_only_folder_is_refused_before_the_work(tmp_path, capsy
     monkeypatch.setattr(harness, "run_matrix", no_work)
     monkeypatch.setattr(report, "main_report", no_work)
     try:
-        for argv in (["bench", "--out", str(ro / "bench")], ["report", "--out", str(ro / "report")],
+        for argv in (["bench", "step", "--out", str(ro / "bench")], ["report", "--out", str(ro / "report")],
                      ["forward", *WEIGHTS, "--backend", "torch", "--net", "G", "--weights", str(tmp_path / "g.npz"),
                       "--input", str(tmp_path / "x.npy"), "--out", str(ro / "y.npy")],
-                     ["init", *WEIGHTS, "--out", str(ro / "w.npz")], ["bench", "--out", str(ro)]):
+                     ["init", *WEIGHTS, "--out", str(ro / "w.npz")], ["bench", "step", "--out", str(ro)]):
             code, _, err = run_main(argv, capsys)
             lines = err.strip().splitlines()
             assert code == 2 and len(lines) == 1, (argv, err)
@@ -682,12 +694,12 @@ def _has_cuda() -> bool:
 def test_gpu_check_and_bench_without_a_cuda_device(tmp_path, capsys, monkeypatch):
     need("torch")
     monkeypatch.chdir(tmp_path)
-    code, out, err = run_main(["gpu-check", "--backends", "torch"], capsys)
+    code, out, err = run_main(["bench", "gpu-check", "--backends", "torch"], capsys)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and out == ""
     assert lines[0].startswith("ganparity: error: gpu-check: no CUDA device to check") and "nothing was checked" in err
     assert "no CUDA device found" in lines[0] or "no CUDA support" in lines[0] or "driver" in lines[0]
-    code, out, err = run_main(["bench", "--device", "cuda", "--backends", "torch", "--out", "b"], capsys)
+    code, out, err = run_main(["bench", "step", "--device", "cuda", "--backends", "torch", "--out", "b"], capsys)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "bench --device cuda: no CUDA device to measure on" in lines[0]
     assert "nothing was run or written" in lines[0] and os.listdir(tmp_path) == []
@@ -701,7 +713,7 @@ def test_gpu_check_names_a_failing_driver(tmp_path, capsys, monkeypatch):
                     "driver. Make sure that the latest NVIDIA driver is installed and running.\"\nexit 9\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
-    code, _, err = run_main(["gpu-check"], capsys)
+    code, _, err = run_main(["bench", "gpu-check"], capsys)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1
     assert "the NVIDIA driver fails: nvidia-smi exited 9 (NVIDIA-SMI has failed because it couldn't" in lines[0]
@@ -709,8 +721,8 @@ def test_gpu_check_names_a_failing_driver(tmp_path, capsys, monkeypatch):
 
 def test_a_self_check_that_checked_nothing_fails(capsys):
     need("torch")
-    code, out, err = run_main(["gpu-check", "--device", "cpu", "--backends", "torch", "--variants", "cuda-graph",
-                               "--no-train"], capsys)
+    code, out, err = run_main(["bench", "gpu-check", "--device", "cpu", "--backends", "torch", "--variants",
+                               "cuda-graph", "--no-train"], capsys)
     assert code == 2 and "0 passed, 0 failed, 1 skipped" in out
     assert err.strip() == ("ganparity: error: gpu-check checked nothing on cpu: every check was skipped: "
                            "torch/cuda-graph: CUDA only")
@@ -718,8 +730,9 @@ def test_a_self_check_that_checked_nothing_fails(capsys):
 
 def test_a_bench_that_measured_nothing_fails_and_writes_nothing(tmp_path, capsys):
     need("torch")
-    code, _, err = run_main(["bench", "--spec", "gan-gaussian", "--backends", "torch", "--variants", "cuda-graph",
-                             "--batch-sizes", "8", "--same-process", "--out", str(tmp_path / "b")], capsys)
+    code, _, err = run_main(["bench", "step", "--spec", "gan-gaussian", "--backends", "torch", "--variants",
+                             "cuda-graph", "--batch-sizes", "8", "--same-process", "--out", str(tmp_path / "b")],
+                            capsys)
     lines = [line for line in err.strip().splitlines() if line.startswith("ganparity")]
     assert code == 2 and lines == ["ganparity: error: bench measured nothing: none of its 1 rows ran (skipped: CUDA "
                                    "only; device is cpu); nothing was written"]
@@ -794,6 +807,7 @@ sys.exit(2)
 '''
 
 
+@pytest.mark.slow
 def test_a_python_custom_op_never_hangs_the_exit(tmp_path):
     need("mxnet")
     (tmp_path / "gm.py").write_text(CUSTOM_OP)
@@ -809,6 +823,7 @@ def test_a_python_custom_op_never_hangs_the_exit(tmp_path):
         assert res.returncode == 2, res.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_port_of_a_block_with_a_python_custom_op_exits(tmp_path):
     """The user-facing case: `ganparity port` refuses the Custom op in one line, and exits."""
     need("mxnet")
@@ -823,6 +838,6 @@ def test_port_of_a_block_with_a_python_custom_op_exits(tmp_path):
                                  timeout=120)
         except subprocess.TimeoutExpired:
             pytest.fail("ganparity port hung at exit")
-        lines = res.stderr.strip().splitlines()
+        lines = [x for x in res.stderr.strip().splitlines() if not x.startswith("ganparity: port: ")]  # progress
         assert res.returncode == 2 and len(lines) == 1 and "Custom" in lines[0], res.stderr[-2000:]
     assert sorted(os.listdir(tmp_path)) == ["gm.py"]

@@ -42,6 +42,7 @@ def test_gaussian_recipe_passes():
     assert flops.forward_flops(spec.G) == 2 * 2 * 2 + 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["torch", "mxnet"])
 def test_row_has_numbers_and_metadata(name):
     pytest.importorskip(name)
@@ -104,12 +105,13 @@ def test_hybridize_refuses_emulated_statistics():
     with pytest.raises(GanparityError, match="hybridize"):
         be.GANTrainer(spec, *build_nets(be, spec).values(), options={"hybridize"})
     row = H.bench_row("dcgan", TINY, VARIANTS["mxnet"]["hybridize"], "cpu", 4, rounds=1, warmup=1,
-                      min_round_s=0, semantics="faithful", source=False, check=False)
+                      min_round_s=0, semantics="source", source=False, check=False)
     assert row["status"] == "refused" and "hybridize" in row["reason"] and "median_ms" not in row
     gaussian = get_spec("gan-gaussian")  # no BatchNorm: nothing to emulate, nothing refused
     be.GANTrainer(gaussian, *build_nets(be, gaussian).values(), options={"hybridize"})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["torch", "mxnet"])
 def test_row_has_three_arms_and_their_ratios(name):
     """Native step, the emulation of the other framework, the source loop: all timed in one run."""
@@ -127,11 +129,12 @@ def test_row_has_three_arms_and_their_ratios(name):
     assert row["over_source_flag"] == (row["x_source"] > H.SOURCE_FLAG)
     assert row["emulation_cost"] == pytest.approx(arms["emulating"]["median_ms"] / arms["native"]["median_ms"] - 1)
     assert row["source_how"] in ("transcribed", "idiomatic")
-    faithful = H.bench_row("dcgan", knobs, VARIANTS[name][DEFAULT], "cpu", 2, rounds=1, warmup=1, min_round_s=0,
-                           check=False, phases=False, semantics="faithful")
-    assert faithful["semantics"] == "torch"  # seed 001 is PyTorch's: the faithful row reports its semantics
+    source = H.bench_row("dcgan", knobs, VARIANTS[name][DEFAULT], "cpu", 2, rounds=1, warmup=1, min_round_s=0,
+                         check=False, phases=False, semantics="source")
+    assert source["semantics"] == "torch"  # seed 001 is PyTorch's: the 'source' row reports its semantics
 
 
+@pytest.mark.slow
 def test_source_arm_refused_off_64px():
     """The sources' DCGANs are 64x64: at another size the row says why it has no source ratio."""
     pytest.importorskip("torch")
@@ -209,6 +212,7 @@ def test_trainer_rejects_unknown_option():
         be.GANTrainer(spec, *build_nets(be, spec).values(), options={"warp"})
 
 
+@pytest.mark.slow
 def test_bench_cli_writes_files(tmp_path, capsys):
     pytest.importorskip("torch")
     from ganparity.common.cli import main
@@ -224,6 +228,7 @@ def test_bench_cli_writes_files(tmp_path, capsys):
     assert "unknown variant 'nope'; valid:" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_finetune_step_rows(tmp_path):
     """The dog-breed fine-tune step (frozen backbone) in the same harness: a row per backend."""
     from ganparity.common import flops

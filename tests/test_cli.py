@@ -10,8 +10,10 @@ from ganparity.common.cli import build_parser, main
 
 from .conftest import need
 
-SUBCOMMANDS = ["specs", "porting", "init", "forward", "convert", "parity", "report", "train", "sample", "bench",
-               "finetune"]
+SUBCOMMANDS = ["specs", "differences", "init", "forward", "convert", "parity", "report", "train", "sample", "bench",
+               "bench step", "bench scaling", "bench zoo", "bench port-cost", "bench port-speed", "bench gpu-check",
+               "bench gpu-run", "finetune", "compare",
+               "port", "docs"]
 
 
 def run(*args):
@@ -21,7 +23,7 @@ def run(*args):
 @pytest.mark.parametrize("sub", SUBCOMMANDS)
 def test_every_subcommand_has_help(sub, capsys):
     with pytest.raises(SystemExit) as e:
-        build_parser().parse_args([sub, "--help"])
+        build_parser().parse_args([*sub.split(), "--help"])
     assert e.value.code == 0
     assert "usage: ganparity " + sub in capsys.readouterr().out
 
@@ -34,6 +36,12 @@ def test_every_subcommand_has_help(sub, capsys):
      "dcgan: G's last layer G.10 outputs (3, 32, 32) but D takes (3, 48, 48)"),
     (["specs", "dcgan", "--set", "ngf"], "--set takes KEY=VALUE, got 'ngf'"),
     (["parity", "--backends", "torch,jax"], "unknown backend 'jax'; valid: torch, mxnet"),
+    (["bench", "port-speed", "--models", "resnet99_v1"], "unknown model 'resnet99_v1'; valid: resnet18_v1, "
+     "resnet34_v1, resnet50_v1, mobilenet_v2_1_0, densenet121, densenet169, vgg11_bn, vgg16_bn"),
+    (["bench", "port-speed", "--layouts", "nhwc"], "unknown layout 'nhwc'; valid: contiguous, channels_last"),
+    (["bench", "port-cost", "--cases", "densenet121"], "--cases 'densenet121': expected MODEL@NxCxHxW, "
+     "e.g. densenet121@2x3x224x224"),
+    (["bench", "port-cost", "--semantics", "gluon"], "unknown semantics 'gluon'; valid: torch, mxnet"),
 ])
 def test_bad_input_is_one_line_without_traceback(args, message):
     out = run(*args)
@@ -114,3 +122,73 @@ def test_convert_refuses_a_foreign_file(tmp_path, both, capsys):
     bad.write_bytes(b"nonsense")
     assert main(["convert", "--spec", "dcgan", "--from", "torch", "--to", "mxnet", str(bad), str(tmp_path / "o")]) == 2
     assert "is not a PyTorch checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("old, new, note", [
+    (["porting", "dcgan"], ["differences", "dcgan"], "ganparity porting is deprecated; use ganparity differences"),
+    (["gpu-check", "--no-train"], ["bench", "gpu-check", "--no-train"],
+     "ganparity gpu-check is deprecated; use ganparity bench gpu-check"),
+    (["bench", "--rounds", "3"], ["bench", "step", "--rounds", "3"],
+     "ganparity bench without a sub-command is deprecated; use ganparity bench step"),
+    (["bench"], ["bench", "step"], "ganparity bench without a sub-command is deprecated; use ganparity bench step"),
+])
+def test_old_command_names_work_for_one_release_with_one_note(old, new, note, capsys):
+    from ganparity.common.cli.main import renamed
+
+    assert renamed(old) == new
+    assert capsys.readouterr().err == f"ganparity: note: {note}\n"
+    assert renamed(new) == new and capsys.readouterr().err == ""  # the new words say nothing
+
+
+@pytest.mark.parametrize("argv, dest, value, note", [
+    (["bench", "step", "--semantics", "native"], "semantics", "own", "--semantics native is deprecated; use "
+                                                                     "--semantics own"),
+    (["bench", "step", "--semantics", "faithful"], "semantics", "source", "--semantics faithful is deprecated; use "
+                                                                          "--semantics source"),
+    (["parity", "--native"], "semantics", "own", "--native is deprecated; use --semantics own"),
+    (["bench", "zoo", "--trainer", "adam:lr=0.1"], "optimizer", "adam:lr=0.1",
+     "--trainer is deprecated; use --optimizer"),
+])
+def test_old_flags_work_for_one_release_with_one_note(argv, dest, value, note, capsys):
+    assert getattr(build_parser().parse_args(argv), dest) == value
+    assert capsys.readouterr().err == f"ganparity: note: {note}\n"
+
+
+def test_one_word_for_whose_numbers_a_step_follows():
+    """`--semantics` everywhere, torch | mxnet, and where a command compares each backend in its own
+    framework's semantics with the spec's, the two relative values own | source."""
+    parser = build_parser()
+    for argv, valid in ((["bench", "step"], {"own", "source", "torch", "mxnet"}),
+                        (["parity"], {"own", "source", "torch", "mxnet"})):
+        for v in valid:
+            assert parser.parse_args([*argv, "--semantics", v]).semantics == v
+    assert parser.parse_args(["port", "--mxnet", "m:f", "--input-shape", "1,2", "--out", "o", "--semantics",
+                              "mxnet"]).semantics == "mxnet"
+
+
+def test_the_gpu_check_trains_through_the_training_function(tmp_path, monkeypatch):
+    """The self-check's training run is common/gan/loop.py train with a TrainConfig, not the command
+    line parsed again (no import of the CLI's main from the benchmarks or the bench command)."""
+    import ast
+    from pathlib import Path
+
+    from ganparity.benchmarks import selfcheck
+    from ganparity.common.gan import loop
+
+    seen = []
+
+    def fake_train(cfg):
+        seen.append(cfg)
+        (Path(cfg.out) / "checkpoint.npz").parent.mkdir(parents=True, exist_ok=True)
+        (Path(cfg.out) / "checkpoint.npz").write_bytes(b"")
+        return loop.RunResult(Path(cfg.out), epochs_done=1, step=4)
+
+    monkeypatch.setattr(loop, "train", fake_train)
+    selfcheck.train_tiny("torch", "cpu", tmp_path / "run")
+    [cfg] = seen
+    assert (cfg.spec, cfg.backend, cfg.device, cfg.epochs, cfg.knobs) == ("dcgan", "torch", "cpu", 1, selfcheck.TINY)
+    root = Path(__file__).resolve().parents[1]
+    for f in (root / "common" / "cli" / "bench.py", root / "benchmarks" / "selfcheck.py"):
+        imported = {a.name for n in ast.walk(ast.parse(f.read_text())) if isinstance(n, ast.ImportFrom)
+                    for a in n.names}
+        assert "main" not in imported, f

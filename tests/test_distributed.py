@@ -20,12 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from ganparity.common.cli import distributed as D
 from ganparity.common.gan.loop import TrainConfig, train
 from ganparity.common.gan.run import CHECKPOINT, load_checkpoint
 from ganparity.common.gan.run import checkpoint_differences as differences
+from ganparity.common.report import data_parallel as D
 
 from .conftest import need
+
+pytestmark = pytest.mark.slow  # real launches of 2-worker jobs: minutes
 
 ROOT = Path(__file__).resolve().parents[1]
 GAUSS = [*D.GAUSS, "--progress", "lines"]

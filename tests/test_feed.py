@@ -149,6 +149,7 @@ def _record_steps(monkeypatch):
     return seen
 
 
+@pytest.mark.slow
 def test_prefetched_training_is_bit_for_bit_the_unprefetched_loop(tmp_path, monkeypatch):
     """The same batches in the same order, the last partial batch of each epoch included, and the same
     weights, Adam state and logged values, whether batches are made ahead or not and whether the
@@ -180,6 +181,7 @@ def _spec():
     return get_spec("dcgan", **SMALL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("every", [1, 2])
 def test_ctrl_c_mid_epoch_resumes_to_the_same_batches_and_weights(tmp_path, monkeypatch, every):
     """Ctrl-C while batches are made ahead: the checkpoint holds the Generator state of the last step

@@ -9,6 +9,8 @@ from ganparity.common.gan.quality import INCEPTION_FILES, fid, frechet_distance,
 
 from .conftest import need
 
+pytestmark = pytest.mark.slow  # FID's Inception network and real training runs: minutes
+
 
 def _torch_file(d):
     torch = pytest.importorskip("torch")

@@ -60,6 +60,7 @@ def _imagenet_logits(be, spec, arrays, x):
     return f.astype(np.float64) @ arrays["fc.weight"].T.astype(np.float64) + arrays["fc.bias"]
 
 
+@pytest.mark.slow
 def test_pretrained_files_load_into_both_backends(files):
     spec = get_spec("resnet34-finetune", image_size=64)
     tb, mb = get_backend("torch"), get_backend("mxnet")
@@ -73,6 +74,7 @@ def test_pretrained_files_load_into_both_backends(files):
             assert rel < 1e-5, (be.NAME, rel)
 
 
+@pytest.mark.slow
 def test_convert_torch_to_mxnet_and_back(files, tmp_path, capsys):
     import mxnet as mx
     import torch
@@ -171,6 +173,7 @@ def test_train_one_epoch_and_predict(kaggle, tmp_path, backend, capsys):
     assert np.allclose(subs[0], subs[1], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_full_run_uses_train_valid_and_settings(kaggle, tmp_path):
     from ganparity.common.finetune.loop import parse_settings, train
 

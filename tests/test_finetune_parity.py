@@ -99,6 +99,7 @@ def _random_stats(arrays, rng):
     return out
 
 
+@pytest.mark.slow
 def test_eval_forward_parity_full_resnet34(nets):
     """Real ResNet-34 widths at 64x64, batch 2: eval logits within 1e-5 (relative)."""
     torch_be, mx_be = nets

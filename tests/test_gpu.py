@@ -45,16 +45,16 @@ def test_gpu_check_runs_on_cpu_and_names_failures(capsys, monkeypatch):
     from ganparity.benchmarks import selfcheck
     from ganparity.common.cli import main
 
-    rc = main(["gpu-check", "--device", "cpu", "--backends", "torch", "--variants", "default,cuda-graph",
+    rc = main(["bench", "gpu-check", "--device", "cpu", "--backends", "torch", "--variants", "default,cuda-graph",
                "--no-train"])
     out = capsys.readouterr().out
     assert rc == 0 and "pass    dcgan torch/default" in out and "skipped torch/cuda-graph" in out
     monkeypatch.setattr(selfcheck, "check_variant", lambda *a, **k: {"ok": False, "failing": ["losses: loss_D 1e-2"],
                                                                       "reference": "torch default"})
-    rc = main(["gpu-check", "--device", "cpu", "--backends", "torch", "--variants", "default", "--no-train"])
+    rc = main(["bench", "gpu-check", "--device", "cpu", "--backends", "torch", "--variants", "default", "--no-train"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "dcgan torch/default: losses: loss_D 1e-2" in err[0]
     for flag, bad, valid in (("--backends", "jax", "valid: torch, mxnet"), ("--variants", "turbo", "valid: default")):
-        assert main(["gpu-check", "--device", "cpu", flag, bad, "--no-train"]) == 2
+        assert main(["bench", "gpu-check", "--device", "cpu", flag, bad, "--no-train"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and repr(bad) in err[0] and valid in err[0]

@@ -26,10 +26,12 @@ CUDA_ONLY = {n for n, v in VARIANTS["torch"].items() if v.cuda_only}
 
 def _dry_run(out: Path, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-m", G.MODULE, "--dry-run", "--out", str(out), *extra], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    door = [sys.executable, "-m", "ganparity", "bench", "gpu-run"]  # the parts: this module, each in its process
+    return subprocess.run([*door, "--dry-run", "--out", str(out), *extra], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_the_dry_run_writes_every_part_row_and_goal(tmp_path):
     """The whole run at tiny widths on the CPU, as the GPU runs it (a process per part): three files
     under --out; every part done; every dcgan arm once, the CPU ones measured with their % of the
@@ -179,6 +181,7 @@ def test_mxnet_row_says_why_there_is_no_gpu_number(monkeypatch):
     assert G.mxnet_row("cpu", [])["status"] == "not run"
 
 
+@pytest.mark.slow
 @pytest.mark.gpu
 def test_the_gpu_run_on_cuda_at_tiny_widths(tmp_path):
     """On a CUDA machine: the dry run's sizes on the GPU, so every CUDA-only arm really runs (the CUDA

@@ -28,7 +28,7 @@ def light_modules() -> list[str]:
 
 def test_import_ganparity_loads_no_framework():
     code = ("import sys\n" + "".join(f"import {m}\n" for m in light_modules())
-            + "from ganparity.common.porting import porting_sheet; porting_sheet()\n"
+            + "from ganparity.common.sheets import differences_sheet; differences_sheet()\n"
             + "from ganparity.common.cli import build_parser; build_parser()\n"
             + "heavy = sorted(m for m in ('torch', 'torchvision', 'mxnet') if m in sys.modules)\n"
             + "print(','.join(heavy))\n")
@@ -37,6 +37,7 @@ def test_import_ganparity_loads_no_framework():
     assert len(light_modules()) > 40
 
 
+@pytest.mark.slow
 def test_both_frameworks_import_in_one_process():
     """An extra dependency must never have upgraded numpy past what mxnet 1.9.1 accepts."""
     pytest.importorskip("torch")

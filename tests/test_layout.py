@@ -2,7 +2,8 @@
 
     core         common/*.py, common/spec/       numpy and the standard library only
     apps         common/gan/, common/finetune/,  the core (+ Pillow, matplotlib, tqdm); not each other, except
-                 common/compare/, common/port/   where APP_USES says so (port proves with compare)
+                 common/compare/, common/port/,  where APP_USES says so (port proves with compare; the
+                 common/report/                  report's data-parallel parity runs the GAN application)
     cli          common/cli/                     anything but a backend module (get_backend only), matplotlib;
                                                  the only place in common/ that names benchmarks
     backends     backends/torch, backends/mxnet  the core and their own package; the frameworks
@@ -26,8 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"common": "ganparity.common", "backends": "ganparity.backends", "benchmarks": "ganparity.benchmarks",
            "ganparity": "ganparity"}
 FRAMEWORKS = {"torch", "torchvision", "mxnet"}
-APPS = ("ganparity.common.gan", "ganparity.common.finetune", "ganparity.common.compare", "ganparity.common.port")
-APP_USES = {"ganparity.common.port": {"ganparity.common.compare"}}  # an application built on another
+APPS = ("ganparity.common.gan", "ganparity.common.finetune", "ganparity.common.compare", "ganparity.common.port",
+        "ganparity.common.report")
+APP_USES = {"ganparity.common.port": {"ganparity.common.compare"},  # an application built on another
+            "ganparity.common.report": {"ganparity.common.gan"}}
 CLI = "ganparity.common.cli"
 STDLIB = set(sys.stdlib_module_names) | {"__future__"}
 THIRD_PARTY = {"core": {"numpy"}, "apps": {"numpy", "PIL", "matplotlib", "tqdm"}, "cli": {"numpy", "matplotlib"},

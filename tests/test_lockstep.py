@@ -10,6 +10,8 @@ from ganparity.common import parity
 from ganparity.common.spec.layers import BatchNorm
 from ganparity.common.spec.registry import get_spec
 
+pytestmark = pytest.mark.slow  # 20-step lockstep runs with their sensitivity floors: minutes
+
 REPORT = dict(nz=32, ngf=16, ndf=16, image_size=32)
 STEPS = 20  # the report's lockstep
 

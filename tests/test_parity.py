@@ -4,8 +4,9 @@ fp32 on CPU): each spec's own (its source's framework) and the other framework's
 import pytest
 
 from ganparity.common import parity
+from ganparity.common.spec.registry import GAN_SPECS
 
-from .conftest import small_spec
+from .conftest import small_spec, specs
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,7 @@ def _checks(results, name, semantics):
 
 
 @pytest.mark.parametrize("semantics", SEMANTICS)
+@pytest.mark.parametrize("spec_name", specs(GAN_SPECS))
 @pytest.mark.parametrize("check", ["forward G train", "forward G eval", "forward D train", "forward D eval",
                                    "gradients D", "gradients G", "one step"])
 def test_forward_gradient_and_one_step_agree(results, spec_name, check, semantics):
@@ -38,13 +40,14 @@ def test_forward_gradient_and_one_step_agree(results, spec_name, check, semantic
 
 
 @pytest.mark.parametrize("semantics", SEMANTICS)
+@pytest.mark.parametrize("spec_name", specs(GAN_SPECS))
 def test_forward_is_within_1e5_outright(results, spec_name, semantics):
     for check in ("forward G train", "forward G eval", "forward D train", "forward D eval"):
         assert _checks(results, spec_name, semantics)[check].max_rel < 1e-5
 
 
 @pytest.mark.parametrize("semantics", SEMANTICS)
-@pytest.mark.parametrize("name", ["dcgan", "dcgan-gluon", "dcgan-d2l", "gan-gaussian"])
+@pytest.mark.parametrize("name", specs(["dcgan", "dcgan-gluon", "dcgan-d2l", "gan-gaussian"]))
 def test_lockstep_20_steps(results, name, semantics):
     c = _checks(results, name, semantics)["lockstep 20 steps"]
     e = c.extra

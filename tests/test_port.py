@@ -142,8 +142,10 @@ def _refused(capsys, tmp_path, *args, out: Path | None = None) -> str:
     before = sorted(p.name for p in tmp_path.iterdir())
     shape = [] if "--input-shape" in args else ["--input-shape", "4,3,64,64"]  # repeatable: one per input
     assert main(["port", *shape, "--out", str(out), *args]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("ganparity: error: ") and "\n" not in err, err
+    lines = capsys.readouterr().err.strip().splitlines()
+    # progress lines ("ganparity: port: reading ...") may come first; the error is one line, the last
+    progress, err = lines[:-1], lines[-1]
+    assert err.startswith("ganparity: error: ") and all(x.startswith("ganparity: port: ") for x in progress), lines
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no folder, no temporary left
     return err
 

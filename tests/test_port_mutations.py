@@ -25,13 +25,13 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("mxnet")
 
-from ganparity.common.port import port, prove_port  # noqa: E402
+from ganparity.common.port import port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = str(Path(__file__).with_name("port_models.py"))
 SGD, ADAM = "sgd:lr=0.01,momentum=0.9", "adam:lr=0.001,beta1=0.5"
 SEEDS = (0, 1, 2)
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # a fixture's setup counts in its first test's time
 
 
 def _sub(pattern: str, repl: str, count: int = 1):
@@ -165,23 +165,48 @@ def test_every_unmodified_port_agrees_or_says_why_not(base_ports):
         {k: r.proof.failures() for k, r in base_ports.items() if r.proof.verdict != "agree"}
 
 
+RECORDER = """
+import json, os, ganparity
+
+_prove = ganparity.prove_port
+
+
+def recorded(folder, *args, **kwargs):  # what each test_port.py's own proof said, for the mutation test
+    proof = _prove(folder, *args, **kwargs)
+    with open(os.path.join(str(folder), "verdict.json"), "w") as f:
+        json.dump({"verdict": proof.verdict, "failures": proof.failures()}, f)
+    return proof
+
+
+ganparity.prove_port = recorded
+"""
+
+
 @pytest.fixture(scope="module")
 def mutants(base_ports, tmp_path_factory):
-    """Each mutant: the seed-0 port copied, one edit made, the proof run on it."""
+    """Each mutant: a seed-0 port copied, one edit made; then every unmodified port's and every
+    mutant's own test_port.py run with pytest in one process (a conftest.py beside them records
+    the verdict of the proof each test_port.py ran). {key: (folder, verdict, failures, passed)}."""
     root = tmp_path_factory.mktemp("mutants")
-    out = {}
+    folders = {}
     for i, (model, sem, opt, kind) in enumerate(CASES):
-        base = base_ports[(model, sem, opt, 0)].out
         folder = root / f"m{i:03d}"
-        shutil.copytree(base, folder)
+        shutil.copytree(base_ports[(model, sem, opt, 0)].out, folder)
         mapping = json.loads((folder / "mapping.json").read_text())
         text = (folder / "model.py").read_text()
         (folder / "model.py").write_text(MUTANTS[kind][0](text, mapping))
-        try:
-            proof = prove_port(folder)
-            out[(model, sem, opt, kind)] = (folder, proof.verdict, proof.failures())
-        except Exception as e:  # a mutant that no longer runs is caught too, but say so
-            out[(model, sem, opt, kind)] = (folder, f"error: {type(e).__name__}: {e}", "")
+        folders[(model, sem, opt, kind)] = folder
+    bases = root / "bases"
+    for r in base_ports.values():
+        shutil.copytree(r.out, bases / r.out.name)
+    (root / "conftest.py").write_text(RECORDER)
+    passed = _pytest(root, [*folders.values(), *sorted(bases.iterdir())])
+    out = {}
+    for key, folder in [*folders.items(), *((("base",) + k, bases / r.out.name) for k, r in base_ports.items())]:
+        record = folder / "verdict.json"
+        verdict = json.loads(record.read_text()) if record.is_file() else {"verdict": "error: no proof ran",
+                                                                             "failures": ""}
+        out[key] = (folder, verdict["verdict"], verdict["failures"], passed[folder])
     return out
 
 
@@ -195,20 +220,19 @@ def test_at_least_25_kinds_on_three_models():
 
 
 def test_no_mutant_agrees(mutants):
-    agreed = sorted(f"{m} {s} {o}: {k} ({where.name})" for (m, s, o, k), (where, verdict, _) in mutants.items()
-                    if verdict == "agree")
+    agreed = sorted(f"{' '.join(map(str, key))} ({where.name})" for key, (where, verdict, _, _) in mutants.items()
+                    if key[0] != "base" and verdict == "agree")
     assert not agreed, "\n".join(agreed)
-    errors = {key: v for key, (_, v, _) in mutants.items() if v.startswith("error")}
+    errors = {key: v for key, (_, v, _, _) in mutants.items() if v.startswith("error")}
     assert not errors, errors  # every mutant runs: the proof, not a crash, must catch it
 
 
-def _pytest(folders: list[Path]) -> dict[Path, bool]:
+def _pytest(root: Path, folders: list[Path]) -> dict[Path, bool]:
     """Run every folder's own test_port.py with pytest, in one process (each file imported on its
     own: --import-mode=importlib), and say for each folder whether all its tests passed."""
-    root = Path(os.path.commonpath([str(f) for f in folders]))
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider",
-                           "--import-mode=importlib", "--rootdir", str(root),
+                           "--import-mode=importlib", "--rootdir", str(root), "-o", "timeout=0",
                            *[str(f / "test_port.py") for f in folders]], capture_output=True, text=True, env=env,
                           cwd=root, timeout=3000)
     status: dict[Path, bool] = {}
@@ -222,10 +246,9 @@ def _pytest(folders: list[Path]) -> dict[Path, bool]:
     return status
 
 
-def test_the_written_test_passes_every_unmodified_port_and_fails_every_mutant(base_ports, mutants):
-    bases = [r.out for r in base_ports.values()]
-    ok = _pytest(bases + [folder for folder, _, _ in mutants.values()])
-    assert all(ok[f] for f in bases), [str(f) for f in bases if not ok[f]]
-    passed = sorted(f"{m} {s} {o}: {k} ({folder.name})" for (m, s, o, k), (folder, _, _) in mutants.items()
-                    if ok[folder])
+def test_the_written_test_passes_every_unmodified_port_and_fails_every_mutant(mutants):
+    bases = {k: v for k, v in mutants.items() if k[0] == "base"}
+    assert all(ok for _, _, _, ok in bases.values()), [str(f) for f, _, _, ok in bases.values() if not ok]
+    passed = sorted(f"{' '.join(map(str, key))} ({folder.name})" for key, (folder, _, _, ok) in mutants.items()
+                    if key[0] != "base" and ok)
     assert not passed, "\n".join(passed)

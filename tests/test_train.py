@@ -188,6 +188,7 @@ def test_swd_tells_discs_from_noise():
 # -- training -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BACKEND_NAMES)
 def test_gan_gaussian_reaches_the_true_distribution(name, tmp_path):
     need(name)
@@ -202,6 +203,7 @@ def test_gan_gaussian_reaches_the_true_distribution(name, tmp_path):
     assert (tmp_path / "run" / "samples" / "epoch_020.png").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BACKEND_NAMES)
 def test_dcgan_on_an_image_folder_writes_every_artefact(name, tmp_path):
     need(name)
@@ -234,6 +236,7 @@ def test_dcgan_on_an_image_folder_writes_every_artefact(name, tmp_path):
         assert im.size == ((8 * (16 + 2) + 2) * 4,) * 2  # 8x8 grid of 16 px samples, drawn at 4x
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BACKEND_NAMES)
 def test_resume_equals_an_uninterrupted_run(name, tmp_path):
     need(name)
@@ -245,6 +248,7 @@ def test_resume_equals_an_uninterrupted_run(name, tmp_path):
         [r["loss_D"] for r in rows(tmp_path / "halves")], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_mid_epoch_and_resume_matches(tmp_path):
     need("torch")
     train(tiny(tmp_path / "straight", epochs=2))
@@ -262,6 +266,7 @@ def test_ctrl_c_saves_mid_epoch_and_resume_matches(tmp_path):
     assert len(rows(tmp_path / "cut")) == 6
 
 
+@pytest.mark.slow
 def test_hand_over_torch_to_mxnet_continues_smoothly(tmp_path, capsys):
     need("torch")
     need("mxnet")
@@ -305,6 +310,7 @@ def test_nan_stops_the_run_naming_the_step_and_keeps_the_checkpoint(name, tmp_pa
     assert len(rows(tmp_path / "run")) == 5
 
 
+@pytest.mark.slow
 def test_guards_on_run_directories_and_fid(tmp_path):
     need("torch")
     with pytest.raises(GanparityError, match="'inception.pth' does not exist"):
@@ -321,6 +327,7 @@ def test_guards_on_run_directories_and_fid(tmp_path):
 # -- the commands ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_train_then_sample(tmp_path, capsys):
     need("torch")
     from ganparity.common.cli import main

@@ -405,6 +405,13 @@ def _block_info(b: gluon.Block) -> dict:
             "forward_args": [n for n in params(forward, 2) if n not in ("kwargs",)] if forward else []}
 
 
+def _unhybridized(model: gluon.Block) -> None:
+    """Run eagerly (the emulations and hooks need Python forwards); a block nobody hybridized is
+    left alone (hybridize(False) on a Sequential of HybridBlocks warns about nothing useful)."""
+    if any(getattr(b, "_active", False) for _, b in _blocks(model)):
+        model.hybridize(False)
+
+
 ZOOS = ("gluon", "gluoncv", "gluonnlp")
 
 
@@ -639,7 +646,7 @@ def outputs(model: Any, x: np.ndarray, dtype: str = "float64", mode: str = "trai
             if f"{type(b).__name__}.{key.lstrip('_')}" == name and type(vars(b)[key]) is float:
                 changed.append((vars(b), key, vars(b)[key]))
     state = _get_state(model)
-    model.hybridize(False)
+    _unhybridized(model)
     model.cast(dtype)
     try:
         for holder, key, value in changed:
@@ -658,7 +665,7 @@ def outputs(model: Any, x: np.ndarray, dtype: str = "float64", mode: str = "trai
 def gradients(model: Any, data: dict, dtype: str = "float32") -> dict[str, np.ndarray]:
     """The gradients trainer.step(batch_size) would apply at the first batch (the per-sample loss
     summed in backward, divided by the batch size), by structural name."""
-    model.hybridize(False)
+    _unhybridized(model)
     model.cast(dtype)
     try:
         with no_dropout(model):
@@ -758,7 +765,7 @@ def train_updates(model: Any, data: dict, dtype: str = "float32", options: dict 
     (the state to start from, by structural name), 'scale' (the loss times this). Dropout is off.
     Returns the state before the first step and after each."""
     o = options or {}
-    model.hybridize(False)
+    _unhybridized(model)
     graph = _GraphStats(model) if o["semantics"] == "torch" and isinstance(model, gluon.SymbolBlock) else None
     model.cast(dtype)
     if o.get("start") is not None:

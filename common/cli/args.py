@@ -152,3 +152,45 @@ def spec_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--spec", required=required, metavar="NAME", help=f"one of: {', '.join(GAN_SPECS)}")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override a width knob, e.g. --set ngf=16 --set image_size=32 (repeatable)")
+
+
+# -- old spellings, accepted for one release ------------------------------------------------------------------
+
+
+def deprecation_note(old: str, new: str) -> None:
+    """The one line an old spelling prints (to stderr) before it does what the new one does."""
+    import sys
+
+    print(f"ganparity: note: {old} is deprecated; use {new}", file=sys.stderr)
+
+
+class Deprecated(argparse.Action):
+    """An old flag, accepted for one release: a one-line note naming the new one, then the new one's
+    effect. `value` stores a fixed value (for an old store_true flag that became a choice)."""
+
+    def __init__(self, option_strings, dest, new: str, value=None, **kwargs):
+        self.new, self.value = new, value
+        if value is not None:
+            kwargs["nargs"] = 0
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        deprecation_note(option_string, self.new)
+        setattr(namespace, self.dest, self.value if self.value is not None else values)
+
+
+def choice(flag: str, valid: tuple[str, ...], renamed: dict[str, str] | None = None):
+    """A type for one of `valid`; an old value in `renamed` is accepted with a one-line note."""
+    renamed = renamed or {}
+
+    def check(text: str) -> str:
+        if text in renamed:
+            deprecation_note(f"{flag} {text}", f"{flag} {renamed[text]}")
+            return renamed[text]
+        if text not in valid:
+            raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from "
+                                             f"{', '.join(map(repr, valid))})")
+        return text
+
+    check.__name__ = flag.lstrip("-")
+    return check

@@ -1,4 +1,15 @@
-"""`ganparity bench`: the step-cost benchmarks (benchmarks/) from the command line."""
+"""`ganparity bench SUB-COMMAND`: the one door to the benchmarks (benchmarks/).
+
+    step       what one training step costs per backend x variant x batch (benchmarks/harness.py)
+    scaling    data-parallel scaling of `train --nproc N` (benchmarks/scaling.py)
+    zoo        `ganparity port` over the Gluon model zoo, with each proof (benchmarks/port_zoo.py)
+    port-cost  what one port costs: time and peak memory of port + proof (benchmarks/port_cost.py)
+    port-speed the written model.py against torchvision's twin, per step (benchmarks/port_speed.py)
+    gpu-check  every variant's parity and one training epoch on the device (benchmarks/selfcheck.py)
+    gpu-run    the one prepared GPU run, inside a time budget (benchmarks/gpu_run.py)
+
+Arguments only: each sub-command's options are declared by its benchmark module (add_arguments)
+and run by it (run)."""
 
 from __future__ import annotations
 
@@ -13,7 +24,7 @@ from ..backend import BACKENDS, available, get_backend
 from ..errors import GanparityError, choose
 from ..files import check_own_files, json_with, text_starting, writing
 from ..spec.registry import REGISTRY, parse_knobs
-from .args import DEVICES, nonnegative_int, output_dir, positive_int, positive_int_list
+from .args import DEVICES, choice, nonnegative_int, output_dir, positive_int, positive_int_list
 
 
 def _progress(msg: str) -> None:
@@ -101,11 +112,31 @@ def cmd_bench(a) -> None:
     print(markdown(rows))
 
 
+SUBCOMMANDS = ("step", "scaling", "zoo", "port-cost", "port-speed", "gpu-check", "gpu-run")
+OLD_SEMANTICS = {"native": "own", "faithful": "source"}  # bench's words before `semantics` meant one thing
+
+
 def register(sub) -> None:
-    from ...benchmarks.harness import SEMANTICS_MODES
+    s = sub.add_parser("bench", help="what things cost: step, scaling, zoo, port-cost, port-speed, gpu-check, gpu-run",
+                       description="The benchmarks, one door: `ganparity bench step` (a training step per backend "
+                                   "x variant), `scaling` (data parallel), `zoo` (port the Gluon model zoo), "
+                                   "`port-cost` and `port-speed` (a port's time and memory; the written code's "
+                                   "speed), "
+                                   "`gpu-check` (the CUDA self-check), `gpu-run` (the one prepared GPU run).")
+    bench = s.add_subparsers(dest="bench_command", required=True, metavar="SUB-COMMAND")
+    register_step(bench)
+    register_scaling(bench)
+    register_zoo(bench)
+    register_port_benchmarks(bench)
+    register_gpu_check(bench)
+    register_gpu_run(bench)
+
+
+def register_step(sub) -> None:
+    from ...benchmarks.harness import SEMANTICS
     from ...benchmarks.variants import DEFAULT, all_variant_names
 
-    s = sub.add_parser("bench", help="step-cost benchmark: ms/step, img/s, FLOPs, memory per backend x variant",
+    s = sub.add_parser("step", help="step cost: ms/step, img/s, FLOPs, memory per backend x variant",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     s.add_argument("--spec", default="dcgan", metavar="NAMES",
                    help=f"comma list of specs: {', '.join(REGISTRY)}")
@@ -122,10 +153,12 @@ def register(sub) -> None:
     s.add_argument("--warmup", type=nonnegative_int, default=3, help="warm-up steps per row, timed apart")
     s.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads for both frameworks (default: all cores)")
-    s.add_argument("--semantics", default="native", choices=SEMANTICS_MODES,
-                   help="which project step a row reports: 'native' follows the backend's own framework "
-                        "(MXNet's BatchNorm statistics and Adam on mxnet, PyTorch's on torch), 'faithful' "
-                        "follows the spec's source; each row also times the other one and the source's loop")
+    s.add_argument("--semantics", default="own", type=choice("--semantics", SEMANTICS, OLD_SEMANTICS),
+                   help="whose numbers the reported step follows: 'own' each backend its own framework's "
+                        "(MXNet's BatchNorm statistics and Adam on mxnet, PyTorch's on torch: the fair framework "
+                        "comparison), 'source' the spec's (its source's framework), 'torch' or 'mxnet' that "
+                        "framework's; each row also times the step under the other framework's semantics and "
+                        "the source's loop")
     s.add_argument("--no-check", action="store_true", help="skip each variant's parity check")
     s.add_argument("--same-process", action="store_true",
                    help="run every row in this one process (default: each row in a fresh one, since in one "
@@ -133,25 +166,76 @@ def register(sub) -> None:
     s.add_argument("--out", default=f"reports/bench-{time.strftime('%Y%m%d')}", type=output_dir, help="output folder")
     s.add_argument("--stem", default="results", type=stem_name, help="file names: STEM.json, STEM.md, STEM.png")
     s.set_defaults(fn=cmd_bench)
-    register_gpu_check(sub)
 
 
-def _train_tiny(backend: str, device: str, out: Path) -> None:
-    """One short `ganparity train` epoch of dcgan at the self-check's widths."""
-    from ...benchmarks.selfcheck import TINY
-    from .main import main
+def cmd_scaling(a) -> None:
+    from ...benchmarks import scaling
 
-    rc = main(["train", "--spec", "dcgan", "--backend", backend, "--device", device, "--n-data", "64",
-               "--epochs", "1", "--batch-size", "16", "--eval-samples", "16", "--no-gif", "--progress", "lines",
-               "--out", str(out), *sum((["--set", f"{k}={v}"] for k, v in TINY.items()), [])])
-    if rc != 0:
-        raise GanparityError(f"ganparity train exited {rc}")
-    if not (out / "checkpoint.npz").is_file():
-        raise GanparityError(f"ganparity train wrote no checkpoint in {out}")
+    rc = scaling.run(a)
+    if rc:
+        raise SystemExit(rc)
+
+
+def register_scaling(sub) -> None:
+    from ...benchmarks import scaling
+
+    s = sub.add_parser("scaling", help="data-parallel scaling: step time and img/s of train --nproc N, N = 1, 2, 4",
+                       description=scaling.__doc__.split("\n\n")[0],
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    scaling.add_arguments(s)
+    s.set_defaults(fn=cmd_scaling)
+
+
+def cmd_zoo(a) -> None:
+    from ...benchmarks import port_zoo
+
+    port_zoo.run(a)
+
+
+def register_zoo(sub) -> None:
+    from ...benchmarks import port_zoo
+
+    s = sub.add_parser("zoo", help="`ganparity port` over the Gluon model zoo: each proof and its time, one table",
+                       description=port_zoo.__doc__.split("\n\n")[0],
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    port_zoo.add_arguments(s)
+    s.set_defaults(fn=cmd_zoo)
+
+
+def register_port_benchmarks(sub) -> None:
+    """port-cost and port-speed: options and run are their benchmark modules' (add_arguments, run)."""
+    from ...benchmarks import port_cost, port_speed
+
+    for name, mod, text in (("port-cost", port_cost, "what one port costs: port + proof in a fresh process, its "
+                                                      "time and peak memory against the goals"),
+                            ("port-speed", port_speed, "the written model.py against torchvision's hand-written "
+                                                       "twin: train step and eval forward, interleaved")):
+        s = sub.add_parser(name, help=text, description=mod.__doc__.split("\n\n")[0],
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        mod.add_arguments(s)
+        s.set_defaults(fn=mod.run)
+
+
+def cmd_gpu_run(a) -> None:
+    from ...benchmarks import gpu_run
+
+    rc = gpu_run.run(gpu_run.resolve(a))
+    if rc:
+        raise SystemExit(rc)
+
+
+def register_gpu_run(sub) -> None:
+    from ...benchmarks import gpu_run
+
+    s = sub.add_parser("gpu-run", help="the one prepared GPU run: self-check, peaks, every variant, train, goals; "
+                                       "inside a time budget (docs/bench.md)",
+                       description=gpu_run.__doc__.split("\n\n")[0])
+    gpu_run.add_arguments(s)
+    s.set_defaults(fn=cmd_gpu_run)
 
 
 def cmd_gpu_check(a) -> None:
-    from ...benchmarks.selfcheck import failures, run_checks
+    from ...benchmarks.selfcheck import failures, run_checks, train_tiny
     from ...benchmarks.variants import parse_list
 
     t = time.perf_counter()
@@ -163,7 +247,7 @@ def cmd_gpu_check(a) -> None:
         if why:
             raise GanparityError(f"gpu-check: no CUDA device to check ({why}); nothing was checked")
     results = run_checks(a.device, backends or None, parse_list(a.variants) or None,
-                         train=None if a.no_train else _train_tiny, report=lambda line: print(line, flush=True))
+                         train=None if a.no_train else train_tiny, report=lambda line: print(line, flush=True))
     failed = failures(results)
     counts = {s: sum(r["status"] == s for r in results) for s in ("pass", "FAIL", "skipped")}
     print(f"{counts['pass']} passed, {counts['FAIL']} failed, {counts['skipped']} skipped "

@@ -1,4 +1,4 @@
-"""The porting commands over the core: specs, porting, init, forward, convert."""
+"""The commands over the core: specs, differences, init, forward, convert."""
 
 from __future__ import annotations
 
@@ -16,17 +16,17 @@ from .args import DEVICES, backend_name, output_file, seed, spec_args
 
 
 def cmd_specs(a) -> None:
-    from ..porting import spec_table
+    from ..sheets import spec_table
 
     for name in [a.name] if a.name else list(REGISTRY):
         print(spec_table(get_spec(name, **parse_knobs(a.set))))
         print()
 
 
-def cmd_porting(a) -> None:
-    from ..porting import porting_sheet
+def cmd_differences(a) -> None:
+    from ..sheets import differences_sheet
 
-    text = porting_sheet([a.spec] if a.spec else None)
+    text = differences_sheet([a.spec] if a.spec else None)
     if a.out:
         with writing(a.out) as out:
             write_text(out, text)
@@ -91,15 +91,16 @@ def cmd_convert(a) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("specs", help="porting table of a spec: layers, shapes, params, both frameworks' calls")
+    s = sub.add_parser("specs", help="the layer table of a spec: layers, shapes, params, both frameworks' calls")
     s.add_argument("name", nargs="?", help=f"one of: {', '.join(REGISTRY)} (default: all)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", default=[], help="override a width knob")
     s.set_defaults(fn=cmd_specs)
 
-    s = sub.add_parser("porting", help="the porting sheet: hyperparameters per backend and every framework difference")
+    s = sub.add_parser("differences", help="the differences sheet: hyperparameters and calls per backend, and every "
+                                           "framework difference with what each backend does about it")
     s.add_argument("spec", nargs="?", help="one spec (default: all)")
     s.add_argument("--out", metavar="FILE", type=output_file, help="write markdown here instead of printing it")
-    s.set_defaults(fn=cmd_porting)
+    s.set_defaults(fn=cmd_differences)
 
     s = sub.add_parser("init", help="draw a spec's initial weights in numpy and write them as .npz")
     spec_args(s)

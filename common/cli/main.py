@@ -8,25 +8,43 @@ import argparse
 import sys
 
 from ..errors import GanparityError
-from . import bench, compare, core, finetune, port, report, train
-from .args import OneLineParser
+from . import bench, compare, core, docs, finetune, port, report, train
+from .args import OneLineParser, deprecation_note
 
 # Subcommands live beside their code: module.register(subparsers) adds them, in this order.
-COMMANDS = (core, train, finetune, bench, report, compare, port)
+COMMANDS = (port, compare, bench, train, report, core, finetune, docs)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="ganparity", description=(
-        "One framework-neutral spec per model; PyTorch and MXNet Gluon backends; proof, with "
-        "numbers, that they agree; and what each costs."))
+        "Port an MXNet Gluon model to PyTorch with its proof (port), check your own port (compare), and "
+        "measure what a training step costs in each framework (bench); one framework-neutral spec per GAN "
+        "model, PyTorch and Gluon backends that train it, and the parity report that says they agree."))
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.register(sub)
     return p
 
 
+# Old command names, accepted for one release with a one-line note: old -> the new words.
+RENAMED = {"porting": ["differences"], "gpu-check": ["bench", "gpu-check"]}
+
+
+def renamed(argv: list[str]) -> list[str]:
+    """argv with an old command spelled the new way (after its one-line note): `porting` is
+    `differences`, `gpu-check` is `bench gpu-check`, and `bench` with no sub-command is `bench step`."""
+    if argv and argv[0] in RENAMED:
+        new = RENAMED[argv[0]]
+        deprecation_note(f"ganparity {argv[0]}", f"ganparity {' '.join(new)}")
+        return [*new, *argv[1:]]
+    if argv[:1] == ["bench"] and (len(argv) == 1 or argv[1] not in (*bench.SUBCOMMANDS, "-h", "--help")):
+        deprecation_note("ganparity bench without a sub-command", "ganparity bench step")
+        return ["bench", "step", *argv[1:]]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(renamed(list(sys.argv[1:] if argv is None else argv)))
     try:
         args.fn(args)
     except GanparityError as e:

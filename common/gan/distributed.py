@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -39,6 +40,14 @@ TIMEOUT_ENV = "GANPARITY_DIST_TIMEOUT"  # seconds; the launcher sets it from --d
 SYNC_BN_ENV = "GANPARITY_SYNC_BN"  # "1": synchronised BatchNorm (torch); the launcher sets it from --sync-bn
 FAULT_ENV = "GANPARITY_FAULT"  # "RANK:STEP": that rank kills itself (SIGKILL) after that step (fault tests)
 WATCHDOG_EXIT = 3
+
+
+def package_root() -> Path:
+    """The folder that holds the importable `ganparity` (a checkout's root, or site-packages): what a
+    worker or a child `python -m ganparity` needs on its PYTHONPATH. This file is
+    ganparity/common/gan/distributed.py when installed, common/gan/distributed.py in a checkout."""
+    top = Path(__file__).resolve().parents[2]  # a checkout's root, or the installed ganparity/
+    return top if (top / "ganparity" / "__init__.py").is_file() else top.parent
 
 
 def engine() -> str | None:

@@ -186,11 +186,14 @@ class _Phase:
 
 
 def prove(model, block, mapping: dict, setting: dict, shape, steps: int, semantics: str,
-          seed: int = 0, heads: dict | None = None, graph: bool = False) -> Proof:
+          seed: int = 0, heads: dict | None = None, graph: bool = False, progress=None) -> Proof:
     """The proof of the written port `model` ((module, net): model.py and its load()) against the
     Gluon `block` (its own parameters loaded), through mapping.json's content `mapping`, under
-    `semantics` with the trainer `setting` for `steps` steps. Both models end as they started."""
+    `semantics` with the trainer `setting` for `steps` steps. Both models end as they started.
+    progress(line): told as each part of the proof starts (a large model's proof takes minutes)."""
     t0 = time.perf_counter()
+    say = progress or (lambda line: None)
+    say("proof: the weights, every layer in train and eval mode, the gradients (float32, float64, the floor)")
     T, M = port_backend("torch"), port_backend("mxnet")
     to_gluon = dict(mapping["tensors"])
     specs = input_specs(shape)
@@ -264,6 +267,8 @@ def prove(model, block, mapping: dict, setting: dict, shape, steps: int, semanti
             model, grads[:1], batch, dt, {"start": t_start, "scale": s} | o)), lambda dt, s=scale: _deltas(
             M.optimizer_updates(block, [to_m(grads[0])], batch, dt, m_opts | {"scale": s}), gluon_names)))
     for ph in phases:
+        say(f"proof: {'the training steps' if ph.name == 'step' else ph.name.format(k='1..K')} "
+            f"({time.perf_counter() - t0:.0f} s so far)")
         for dtype in ("float32", "float64"):
             ph.runs["t" + dtype[-2:]] = ph.run_t(dtype, {})
             release_memory()
@@ -281,6 +286,7 @@ def prove(model, block, mapping: dict, setting: dict, shape, steps: int, semanti
             release_memory()
         ph.runs["floor"] = ph.run_t("float64", {"round": True})
         _judge_phase(ph, proof, report.pairs)
+    say(f"proof: which hyperparameters it could have seen ({time.perf_counter() - t0:.0f} s so far)")
     _coverage(proof, phases, setting)
     T.set_state(model, t_start)
     M.set_state(block, m_start)

@@ -206,7 +206,7 @@ def _refuse_missing(nodes: list[dict]) -> None:
         raise error
 
 
-def prove_port(folder: str | Path, block=None) -> Proof:
+def prove_port(folder: str | Path, block=None, progress=None) -> Proof:
     """The proof of the port written in `folder` (what test_port.py runs): model.py and its own
     load() against the Gluon block of port.json's source (a factory, the files export() wrote, a
     model-zoo name) with its parameters (or `block`, whose parameters are loaded from them),
@@ -230,7 +230,7 @@ def prove_port(folder: str | Path, block=None) -> Proof:
     shape = info.get("inputs") or tuple(info["input_shape"])
     return prove(model, block, mapping, parse_optimizer(info["optimizer"]), shape,
                  int(info["steps"]), info["semantics"], int(info["seed"]), heads=info.get("heads"),
-                 graph=bool(info.get("graph")))
+                 graph=bool(info.get("graph")), progress=progress)
 
 
 def port(factory: str | dict, shape, out: str | Path, params: str | None = None, semantics: str = "torch",
@@ -261,7 +261,9 @@ def port(factory: str | dict, shape, out: str | Path, params: str | None = None,
         scan_symbol(source["symbol"])  # seconds: the symbol's ops, before mxnet or any weight
     t0 = time.perf_counter()
     M, T = port_backend("mxnet"), port_backend("torch")
+    say = log or (lambda line: None)
     block = M.load(source, None)
+    say(f"port: reading {source_text(source)} at input {' '.join(sp.text() for sp in specs)}")
     graph = M.read(block, specs, params, seed, check=_refuse_missing)
     specs = [parse_input(i["spec"]) for i in graph["inputs"]]  # an 'int' input's range, as read from the model
     refuse_nonfinite(graph["arrays"], "the Gluon block")  # a port copies weights: a NaN would be copied, not proved
@@ -269,6 +271,8 @@ def port(factory: str | dict, shape, out: str | Path, params: str | None = None,
     missing = sorted(set(graph["arrays"]) - set(p.tensor_map.values()))
     if missing:
         raise GanparityError(f"unsupported: Gluon parameters that no ported layer holds: {', '.join(missing[:6])}")
+    say(f"port: {len(graph['nodes'])} graph nodes read; writing {p.class_name} "
+        f"({'classes from the Gluon block tree' if p.structured else 'one flat class'})")
     what_from = source_text(source)
     text, choices = _model_file(p, graph, setting, semantics, what_from)
     heads = p.heads
@@ -290,7 +294,7 @@ def port(factory: str | dict, shape, out: str | Path, params: str | None = None,
         shutil.copyfile(TEMPLATES / "test_port.py", tmp / "test_port.py")
         T.read(tmp, specs, None, seed)  # writes weights.pt and runs the written model once
         t1 = time.perf_counter()
-        proof = prove_port(tmp, block)
+        proof = prove_port(tmp, block, say)
         t2 = time.perf_counter()
         seconds = {"port": t1 - t0, "proof": t2 - t1}
         command = command or (f"ganparity port {what_from} "

@@ -1,7 +1,7 @@
 """The four GAN specs, each a function of its width knobs, each mirroring its source tutorial.
 
 Where the sources disagree, each spec keeps its own source's choice (see the table in
-README.md and `ganparity porting`).
+README.md and `ganparity differences`).
 """
 
 from __future__ import annotations

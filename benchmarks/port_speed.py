@@ -1,0 +1,209 @@
+"""The speed of what `ganparity port` writes: each Gluon model-zoo model's written model.py against
+torchvision's hand-written twin of the same network, per train step (SGD with momentum: forward,
+cross-entropy, backward, step) and per eval forward (no_grad), contiguous and channels_last, all
+arms interleaved in the same rounds (one process, the same threads, the same inputs).
+
+    ganparity bench port-speed [--models resnet18_v1,...] [--shape 4,3,224,224] [--rounds 7]
+
+Where the Gluon network is not torchvision's, the twin is torchvision's model edited into Gluon's
+network (backends/torch/speed.py: resnet50_v1's stride and 1x1 biases, mobilenet_v2_1_0's first
+expansion and head), and the stock torchvision model is timed beside it; each row counts the models'
+FLOPs (torch.utils.flop_counter) and parameters, so "the same network" is measured, not assumed.
+The Gluon network itself (the source, hybridized) runs in the same rounds (--source, on by
+default): what moving off MXNet costs or saves per step.
+
+Writes benchmarks/results/port-speed.md and .json. A benchmark, not a test: the ratios are this
+machine's, and a ratio inside the rounds' spread is not a finding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..common.backend import get_backend
+from ..common.files import write_json, write_text
+from ..common.table import md_table
+from .environment import metadata, set_threads
+from .timing import time_interleaved
+
+ROOT = Path(__file__).resolve().parent / "results"
+GOAL = 1.02  # the written code's step and forward within x1.02 of the hand-written twin's (issue 27)
+# the input each model is ported at (its proof runs there; the timing runs at --shape): a model whose
+# head has a fixed input size (vgg's Dense, densenet's 7x7 pooling) is ported at 224 px
+PORT_SHAPES = {"densenet121": (1, 3, 224, 224), "vgg11_bn": (1, 3, 224, 224)}
+DEFAULT_MODELS = ["resnet18_v1", "resnet50_v1", "mobilenet_v2_1_0", "densenet121", "vgg11_bn"]
+
+
+def _load_written(folder: Path):
+    """The written model.py's build() and load(), imported as a user would import their port."""
+    spec = importlib.util.spec_from_file_location(f"written_{folder.name}", folder / "model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.load()
+
+
+def measure(name: str, shape: tuple, rounds: int, layouts: list[str], threads: int, work: Path,
+            source: bool = True, log=print) -> dict:
+    """One model's row: port it, build its twin (and torchvision's stock model where they differ,
+    and the Gluon network itself with source=True), count each one's FLOPs and size, time every
+    arm interleaved; the ratios written / twin (and written / Gluon)."""
+    from ..common.port import port
+
+    tb = get_backend("torch")
+    pshape = PORT_SHAPES.get(name, (1, 3, 64, 64))
+    t0 = time.perf_counter()
+    r = port(f"mxnet.gluon.model_zoo.vision:{name}", pshape, work / name, steps=0)
+    log(f"port-speed: {name} ported at {'x'.join(map(str, pshape))} in {time.perf_counter() - t0:.0f} s "
+        f"(proof: {r.proof.verdict})")
+    set_threads(threads)  # importing mxnet resets torch's thread pool
+    twin, about = tb.zoo_model(name)
+    models = {"written": _load_written(r.out), "twin": twin}
+    if about["edited"]:
+        models["torchvision"] = tb.zoo_model(name, edited=False)[0]
+    counted = {k: tb.model_size(m, shape) for k, m in models.items()}
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    labels = rng.integers(0, 1000, shape[0])
+    arms = tb.speed_arms(models, x, labels, tuple(layouts))
+    backends = [tb]
+    if source:
+        mb = get_backend("mxnet")
+        gluon = {"gluon": mb.zoo_model(name)[0]}
+        counted["gluon"] = mb.model_size(gluon["gluon"], shape)
+        arms |= mb.speed_arms(gluon, x, labels, tuple(layouts))
+        backends.append(mb)
+    log(f"port-speed: {name}: " + ", ".join(
+        f"{k} {'-' if f is None else f'{f:.2f}'} GFLOPs {s:,} values" for k, (f, s) in counted.items()))
+    devices = [(b, b.resolve("cpu")) for b in backends]
+    timed = time_interleaved(arms, lambda: [b.sync(d) for b, d in devices], rounds=rounds, warmup=2, min_round_s=0.2)
+    arms = {k: {q: v[q] for q in ("median_ms", "p10_ms", "p90_ms", "steps_per_round")} for k, v in timed.items()}
+    ratios, source_ratios = {}, {}
+    for layout in layouts:
+        for mode in ("train", "eval"):
+            w = arms[f"written {layout} {mode}"]["median_ms"]
+            ratios[f"{layout} {mode}"] = w / arms[f"twin {layout} {mode}"]["median_ms"]
+            if f"gluon {layout} {mode}" in arms:
+                source_ratios[f"{layout} {mode}"] = w / arms[f"gluon {layout} {mode}"]["median_ms"]
+    return {"model": name, "twin": about["name"], "shape": list(shape), "port_shape": list(pshape),
+            "proof": r.proof.verdict, "gflops": {k: f for k, (f, _) in counted.items()},
+            "values": {k: s for k, (_, s) in counted.items()},
+            "same_network": counted["written"] == counted["twin"], "arms": arms, "ratios": ratios,
+            "source_ratios": source_ratios, "worst": max(ratios.values()), "difference": about["difference"]}
+
+
+def markdown(data: dict) -> str:
+    meta, rows = data["meta"], data["rows"]
+    layouts = meta["layouts"]
+    head = ["model", "twin", "GFLOPs written / twin", "same network"] + [f"x twin {k}" for k in
+                                                                          (f"{lay} {m}" for lay in layouts
+                                                                           for m in ("train", "eval"))] + \
+        ["written train ms", "twin train ms", f"within x{GOAL}"]
+    body = []
+
+    def ms(a):
+        return f"{a['median_ms']:.0f} ({a['p10_ms']:.0f}-{a['p90_ms']:.0f})"
+
+    for r in rows:
+        lay = layouts[0]
+        body.append([r["model"], r["twin"], f"{r['gflops']['written']:.3g} / {r['gflops']['twin']:.3g}",
+                     "yes" if r["same_network"] else "no"] + [f"x{v:.3f}" for v in r["ratios"].values()] +
+                    [ms(r["arms"][f"written {lay} train"]), ms(r["arms"][f"twin {lay} train"]),
+                     "yes" if r["worst"] <= GOAL else f"no (x{r['worst']:.3f})"])
+    source = [r for r in rows if r.get("source_ratios")]
+    stock = [r for r in rows if "torchvision" in r["gflops"]]
+    lines = ["# What `ganparity port` writes, against torchvision's hand-written twin", "",
+             f"{meta['machine']}, {meta['threads']} threads, torch {meta['torch']}; input "
+             f"{'x'.join(map(str, meta['shape']))}; median of {meta['rounds']} interleaved rounds "
+             "(ms, p10-p90 in brackets); ratio = written / twin (below 1: the written code is faster).", "",
+             md_table(head, body), ""]
+    if stock:
+        lines += ["Where Gluon's network is not torchvision's, the twin above is torchvision's model edited into "
+                  "Gluon's network; the stock torchvision model, timed in the same rounds:", ""]
+        sb = []
+        for r in stock:
+            for lay in layouts:
+                s, w = r["arms"][f"torchvision {lay} train"], r["arms"][f"written {lay} train"]
+                se, we = r["arms"][f"torchvision {lay} eval"], r["arms"][f"written {lay} eval"]
+                sb.append([r["model"], lay, f"{r['gflops']['torchvision']:.3g}", f"{s['median_ms']:.0f}",
+                           f"x{w['median_ms'] / s['median_ms']:.3f}", f"x{we['median_ms'] / se['median_ms']:.3f}"])
+        lines += [md_table(["model", "layout", "torchvision GFLOPs", "torchvision train ms", "x torchvision train",
+                            "x torchvision eval"], sb), ""]
+    if source:
+        lines += [f"The Gluon network itself (the source, hybridized; mxnet {meta.get('mxnet', '?')}), timed in the "
+                  "same rounds: below 1, the written PyTorch step is faster than the MXNet step it replaces.", ""]
+        lines += [md_table(["model", "gluon train ms", "gluon eval ms", "x gluon train", "x gluon eval"],
+                           [[r["model"], ms(r["arms"]["gluon contiguous train"]),
+                             ms(r["arms"]["gluon contiguous eval"]),
+                             f"x{r['source_ratios']['contiguous train']:.3f}",
+                             f"x{r['source_ratios']['contiguous eval']:.3f}"] for r in source]), ""]
+    lines += ["Differences between the Gluon network and torchvision's:", ""]
+    lines += [f"- {r['model']}: {r['difference']}" for r in rows if r["difference"]]
+    lines += ["", f"Written by `{meta['command']}` ({meta['date']}, load average at the start "
+              f"{meta['load_start']}, at the end {meta['load_end']})."]
+    return "\n".join(lines) + "\n"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                   help="comma list of Gluon zoo names with a torchvision twin (backends/torch/speed.py's ZOO)")
+    p.add_argument("--shape", default="4,3,224,224", help="the batch each arm is timed at")
+    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds per model")
+    p.add_argument("--layouts", default="contiguous,channels_last", help="comma list: contiguous, channels_last")
+    p.add_argument("--threads", type=int, default=2, help="threads of each framework")
+    p.add_argument("--source", action=argparse.BooleanOptionalAction, default=True,
+                   help="time the Gluon network itself in the same rounds (needs mxnet)")
+    p.add_argument("--stem", default="port-speed", help="results file name under benchmarks/results")
+
+
+def run(a: argparse.Namespace) -> None:
+    import os
+    import platform
+
+    from ..common.errors import choose
+
+    names = a.models.split(",")
+    tb = get_backend("torch")
+    for n in names:
+        choose("model", n, list(tb.SPEED_MODELS))
+    layouts = a.layouts.split(",")
+    for lay in layouts:
+        choose("layout", lay, ["contiguous", "channels_last"])
+    shape = tuple(int(v) for v in a.shape.split(","))
+    set_threads(a.threads)
+    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "threads": a.threads,
+            "torch": tb.versions()["torch"], "mxnet": get_backend("mxnet").versions()["mxnet"] if a.source else None,
+            "shape": list(shape), "rounds": a.rounds, "layouts": layouts,
+            "load_start": f"{os.getloadavg()[0]:.2f}"} | {k: v for k, v in metadata("torch", "cpu").items()
+                                                        if k in ("date", "git_commit", "command")}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            rows.append(measure(name, shape, a.rounds, layouts, a.threads, Path(tmp), a.source,
+                                log=lambda s: print(s, file=sys.stderr, flush=True)))
+            print(json.dumps({k: rows[-1][k] for k in ("model", "ratios", "gflops")}), flush=True)
+    meta["load_end"] = f"{os.getloadavg()[0]:.2f}"
+    data = {"meta": meta, "rows": rows}
+    ROOT.mkdir(parents=True, exist_ok=True)
+    write_json(ROOT / f"{a.stem}.json", data)
+    write_text(ROOT / f"{a.stem}.md", markdown(data))
+    print(f"wrote {ROOT / a.stem}.md and .json", file=sys.stderr)
+    worst = max(r["worst"] for r in rows)
+    print(f"worst ratio x{worst:.3f} ({'within' if worst <= GOAL else 'beyond'} x{GOAL})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(p)
+    run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
