@@ -74,8 +74,9 @@ def _isolated(name: str, shape: tuple, semantics: str) -> dict:
     return row | {"process_s": total, "load_start": round(load, 2)}
 
 
-def markdown(data: dict) -> str:
-    meta = data["meta"]
+def table(data: dict) -> str:
+    """Each row: the model, its input, the proof's verdict, the port's and the proof's seconds, the
+    peak resident memory, the load average at its start, and the goals it was held to."""
     body = []
     for r in data["rows"]:
         gb, secs = CASES.get(f"{r['model']}@{'x'.join(map(str, r['input']))}", (None, None))
@@ -89,11 +90,16 @@ def markdown(data: dict) -> str:
         body.append([r["model"], "x".join(map(str, r["input"])), r["semantics"], r["verdict"],
                      f"{r['port_s']:.1f}", f"{r['proof_s']:.1f}", f"{r['wall_s']:.1f}",
                      f"{r['peak_bytes'] / 1e9:.2f}", f"{r['load_start']}", goal or "-"])
+    return md_table(["model", "input", "semantics", "proof", "port s", "proof s", "port + proof s", "peak GB",
+                     "load at start", "goal"], body)
+
+
+def markdown(data: dict) -> str:
+    meta = data["meta"]
     lines = ["# What a port costs", "",
              f"{meta['machine']}; each row `ganparity port` in a fresh process (its imports not counted in the "
              "times, counted in the memory); the peak is the process's resident high-water mark (VmHWM).", "",
-             md_table(["model", "input", "semantics", "proof", "port s", "proof s", "port + proof s", "peak GB",
-                       "load at start", "goal"], body), "",
+             table(data), "",
              "Each row's phases (seconds since the port began, the progress line it printed) are in the JSON.", "",
              f"Written by `{meta['command']}` ({meta['date']}, commit {meta['git_commit'][:10]})."]
     return "\n".join(lines) + "\n"

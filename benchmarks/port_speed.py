@@ -99,7 +99,13 @@ def measure(name: str, shape: tuple, rounds: int, layouts: list[str], threads: i
             "source_ratios": source_ratios, "worst": max(ratios.values()), "difference": about["difference"]}
 
 
-def markdown(data: dict) -> str:
+def _ms(a: dict) -> str:
+    return f"{a['median_ms']:.0f} ({a['p10_ms']:.0f}-{a['p90_ms']:.0f})"
+
+
+def table(data: dict) -> str:
+    """Per model: the twin, both FLOP counts, whether they are one network, written / twin per layout
+    and mode, both train steps' times, and whether the worst ratio is within GOAL."""
     meta, rows = data["meta"], data["rows"]
     layouts = meta["layouts"]
     head = ["model", "twin", "GFLOPs written / twin", "same network"] + [f"x twin {k}" for k in
@@ -107,23 +113,25 @@ def markdown(data: dict) -> str:
                                                                            for m in ("train", "eval"))] + \
         ["written train ms", "twin train ms", f"within x{GOAL}"]
     body = []
-
-    def ms(a):
-        return f"{a['median_ms']:.0f} ({a['p10_ms']:.0f}-{a['p90_ms']:.0f})"
-
     for r in rows:
         lay = layouts[0]
         body.append([r["model"], r["twin"], f"{r['gflops']['written']:.3g} / {r['gflops']['twin']:.3g}",
                      "yes" if r["same_network"] else "no"] + [f"x{v:.3f}" for v in r["ratios"].values()] +
-                    [ms(r["arms"][f"written {lay} train"]), ms(r["arms"][f"twin {lay} train"]),
+                    [_ms(r["arms"][f"written {lay} train"]), _ms(r["arms"][f"twin {lay} train"]),
                      "yes" if r["worst"] <= GOAL else f"no (x{r['worst']:.3f})"])
+    return md_table(head, body)
+
+
+def markdown(data: dict) -> str:
+    meta, rows = data["meta"], data["rows"]
+    layouts = meta["layouts"]
     source = [r for r in rows if r.get("source_ratios")]
     stock = [r for r in rows if "torchvision" in r["gflops"]]
     lines = ["# What `ganparity port` writes, against torchvision's hand-written twin", "",
              f"{meta['machine']}, {meta['threads']} threads, torch {meta['torch']}; input "
              f"{'x'.join(map(str, meta['shape']))}; median of {meta['rounds']} interleaved rounds "
              "(ms, p10-p90 in brackets); ratio = written / twin (below 1: the written code is faster).", "",
-             md_table(head, body), ""]
+             table(data), ""]
     if stock:
         lines += ["Where Gluon's network is not torchvision's, the twin above is torchvision's model edited into "
                   "Gluon's network; the stock torchvision model, timed in the same rounds:", ""]
@@ -140,8 +148,8 @@ def markdown(data: dict) -> str:
         lines += [f"The Gluon network itself (the source, hybridized; mxnet {meta.get('mxnet', '?')}), timed in the "
                   "same rounds: below 1, the written PyTorch step is faster than the MXNet step it replaces.", ""]
         lines += [md_table(["model", "gluon train ms", "gluon eval ms", "x gluon train", "x gluon eval"],
-                           [[r["model"], ms(r["arms"]["gluon contiguous train"]),
-                             ms(r["arms"]["gluon contiguous eval"]),
+                           [[r["model"], _ms(r["arms"]["gluon contiguous train"]),
+                             _ms(r["arms"]["gluon contiguous eval"]),
                              f"x{r['source_ratios']['contiguous train']:.3f}",
                              f"x{r['source_ratios']['contiguous eval']:.3f}"] for r in source]), ""]
     lines += ["Differences between the Gluon network and torchvision's:", ""]
@@ -189,11 +197,11 @@ def run(a: argparse.Namespace) -> None:
             rows.append(measure(name, shape, a.rounds, layouts, a.threads, Path(tmp), a.source,
                                 log=lambda s: print(s, file=sys.stderr, flush=True)))
             print(json.dumps({k: rows[-1][k] for k in ("model", "ratios", "gflops")}), flush=True)
-    meta["load_end"] = f"{os.getloadavg()[0]:.2f}"
-    data = {"meta": meta, "rows": rows}
-    ROOT.mkdir(parents=True, exist_ok=True)
-    write_json(ROOT / f"{a.stem}.json", data)
-    write_text(ROOT / f"{a.stem}.md", markdown(data))
+            meta["load_end"] = f"{os.getloadavg()[0]:.2f}"
+            data = {"meta": meta, "rows": rows}
+            ROOT.mkdir(parents=True, exist_ok=True)
+            write_json(ROOT / f"{a.stem}.json", data)  # after every row: Ctrl-C keeps the finished ones
+            write_text(ROOT / f"{a.stem}.md", markdown(data))
     print(f"wrote {ROOT / a.stem}.md and .json", file=sys.stderr)
     worst = max(r["worst"] for r in rows)
     print(f"worst ratio x{worst:.3f} ({'within' if worst <= GOAL else 'beyond'} x{GOAL})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -163,11 +164,35 @@ def get_backend(name: str) -> Backend:
     if not is_installed(name):
         raise GanparityError(f"backend {name!r} needs {framework}, which is not installed: "
                              f"pip install 'ganparity[{extra}]'")
+    fresh = module not in sys.modules
     try:
-        return importlib.import_module(module)
+        backend = importlib.import_module(module)
     except (ImportError, AttributeError) as e:  # mxnet 1.9.1 under numpy>=1.24 dies on np.bool
         raise GanparityError(f"backend {name!r}: importing {framework} failed ({e}); "
                              f"pip install 'ganparity[{extra}]' pins working versions") from None
+    if fresh:
+        share_threads()
+    return backend
+
+
+def default_threads() -> int:
+    """The CPU threads a process of ours computes with: OMP_NUM_THREADS where it is set (the user's,
+    or a benchmark's --threads), else one per CPU this process may run on."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def share_threads() -> None:
+    """Both frameworks in one process (compare, port, parity) share one OpenMP runtime, and loading
+    MXNet, before or after torch, leaves torch's pool at 1 thread: on 2 cores every torch run of a
+    proof took twice as long. Where more than one backend is loaded, each gets default_threads()."""
+    both = list(loaded())
+    if len(both) > 1:
+        n = default_threads()
+        for be in both:
+            be.set_threads(n)
 
 
 def layer_table(name: str) -> ModuleType:

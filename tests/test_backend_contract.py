@@ -74,3 +74,21 @@ def test_neutral_tables_match_the_backends(api):
 
 def test_loaded_lists_only_imported_backends(api):
     assert api in list(B.loaded())
+
+
+@pytest.mark.parametrize("order", [("torch", "mxnet"), ("mxnet", "torch")])
+def test_both_frameworks_in_one_process_keep_their_threads(order):
+    """Loading MXNet beside torch (either order) left torch's OpenMP pool at 1 thread, so every
+    torch run of compare and of a port's proof used one core of two; get_backend gives each loaded
+    backend the process's thread count back (OMP_NUM_THREADS here)."""
+    import os
+    import subprocess
+    import sys
+
+    need("torch"), need("mxnet")
+    code = ("from ganparity.common.backend import get_backend\n"
+            f"for n in {list(order)!r}: get_backend(n)\n"
+            "import torch; print(torch.get_num_threads())")
+    env = os.environ | {"OMP_NUM_THREADS": "3"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "3", out.stderr[-2000:]

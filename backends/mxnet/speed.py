@@ -23,7 +23,7 @@ def zoo_model(name: str, edited: bool = True, seed: int = 0) -> tuple[gluon.Bloc
     """(the Gluon zoo network `name`, initialized and hybridized, {'name', 'edited', 'difference'});
     `edited` is torch's (its twin edited into Gluon's network): the Gluon network is the network."""
     mx.random.seed(seed)
-    net = gluon.model_zoo.vision.get_model(name)
+    net = getattr(gluon.model_zoo.vision, name)()  # the function (get_model spells some names otherwise)
     net.initialize(mx.init.Xavier())
     net.hybridize(static_alloc=True, static_shape=True)
     return net, {"name": f"gluon {name} (the source, hybridized)", "edited": False, "difference": ""}

@@ -36,7 +36,7 @@ def _sheets():
 
 def renderers(root: Path) -> dict[str, Callable[[], str]]:
     """Region name -> a function returning its markdown, from the data under `root`."""
-    from ...benchmarks import port_zoo, scaling
+    from ...benchmarks import port_cost, port_speed, port_zoo, scaling
     from ...benchmarks import results as R
     from ..report import data_parallel
     from ..report import parity as P
@@ -76,6 +76,8 @@ def renderers(root: Path) -> dict[str, Callable[[], str]]:
         "scaling": other("scaling-cpu-2026-12-03", scaling.table, "environment"),
         "port-zoo": other("port-zoo", port_zoo.summary, "meta"),
         "port-resnet50": other("port-resnet50-224", port_zoo.times_table, "meta"),
+        "port-cost": other("port-cost", port_cost.table, "meta"),
+        "port-speed": other("port-speed", port_speed.table, "meta"),
     }
 
 
