@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..common.backend import get_backend
+from ..common.errors import GanparityError
 from ..common.files import write_json, write_text
 from ..common.table import md_table
 from .environment import metadata, set_threads
@@ -189,6 +191,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", action=argparse.BooleanOptionalAction, default=True,
                    help="time the Gluon network itself, after the torch arms (needs mxnet)")
     p.add_argument("--stem", default="port-speed", help="results file name under benchmarks/results")
+    p.add_argument("--one", help=argparse.SUPPRESS)  # a child process: one model's row, printed as JSON
 
 
 def run(a: argparse.Namespace) -> None:
@@ -211,17 +214,28 @@ def run(a: argparse.Namespace) -> None:
             "shape": list(shape), "rounds": a.rounds, "layouts": layouts,
             "load_start": f"{os.getloadavg()[0]:.2f}"} | {k: v for k, v in metadata("torch", "cpu").items()
                                                         if k in ("date", "git_commit", "command")}
+    if a.one:  # a child process: one model's row, printed as JSON
+        with tempfile.TemporaryDirectory() as tmp:
+            row = measure(a.one, shape, a.rounds, layouts, a.threads, Path(tmp), a.source,
+                          log=lambda s: print(s, file=sys.stderr, flush=True))
+        print(json.dumps(row))
+        return
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
-            rows.append(measure(name, shape, a.rounds, layouts, a.threads, Path(tmp), a.source,
-                                log=lambda s: print(s, file=sys.stderr, flush=True)))
-            print(json.dumps({k: rows[-1][k] for k in ("model", "ratios", "gflops")}), flush=True)
-            meta["load_end"] = f"{os.getloadavg()[0]:.2f}"
-            data = {"meta": meta, "rows": rows}
-            ROOT.mkdir(parents=True, exist_ok=True)
-            write_json(ROOT / f"{a.stem}.json", data)  # after every row: Ctrl-C keeps the finished ones
-            write_text(ROOT / f"{a.stem}.md", markdown(data))
+    for name in names:  # each model in a fresh process: in one, a model's times depended on the models before it
+        cmd = [sys.executable, "-m", "ganparity.benchmarks.port_speed", "--one", name, "--shape", a.shape,
+               "--rounds", str(a.rounds), "--layouts", a.layouts, "--threads", str(a.threads),
+               "--source" if a.source else "--no-source"]
+        res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT.parents[1])
+        if res.returncode != 0:
+            raise GanparityError(f"port-speed {name}: the child process failed (exit {res.returncode}; its error "
+                                 "is above)")
+        rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+        print(json.dumps({k: rows[-1][k] for k in ("model", "ratios", "gflops")}), flush=True)
+        meta["load_end"] = f"{os.getloadavg()[0]:.2f}"
+        data = {"meta": meta, "rows": rows}
+        ROOT.mkdir(parents=True, exist_ok=True)
+        write_json(ROOT / f"{a.stem}.json", data)  # after every row: Ctrl-C keeps the finished ones
+        write_text(ROOT / f"{a.stem}.md", markdown(data))
     print(f"wrote {ROOT / a.stem}.md and .json", file=sys.stderr)
     for r in rows:
         print(f"{r['model']}: worst ratio x{r['worst']:.3f}, within x{GOAL}: {goal_met(r)}")
