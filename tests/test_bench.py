@@ -255,3 +255,13 @@ def test_each_row_runs_in_a_fresh_process():
 
     assert H.in_fresh_process(os.getpid) != os.getpid()
     assert H.in_fresh_process(sorted, [3, 1, 2], reverse=True) == [3, 2, 1]
+
+
+def test_port_speed_goal_says_cannot_tell_inside_the_spread():
+    """bench port-speed's verdict on the worst written/twin ratio: within x1.02 is 'yes'; beyond it
+    by more than the rounds' spread is 'no'; beyond it but inside the spread is noise."""
+    from ganparity.benchmarks.port_speed import goal_met
+
+    assert goal_met({"worst": 1.01, "worst_spread": 0.0}) == "yes"
+    assert goal_met({"worst": 1.08, "worst_spread": 0.02}) == "no (x1.080)"
+    assert goal_met({"worst": 1.03, "worst_spread": 0.05}).startswith("cannot tell (x1.030")

@@ -34,7 +34,7 @@ def test_every_region_has_its_generator_and_every_generator_is_used():
     assert used <= known, used - known
     assert known <= used, f"generators no file uses: {known - used}"
     readme = generated.names((ROOT / "README.md").read_text())
-    assert {"specs", "step-cost", "parity-summary"} <= set(readme)
+    assert {"step-cost", "parity-summary"} <= set(readme)  # the specs table lives in docs/train.md
 
 
 def _copy(tmp: Path) -> Path:

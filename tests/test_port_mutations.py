@@ -77,7 +77,7 @@ MUTANTS = {
         _sub(r"(BatchNorm\w*\(\w+, eps=[^,]+, momentum=)0\.1\)", r"\g<1>0.9)"), ANY),
     "BatchNorm momentum 0.1 -> 0.11": (
         _sub(r"(BatchNorm\w*\(\w+, eps=[^,]+, momentum=)0\.1\)", r"\g<1>0.11)", count=100), ANY),
-    "ReLU6 ported as ReLU": (_sub(r"nn\.ReLU6\(\)", "nn.ReLU()"), lambda m, s, o: m == "mobilenet"),
+    "ReLU6 ported as ReLU": (_sub(r"nn\.ReLU6\((inplace=True)?\)", r"nn.ReLU(\1)"), lambda m, s, o: m == "mobilenet"),
     "Tanh ported as Hardtanh": (_sub(r"nn\.Tanh\(\)", "nn.Hardtanh()"), lambda m, s, o: m == "netG"),
     "skip connection dropped": (_sub(r"(\w+) = (\w+) \+ (\w+)\n", r"\1 = \3\n"),
                                 lambda m, s, o: m == "block" and TWO(m, s, o)),

@@ -19,7 +19,7 @@ import sys
 from ..compare import DEFAULT_OPTIMIZER, LOSSES, MODES, OPTIMIZERS, compare_models, load_factory, parse_shape
 from ..files import check_output_path
 from ..verdicts import AGREE, EXIT_CODES
-from .args import nonnegative_int, seed
+from .args import deprecation_note, nonnegative_int, seed
 
 
 def cmd_compare(a) -> None:
@@ -27,7 +27,7 @@ def cmd_compare(a) -> None:
         sys.path.insert(0, os.getcwd())
     shape = parse_shape(a.input_shape)
     if "follow=" in a.optimizer:
-        print("ganparity: note: follow= in --optimizer is deprecated; use --semantics", file=sys.stderr)
+        deprecation_note("follow= in --optimizer", "--semantics")
     if a.out:  # the report's folder: checked before anything runs (common/files.py)
         check_output_path(a.out, kind="dir", manifest="report.json", owned=("report.md",), update=True)
     torch_model = load_factory(a.torch, "--torch")

@@ -23,15 +23,7 @@ from ..port import DEFAULT_OPTIMIZER, DEFAULT_STEPS, SEMANTICS, port
 from ..port.report import console_lines
 from ..usermodel import parse_input
 from ..verdicts import AGREE, EXIT_CODES
-from .args import nonnegative_int, seed
-
-
-class _Deprecated(argparse.Action):
-    """An old flag, accepted for one release with a one-line notice naming the new one."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        print(f"ganparity: note: {option_string} is deprecated; use {self.metavar_new}", file=sys.stderr)
-        setattr(namespace, self.dest, values)
+from .args import Deprecated, nonnegative_int, seed
 
 
 def _zoo_args(text: str | None) -> dict:
@@ -111,9 +103,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--optimizer", default=DEFAULT_OPTIMIZER, metavar="NAME:KEY=VALUE,...",
                    help=f"the Gluon trainer to port: adam:lr=..,beta1=..,beta2=..,eps=..,wd=.. or "
                         f"sgd:lr=..,momentum=..,wd=.. (default {DEFAULT_OPTIMIZER})")
-    old = s.add_argument("--trainer", dest="optimizer", action=_Deprecated, metavar="NAME:KEY=VALUE,...",
-                         help="deprecated: --optimizer")
-    old.metavar_new = "--optimizer"
+    s.add_argument("--trainer", dest="optimizer", action=Deprecated, new="--optimizer", metavar="NAME:KEY=VALUE,...",
+                   help="deprecated: --optimizer")
     s.add_argument("--steps", type=nonnegative_int, default=DEFAULT_STEPS, metavar="K",
                    help=f"optimizer steps to prove (default {DEFAULT_STEPS}: momentum and betas act from step 2)")
     s.add_argument("--force", action="store_true",
