@@ -258,7 +258,7 @@ def test_a_symbol_convolution_without_stride_or_pad(tmp_path):
     pad as '()' in the symbol: the defaults, 1 and 0 (not an empty stride)."""
     data = mx.sym.var("data")
     sym = mx.sym.Convolution(data, kernel=(1, 1), num_filter=4, stride=(), pad=(), name="expand")
-    block = mxport.GraphBlock(sym, [data])
+    block = mxport._GraphBlock(sym, [data])
     block.initialize()
     x = normal(2, 3, 5, 5).astype(np.float32)
     net, text = _write(block, x, tmp_path)

@@ -33,7 +33,7 @@ def _load(block: gluon.Block, params: str | None, xs: list[np.ndarray], seed: in
     in eval mode could not show);
     then one forward so that deferred shapes become real."""
     if params:
-        load_params(block, params)
+        _load_params(block, params)
     else:
         mx.random.seed(seed)
         for p in block.collect_params().values():  # only those nobody initialized (no "already initialized" noise)
@@ -107,7 +107,7 @@ def _common_prefix(names: list[str]) -> str:
     return first[:i][: first[:i].rfind("_") + 1]
 
 
-def input_names(model: gluon.Block, count: int) -> list[str]:
+def _input_names(model: gluon.Block, count: int) -> list[str]:
     """The graph's input variables: a SymbolBlock's own ('data' for what export() wrote), else
     'data' for one input and 'data0', 'data1', ... for several."""
     if isinstance(model, gluon.SymbolBlock):
@@ -128,8 +128,11 @@ def _trace(model: gluon.Block, names: list[str]) -> tuple[Any, list[dict]]:
 
 
 def _shape_of_graph(graph: dict) -> list:
-    """A graph's ops, settings and wiring, without the names (a second trace numbers them anew)."""
-    return [(n["op"], n.get("attrs") or n.get("param"), n["inputs"]) for n in graph["nodes"]] + [graph["heads"]]
+    """A graph's ops, settings and wiring, without the names (a second trace numbers them anew) and
+    the inputs' versions (a variable's version counts the traces that wrote it: a BatchNorm's running
+    statistics are at 1 in the first trace, 2 in the second)."""
+    return [(n["op"], n.get("attrs") or n.get("param"), [r[:2] for r in n["inputs"]]) for n in graph["nodes"]] + [
+        [h[:2] for h in graph["heads"]]]
 
 
 def _train_graph(model: gluon.Block, names: list[str], graph: dict) -> str:
@@ -168,7 +171,7 @@ def _retyped(sym, dtype: str):
     return mx.sym.load_json(json.dumps(graph)) if changed else sym
 
 
-class GraphBlock(gluon.SymbolBlock):
+class _GraphBlock(gluon.SymbolBlock):
     """A SymbolBlock (an imported graph, or a block's inference graph) whose ops' own float dtypes
     follow its cast (_retyped), so that it runs in float64 as the Python block's layers do."""
 
@@ -179,37 +182,6 @@ class GraphBlock(gluon.SymbolBlock):
         self._cached_graph = inputs, (self._float32_graph if name == "float32" else
                                       _retyped(self._float32_graph, name))
         super().cast(dtype)
-
-
-def graph_block(model: gluon.Block, count: int, outputs: list[list[int]] | None = None) -> gluon.SymbolBlock:
-    """The block's inference graph as a SymbolBlock holding the block's own parameters, keyed by the
-    block's structural names (so get_state, the mapping and the Trainer see the same tensors): what
-    the proof runs where the block's train-mode forward is another graph, and, with `outputs`
-    ([node, output] of the traced graph), a detector's raw heads before its NMS / top-k."""
-    names = input_names(model, count)
-    with warnings_off():
-        out, _ = _trace(model, names)
-        sym = mx.sym.Group(list(out)) if isinstance(out, list | tuple) else out
-        if outputs is not None:
-            nodes = json.loads(sym.tojson())["nodes"]
-            internals = sym.get_internals()
-            by_ref = {tuple(v): k for k, v in _output_refs(nodes, internals.list_outputs()).items()}
-            sym = mx.sym.Group([internals[by_ref[tuple(r)]] for r in outputs])
-        structural = {p.name: n for n, p in model._collect_params_with_prefix().items()}
-        block = GraphBlock(sym, [mx.sym.var(n) for n in names], params=model.collect_params())
-    block._reg_params = {structural[p.name]: p for p in block.params.values()}
-    return block
-
-
-def scan(model: gluon.Block, count: int = 1) -> list[dict]:
-    """The block's ops as the symbol has them, before any weight is loaded: [{op, name, path,
-    owner}] (what a refusal names). A block that cannot be traced gives []: read() says why."""
-    try:
-        out, _ = _trace(model, input_names(model, count))
-    except Exception:
-        return []
-    sym = mx.sym.Group(list(out)) if isinstance(out, list | tuple) else out
-    return _placed(model, json.loads(sym.tojson())["nodes"])
 
 
 def _placed(model: gluon.Block, raw: list[dict]) -> list[dict]:
@@ -250,7 +222,7 @@ def read(model: Any, shape, params: str | None = None, seed: int = 0, check=None
     if not isinstance(model, gluon.Block):
         raise GanparityError(f"--mxnet gave a {type(model).__module__}.{type(model).__qualname__}, not a gluon.Block")
     specs = [parse_input(s) for s in shape] if isinstance(shape, list) else [parse_input(tuple(shape))]
-    names = input_names(model, len(specs))
+    names = _input_names(model, len(specs))
     if len(names) != len(specs):
         raise GanparityError(f"the SymbolBlock takes {len(names)} inputs ({', '.join(names)}); --input-shape gave "
                              f"{len(specs)}")
@@ -415,7 +387,7 @@ def _unhybridized(model: gluon.Block) -> None:
 ZOOS = ("gluon", "gluoncv", "gluonnlp")
 
 
-def import_gluoncv():
+def _import_gluoncv():
     """gluoncv 0.10.5.post0, imported beside torch 2: its __init__ refuses any torch >= 2.0
     (check.py reads torch.__version__) although its MXNet model zoo never touches torch. Its
     check module is loaded first with the torch check replaced by 'no torch here' (ImportError,
@@ -447,7 +419,7 @@ def import_gluoncv():
     return gluoncv
 
 
-def zoo_block(ref: str, args: dict | None = None) -> gluon.Block:
+def _zoo_block(ref: str, args: dict | None = None) -> gluon.Block:
     """A model-zoo network by name, never downloaded: 'gluon:resnet50_v1' (mxnet's own zoo),
     'gluoncv:yolo3_darknet53_coco', 'gluonnlp:NAME', built with pretrained=False (and
     pretrained_base=False where the model takes it); `args` go to the zoo's get_model."""
@@ -463,10 +435,13 @@ def zoo_block(ref: str, args: dict | None = None) -> gluon.Block:
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         try:
-            if zoo == "gluon":
-                get, names = gluon.model_zoo.vision.get_model, None
+            if zoo == "gluon":  # its functions' names (mobilenet0_25), or get_model's (mobilenet0.25)
+                vision = gluon.model_zoo.vision
+                fn = getattr(vision, name, None) if not name.startswith("_") else None
+                get, names = ((lambda _name, **kw: fn(**kw)) if callable(fn) and name != "get_model"
+                              else vision.get_model), None
             elif zoo == "gluoncv":
-                get, names = import_gluoncv().model_zoo.get_model, import_gluoncv().model_zoo.get_model_list()
+                get, names = _import_gluoncv().model_zoo.get_model, _import_gluoncv().model_zoo.get_model_list()
                 kwargs.setdefault("pretrained_base", False)
             else:
                 try:
@@ -497,16 +472,22 @@ def zoo_block(ref: str, args: dict | None = None) -> gluon.Block:
     return block
 
 
-def load(factory: str | dict, params: str | None = None, what: str = "--mxnet") -> gluon.Block:
+def load(factory: str | dict, params: str | None = None, what: str = "--mxnet",
+         block: gluon.Block | None = None) -> gluon.Block:
     """The Gluon source as the proof loads it, with its .params file loaded when given. `factory`:
     'pkg.mod:make_block' (what it returns), or a source as port.json records it: {'factory': ...},
     {'symbol': model-symbol.json, 'inputs': [names]} (what export() wrote, imported as a
-    SymbolBlock), {'zoo': 'gluoncv:NAME', 'args': {...}}. Any failure is one GanparityError."""
+    SymbolBlock), {'zoo': 'gluoncv:NAME', 'args': {...}}; or, given `block` (the source already
+    built), that block with the file loaded. Any failure is one GanparityError."""
+    if block is not None:
+        if params:
+            _load_params(block, params)
+        return block
     source = factory if isinstance(factory, dict) else {"factory": factory}
     if "symbol" in source:
         sym = str(source["symbol"])
         try:
-            with warnings_off():
+            with _warnings_off():
                 symbol = mx.sym.load(sym)
         except Exception as e:
             raise GanparityError(f"--symbol {sym}: not a symbol file export() wrote: {_one_line(e)}") from None
@@ -516,15 +497,15 @@ def load(factory: str | dict, params: str | None = None, what: str = "--mxnet") 
             raise GanparityError(f"--symbol {sym}: no input named {', '.join(unknown)}; its variables: "
                                  f"{', '.join(symbol.list_inputs()[:8])}")
         try:
-            with warnings_off():
-                block = GraphBlock(symbol, [mx.sym.var(n) for n in inputs])
+            with _warnings_off():
+                block = _GraphBlock(symbol, [mx.sym.var(n) for n in inputs])
         except Exception as e:
             raise GanparityError(f"--symbol {sym}: cannot be imported as a SymbolBlock: {_one_line(e)}") from None
         if params:
-            load_params(block, params)
+            _load_params(block, params)
         return block
     if "zoo" in source:
-        block = zoo_block(source["zoo"], source.get("args"))
+        block = _zoo_block(source["zoo"], source.get("args"))
         what, ref = "--zoo", source["zoo"]
     else:
         ref = source["factory"]
@@ -533,7 +514,7 @@ def load(factory: str | dict, params: str | None = None, what: str = "--mxnet") 
         raise GanparityError(f"{what} {ref!r} gave a {type(block).__module__}.{type(block).__qualname__}, "
                              "not a gluon.Block")
     if params:
-        load_params(block, params)
+        _load_params(block, params)
     return block
 
 
@@ -554,7 +535,7 @@ def _symbol_inputs(symbol, params: str | None) -> list[str]:
 
 
 @contextlib.contextmanager
-def warnings_off():
+def _warnings_off():
     """MXNet's SymbolBlock warns that it cannot decide the input's type: the port casts it."""
     import warnings
 
@@ -563,11 +544,11 @@ def warnings_off():
         yield
 
 
-def load_params(block: gluon.Block, params: str) -> None:
+def _load_params(block: gluon.Block, params: str) -> None:
     """A .params file into the block: save_parameters' (structural names) or export()'s and
     save_params()' ('arg:'/'aux:' and full names, which a SymbolBlock reads)."""
     try:
-        with warnings_off():
+        with _warnings_off():
             if isinstance(block, gluon.SymbolBlock):
                 block.collect_params().load(str(params), ctx=mx.cpu(), ignore_extra=False)
             else:
@@ -576,8 +557,28 @@ def load_params(block: gluon.Block, params: str) -> None:
         raise GanparityError(f"--params {params}: does not match the block: {_one_line(e)}") from None
 
 
+def graph_block(model: gluon.Block, count: int, outputs: list[list[int]] | None = None) -> gluon.SymbolBlock:
+    """The block's inference graph as a SymbolBlock holding the block's own parameters, keyed by the
+    block's structural names (so get_state, the mapping and the Trainer see the same tensors): what
+    the proof runs where the block's train-mode forward is another graph, and, with `outputs`
+    ([node, output] of the traced graph), a detector's raw heads before its NMS / top-k."""
+    names = _input_names(model, count)
+    with _warnings_off():
+        out, _ = _trace(model, names)
+        sym = mx.sym.Group(list(out)) if isinstance(out, list | tuple) else out
+        if outputs is not None:
+            nodes = json.loads(sym.tojson())["nodes"]
+            internals = sym.get_internals()
+            by_ref = {tuple(v): k for k, v in _output_refs(nodes, internals.list_outputs()).items()}
+            sym = mx.sym.Group([internals[by_ref[tuple(r)]] for r in outputs])
+        structural = {p.name: n for n, p in model._collect_params_with_prefix().items()}
+        block = _GraphBlock(sym, [mx.sym.var(n) for n in names], params=model.collect_params())
+    block._reg_params = {structural[p.name]: p for p in block.params.values()}
+    return block
+
+
 def save_params(block: gluon.Block, path: str) -> None:
-    """The block's parameters as load_params reads them back (a SymbolBlock's by full name, as
+    """The block's parameters as _load_params reads them back (a SymbolBlock's by full name, as
     export() writes them: its structural names hold no '.', which load_parameters would misread)."""
     if isinstance(block, gluon.SymbolBlock):
         block.collect_params().save(str(path))
@@ -731,7 +732,7 @@ class _GraphStats:
             data = refs[tuple(n["inputs"][0][:2])]
             mean, var = (params[nodes[n["inputs"][k][0]]["name"]] for k in (3, 4))
             self.layers.append((data, mean, var, float(a.get("momentum", 0.9)), int(a.get("axis", 1))))
-        with warnings_off():  # (made while the parameters are float32, what it infers for them)
+        with _warnings_off():  # (made while the parameters are float32, what it infers for them)
             self.block = gluon.SymbolBlock(mx.sym.Group([internals[d] for d, *_ in self.layers]), list(inputs),
                                            params=params) if self.layers else None
 
@@ -739,7 +740,7 @@ class _GraphStats:
         """(running mean, running var, batch mean, unbiased batch var) of every layer, for this batch."""
         if self.block is None:
             return []
-        with autograd.pause(), autograd.train_mode(), warnings_off():
+        with autograd.pause(), autograd.train_mode(), _warnings_off():
             outs = self.block(*xs)
         outs = outs if isinstance(outs, list | tuple) else [outs]
         got = []

@@ -46,7 +46,7 @@ def read(model: Any, shape, params: str | None = None, seed: int = 0) -> dict:
         full = net.state_dict()
         state.update({k: v for k, v in full.items() if k.endswith("num_batches_tracked")})
         net.load_state_dict(state, strict=True)
-        torch.save(net.state_dict(), folder / "weights.pt")
+        save_params(net, folder / "weights.pt")
         net.eval()
         from ...common.usermodel import parse_input
 
@@ -83,6 +83,11 @@ def heads_model(model: Any) -> tuple[Any, torch.nn.Module]:
     view = copy.copy(net)  # shares _parameters, _buffers and _modules with net
     view.forward = net.raw_heads
     return module, view
+
+
+def save_params(model: torch.nn.Module, path: str | Path) -> None:
+    """The port's parameters as its own load() reads them back: weights.pt, the state dict."""
+    torch.save(model.state_dict(), path)
 
 
 def _state(net: torch.nn.Module) -> dict[str, np.ndarray]:

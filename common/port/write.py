@@ -225,7 +225,7 @@ def prove_port(folder: str | Path, block=None, progress=None) -> Proof:
                 sys.path.insert(0, where)
         block = M.load(info.get("source") or info["factory"], params)
     else:
-        M.load_params(block, params)
+        block = M.load(None, params, block=block)
     model = T.load(folder)
     shape = info.get("inputs") or tuple(info["input_shape"])
     return prove(model, block, mapping, parse_optimizer(info["optimizer"]), shape,
