@@ -13,8 +13,11 @@ import difflib
 import importlib
 import importlib.util
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .errors import GanparityError, choose
 
@@ -101,6 +104,80 @@ def parse_shape(text: str) -> tuple[int, ...]:
     if not shape or any(s <= 0 for s in shape):
         raise GanparityError(f"input shape {text!r}: expected positive integers like 4,3,64,64")
     return shape
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input of a model: its shape and what its values are. 'float': N(0, 1); 'int': whole
+    numbers drawn uniformly from low..high (both included), held as float32 as Gluon's models take
+    token ids and lengths (an Embedding truncates them to integers). An 'int' input without a range
+    gets one from the model (the Embedding that reads it: 0..input_dim - 1; else 0..9)."""
+
+    shape: tuple[int, ...]
+    kind: str = "float"
+    low: int | None = None
+    high: int | None = None
+
+    def text(self) -> str:
+        """The --input-shape spelling of this input: '2,8', '2,8:int', '2:int:1..8'."""
+        shape = ",".join(map(str, self.shape))
+        if self.kind == "float":
+            return shape
+        return f"{shape}:int" + (f":{self.low}..{self.high}" if self.low is not None else "")
+
+    def draw(self, rng) -> np.ndarray:
+        if self.kind == "int":
+            lo, hi = (0, 9) if self.low is None else (self.low, self.high)
+            return rng.integers(lo, hi + 1, self.shape).astype(np.float32)
+        return rng.standard_normal(self.shape).astype(np.float32)
+
+
+class Inputs(tuple):
+    """The inputs of a model of several (one numpy array each), as compare and the port's proof
+    pass one batch around: astype() and shape act on every array. A model of one input gets its
+    array itself, as before."""
+
+    def astype(self, dtype) -> Inputs:
+        return Inputs(np.asarray(a).astype(dtype) for a in self)
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(tuple(np.shape(a)) for a in self)
+
+
+def arrays_of(x) -> list:
+    """One batch as the list of a model's inputs (an Inputs, or one array)."""
+    return list(x) if isinstance(x, Inputs | list) else [x]
+
+
+def parse_input(text: str | tuple | InputSpec) -> InputSpec:
+    """'4,3,64,64' (float, N(0, 1)), '2,8:int' (token ids: the range of the Embedding that reads
+    them), '2:int:1..8' (whole numbers 1 to 8, both included: valid lengths): one input's shape
+    and values, every bad part refused in one line."""
+    if isinstance(text, InputSpec):
+        return text
+    if isinstance(text, tuple | list):
+        return InputSpec(parse_shape(",".join(map(str, text))))
+    shape, _, rest = str(text).partition(":")
+    spec = InputSpec(parse_shape(shape))
+    if not rest:
+        return spec
+    kind, _, span = rest.partition(":")
+    kind = choose(f"input {text!r} kind", kind.strip().lower(), ("float", "int"))
+    if kind == "float":
+        if span:
+            raise GanparityError(f"input {text!r}: a float input is N(0, 1) and takes no range")
+        return spec
+    if not span:
+        return InputSpec(spec.shape, "int")
+    lo, dots, hi = span.partition("..")
+    try:
+        low, high = int(lo), int(hi)
+    except ValueError:
+        raise GanparityError(f"input {text!r}: expected a range of whole numbers like 2,8:int:0..99") from None
+    if not dots or low > high:
+        raise GanparityError(f"input {text!r}: expected a range LOW..HIGH with LOW <= HIGH, like 2:int:1..8")
+    return InputSpec(spec.shape, "int", low, high)
 
 
 def _in_range(key: str, value: float) -> bool:

@@ -332,3 +332,36 @@ class ZooOps(nn.HybridBlock):
 
 def zoo_ops():
     return ZooOps()
+
+
+# -- issue 26: several inputs, every missing op at once ---------------------------------------------
+
+
+class TokensAndLength(nn.HybridBlock):
+    """Two inputs, as an NLP encoder takes them: token ids (2, 6) through an Embedding and a valid
+    length (2,) that masks the positions past it (SequenceMask), then a Dense per sample."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.embed = nn.Embedding(9, 4)
+        self.fc = nn.Dense(3, in_units=24)
+
+    def hybrid_forward(self, F, tokens, length):
+        h = self.embed(tokens)  # (N, T, 4)
+        h = F.SequenceMask(h, sequence_length=length, use_sequence_length=True, axis=1)
+        return self.fc(h)
+
+
+def tokens_and_length():
+    return TokensAndLength()
+
+
+class _TwoMissing(nn.HybridBlock):
+    def hybrid_forward(self, F, x):
+        return F.arctan(x) + F.cbrt(x)
+
+
+def with_two_missing_ops():
+    net = nn.HybridSequential()
+    net.add(nn.Dense(4, in_units=6), _TwoMissing())
+    return net

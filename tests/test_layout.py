@@ -33,8 +33,9 @@ APP_USES = {"ganparity.common.port": {"ganparity.common.compare"},  # an applica
             "ganparity.common.report": {"ganparity.common.gan"}}
 CLI = "ganparity.common.cli"
 STDLIB = set(sys.stdlib_module_names) | {"__future__"}
+ZOOS = {"gluoncv", "gluonnlp"}  # MXNet's model zoos, read by backends/mxnet/port.py (--zoo)
 THIRD_PARTY = {"core": {"numpy"}, "apps": {"numpy", "PIL", "matplotlib", "tqdm"}, "cli": {"numpy", "matplotlib"},
-               "backends": {"numpy"} | FRAMEWORKS, "benchmarks": {"numpy", "matplotlib"}, "root": set()}
+               "backends": {"numpy"} | FRAMEWORKS | ZOOS, "benchmarks": {"numpy", "matplotlib"}, "root": set()}
 
 
 def module_name(path: Path) -> str:
@@ -183,7 +184,10 @@ def _public_defs(path: Path) -> list[str]:
 
 # emulations.py holds the other framework's semantics, named after it: the one place names differ
 MIRROR_NAMES = {"emulations.py": {"MXNetBatchNorm": "TorchBatchNorm", "mxnet_adam_lr_eps": "torch_adam_eps",
-                                  "MXNetAdam": "TorchAdam"}}
+                                  "MXNetAdam": "TorchAdam"},
+                # the model the proof runs on a detector's raw heads: the port's forward up to them (torch), the
+                # Gluon block's graph up to them (mxnet)
+                "port.py": {"heads_model": "graph_block"}}
 
 
 def test_backends_mirror_each_other():

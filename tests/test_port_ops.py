@@ -253,6 +253,38 @@ def test_shape_ops(case, tmp_path):
 
 # -- elementwise ------------------------------------------------------------------------------------
 
+def test_a_symbol_convolution_without_stride_or_pad(tmp_path):
+    """mx.sym.Convolution(kernel=(1, 1)) as GluonCV's SSD feature expander writes it holds stride and
+    pad as '()' in the symbol: the defaults, 1 and 0 (not an empty stride)."""
+    data = mx.sym.var("data")
+    sym = mx.sym.Convolution(data, kernel=(1, 1), num_filter=4, stride=(), pad=(), name="expand")
+    block = mxport._GraphBlock(sym, [data])
+    block.initialize()
+    x = normal(2, 3, 5, 5).astype(np.float32)
+    net, text = _write(block, x, tmp_path)
+    assert "stride=()" not in text and "padding=()" not in text
+    want = block(mx.nd.array(x)).asnumpy()
+    got = net(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+MOD_A = np.array([[5.5, -5.5, 5.5, -5.5, 7.0, -2.0, 0.25, 9.0]])
+MOD_B = np.array([[2.0, 2.0, -2.0, -2.0, 3.5, 1.0, -0.75, 4.0]])
+MODS = [  # CenterNet's decoder: a top-k index modulo the map's width; Python's sign rule (the divisor's)
+    Case("broadcast_mod", lambda F, a, b: F.broadcast_mod(a, b), [MOD_A, MOD_B], text=("torch.remainder(x1, x2)",)),
+    Case("mod_scalar", lambda F, x: x % 2.5, [MOD_A], text=("torch.remainder(x, 2.5)",)),
+    Case("rmod_scalar", lambda F, x: 5.5 % x, [MOD_B]),
+    # an integer over an integer is integer division in MXNet, toward zero (-7 / 2 = -3)
+    Case("div-int", lambda F, x: F.broadcast_div(F.cast(x * 7, "int32"), F.cast(F.abs(x) * 3 + 1, "int32")),
+         [np.array([[-1.0, -0.3, 0.4, 1.3, 2.9, -2.2]])], grad=False, text=("rounding_mode='trunc'",)),
+]
+
+
+@cases(*MODS)
+def test_mod_ops(case, tmp_path):
+    check(case, tmp_path)
+
+
 TIES = np.array([[0.0, 1.0, -1.0, 2.0, 0.5, 0.5], [3.0, -2.0, 0.5, 1.0, 0.0, 2.5]])
 TIES_B = np.array([[0.0, 2.0, -1.0, 1.0, 0.5, -0.5]])
 BOUNDS = np.array([[2.5, -2.5, 0.0, 3.0, -3.0, 1.0, 2.0, -1.6]])
@@ -608,6 +640,14 @@ def test_known_differences(tmp_path):
                                     tmp_path / "norm")
     assert np.isnan(mx_grad[0]).all() and pt_grad[0].tolist() == [0, 0, 0]
     assert np.allclose(mx_grad[1], pt_grad[1])
+    # mod by a zero divisor: 0 in MXNet, NaN in torch.remainder (the forward elsewhere agrees)
+    block = OpBlock(lambda F, a, b: F.broadcast_mod(a, b), [(1, 2), (1, 2)])
+    (tmp_path / "mod").mkdir()
+    net, _ = _write(block, np.array([[3.0, 5.0, 0.0, 2.0]], np.float32), tmp_path / "mod")
+    x = np.array([[3.0, 5.0, 0.0, 2.0]])
+    assert _mx_run(block, x, "float64")[0][0].tolist() == [[0.0, 1.0]]
+    ours = _torch_run(net, x, "float64")[0][0]
+    assert np.isnan(ours[0, 0]) and ours[0, 1] == 1.0
     # clip(0, 6) is written nn.ReLU6 (hardtanh): at exactly 0 and 6 its gradient is 0, MXNet's clip passes it
     mx_grad, pt_grad, _, _ = _grads(lambda F, x: F.clip(x, 0, 6), np.array([[0.0, 6, 3, -1, 7]]), tmp_path / "clip")
     assert mx_grad.tolist() == [[1, 1, 1, 0, 0]] and pt_grad.tolist() == [[0, 0, 1, 0, 0]]

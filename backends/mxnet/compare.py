@@ -27,7 +27,7 @@ from mxnet.gluon import nn
 
 from ...common.errors import GanparityError
 from ...common.spec.model import Adam
-from ...common.usermodel import LOSSES, Rejected
+from ...common.usermodel import LOSSES, Rejected, arrays_of
 from .emulations import TorchAdam
 
 FRAMEWORK = "mxnet"
@@ -56,14 +56,16 @@ def prepare_model(model: Any, what: str) -> tuple[gluon.Block, list[str]]:
     cached graph in which no child's hook fires, so it is un-hybridized; parameters nobody
     initialized get initialize() (their values are overwritten when weights are copied from
     torch). Returns the block and what was done, for the report."""
-    if isinstance(model, gluon.SymbolBlock):
-        raise GanparityError(f"{what} is a SymbolBlock (an imported graph): it has no child blocks to hook; "
-                             "build the Python model (its class) instead")
     if not isinstance(model, gluon.Block):
         kind = f"{type(model).__module__}.{type(model).__qualname__}"
         hint = " (--torch and --mxnet swapped?)" if type(model).__module__.startswith("torch") else ""
         raise GanparityError(f"{what} gave a {kind}, not a gluon.Block{hint}")
     notes = []
+    graphs = [path or "the model" for path, b in _blocks(model) if isinstance(b, gluon.SymbolBlock)]
+    if graphs:  # an imported graph (what export() wrote): no blocks inside to hook
+        notes.append(f"mxnet: {', '.join(graphs)} is a SymbolBlock (an imported graph, no child blocks to hook): "
+                     "its layers' outputs are not available, only its final outputs are compared; the tensors pair "
+                     "through the mapping")
     if any(getattr(b, "_active", False) for _, b in _blocks(model)):
         model.hybridize(False)
         notes.append("mxnet: the block was hybridized; compare un-hybridized it (forward hooks do not fire "
@@ -86,10 +88,20 @@ def model_info(model: gluon.Block) -> dict:
     (difference 'bn-stats': Gluon, in backward; biased variance on CPU, unbiased with cuDNN)."""
     ctx = _ctx(model)
     params = [p for p in model.collect_params().values() if p.grad_req != "null"]
+    graphs = [b for _, b in _blocks(model) if isinstance(b, gluon.SymbolBlock)]
     return {"class": f"{type(model).__module__}.{type(model).__qualname__}", "device": str(ctx),
             "parameters": int(sum(p.data().size for p in params if p._data is not None)),
             "bn_stats": "backward-biased" if ctx.device_type == "cpu" else "backward-unbiased",
-            "training": None}
+            "training": None,
+            # a SymbolBlock's Dropout ops, in graph order: no block holds them, the comparison reads their rates here
+            "graph_dropout": [r for b in graphs for r in _graph_dropout(b)] if graphs else None}
+
+
+def _graph_dropout(b: gluon.SymbolBlock) -> list[float]:
+    import json
+
+    nodes = json.loads(b._cached_graph[1].tojson())["nodes"]
+    return [float((n.get("attrs") or {}).get("p", 0.5)) for n in nodes if n["op"] == "Dropout"]
 
 
 def _pair(v) -> tuple:
@@ -268,9 +280,15 @@ def _outputs(value) -> list[mx.nd.NDArray]:
                          "or a tuple/list of them")
 
 
-def _to_input(model: gluon.Block, x: np.ndarray) -> mx.nd.NDArray:
+def _to_inputs(model: gluon.Block, x) -> list[mx.nd.NDArray]:
+    """The batch (one array, or an Inputs of several) as the block's inputs, in its dtype."""
     p = next(iter(model.collect_params().values()), None)
-    return mx.nd.array(np.asarray(x), ctx=_ctx(model), dtype=p.dtype if p is not None else "float32")
+    return [mx.nd.array(np.asarray(a), ctx=_ctx(model), dtype=p.dtype if p is not None else "float32")
+            for a in arrays_of(x)]
+
+
+def _shape_of_batch(x) -> tuple:
+    return tuple(np.shape(x)) if len(arrays_of(x)) == 1 else x.shape
 
 
 def _record_of(path: str, b: gluon.Block, names: dict[int, str], calls: int) -> dict:
@@ -304,7 +322,8 @@ def walk(model: gluon.Block, x: np.ndarray, mode: str, on_output=None,
     names, records, stack, calls, handles = _named(model), [], [], {}, []
     owners = {id(b) for _, b in _blocks(model) if b._reg_params and set(b._children) == {"act"}}
     acts = {id(b._children["act"]) for _, b in _blocks(model) if id(b) in owners}
-    recorded = {id(b) for _, b in _blocks(model) if not b._children or b._reg_params}
+    recorded = {id(b) for _, b in _blocks(model) if (not b._children or b._reg_params)
+                and not isinstance(b, gluon.SymbolBlock)}  # an imported graph: its final outputs only
     emitted: set[tuple[str, int]] = set()
 
     def emit(path: str, b: gluon.Block, in_shape, in_array, output) -> None:
@@ -344,16 +363,16 @@ def walk(model: gluon.Block, x: np.ndarray, mode: str, on_output=None,
     printed = io.StringIO()  # MXNet prints "infer_shape error. Arguments: ..." before it raises
     try:
         with _set_mode(mode), contextlib.redirect_stdout(printed):
-            out = model(_to_input(model, x))
+            out = model(*_to_inputs(model, x))
             arrays = [o.asnumpy() for o in _outputs(out)]
         sys.stdout.write(printed.getvalue())  # what the model itself printed
         return records, arrays
     except GanparityError:
         raise
     except Exception as e:
-        path, b, in_shape, _ = stack[-1] if stack else ("(root)", model, tuple(np.shape(x)), None)
+        path, b, in_shape, _ = stack[-1] if stack else ("(root)", model, _shape_of_batch(x), None)
         layer = _record_of(path, b, names, 1) | {"in_shape": in_shape}
-        raise Rejected(FRAMEWORK, tuple(np.shape(x)), layer, _one_line(e),
+        raise Rejected(FRAMEWORK, _shape_of_batch(x), layer, _one_line(e),
                        [r["kind"] for r in records if r["call"] == 1]) from None
     finally:
         for h in handles:
@@ -396,13 +415,33 @@ def no_dropout(model: gluon.Block) -> Iterator[list[str]]:
     """Dropout blocks at rate 0 while inside (each framework draws its own masks, so train-mode
     outputs could never agree); yields the paths it changed, and restores the rates."""
     changed = [(path, b, b._rate) for path, b in _blocks(model) if isinstance(b, nn.Dropout) and b._rate > 0]
+    graphs = [(path, b, b._cached_graph) for path, b in _blocks(model) if isinstance(b, gluon.SymbolBlock)
+              and any(r > 0 for r in _graph_dropout(b))]
     for _, b, _ in changed:
         b._rate = 0.0
+    for _, b, (inputs, out) in graphs:  # an imported graph: its Dropout ops at p=0, the same parameters
+        b._cached_graph = inputs, _dropout_off(out)
+        b._clear_cached_op()
     try:
-        yield [path for path, _, _ in changed]
+        yield [path for path, _, _ in changed] + [f"{path or '(the model)'} (its graph's Dropout ops)"
+                                                  for path, _, _ in graphs]
     finally:
         for _, b, rate in changed:
             b._rate = rate
+        for _, b, graph in graphs:
+            b._cached_graph = graph
+            b._clear_cached_op()
+
+
+def _dropout_off(sym: mx.sym.Symbol) -> mx.sym.Symbol:
+    """The symbol with every Dropout op at p=0 (an identity)."""
+    import json
+
+    graph = json.loads(sym.tojson())
+    for n in graph["nodes"]:
+        if n["op"] == "Dropout":
+            n.setdefault("attrs", {})["p"] = "0"
+    return mx.sym.load_json(json.dumps(graph))
 
 
 def _loss(outputs: list[mx.nd.NDArray], loss: str, target: list[np.ndarray] | None) -> mx.nd.NDArray:
@@ -425,9 +464,9 @@ def _loss(outputs: list[mx.nd.NDArray], loss: str, target: list[np.ndarray] | No
 
 
 def _backward(model: gluon.Block, x: np.ndarray, mode: str, loss: str, target) -> float:
-    xb = _to_input(model, x)
+    xb = _to_inputs(model, x)
     with autograd.record(train_mode=mode == "train"):
-        value = _loss(_outputs(model(xb)), loss, target)
+        value = _loss(_outputs(model(*xb)), loss, target)
     value.backward(train_mode=mode == "train")  # else BatchNorm back-propagates batch statistics
     return float(value.asscalar())
 

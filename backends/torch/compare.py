@@ -24,7 +24,7 @@ from torch import nn
 
 from ...common.errors import GanparityError
 from ...common.spec.model import Adam
-from ...common.usermodel import LOSSES, Rejected
+from ...common.usermodel import LOSSES, Rejected, arrays_of
 from .train import _adam, _mxnet_adam_step
 
 FRAMEWORK = "torch"
@@ -199,10 +199,16 @@ def _outputs(value) -> list[torch.Tensor]:
                          "or a tuple/list/dict of tensors")
 
 
-def _to_input(model: nn.Module, x: np.ndarray) -> torch.Tensor:
+def _to_inputs(model: nn.Module, x) -> list[torch.Tensor]:
+    """The batch (one array, or an Inputs of several) as the model's inputs, in its dtype."""
     p = next(iter(model.parameters()), None)
     dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
-    return torch.as_tensor(np.asarray(x), dtype=dtype, device=p.device if p is not None else "cpu")
+    return [torch.as_tensor(np.asarray(a), dtype=dtype, device=p.device if p is not None else "cpu")
+            for a in arrays_of(x)]
+
+
+def _shape_of_batch(x) -> tuple:
+    return tuple(np.shape(x)) if len(arrays_of(x)) == 1 else x.shape
 
 
 def _record_of(path: str, m: nn.Module, names: dict[int, str], calls: int) -> dict:
@@ -263,14 +269,14 @@ def walk(model: nn.Module, x: np.ndarray, mode: str, on_output=None,
     _set_mode(model, mode)
     try:
         with torch.no_grad():
-            out = model(_to_input(model, x))
+            out = model(*_to_inputs(model, x))
         return records, [o.detach().cpu().numpy().copy() for o in _outputs(out)]
     except GanparityError:
         raise
     except Exception as e:
-        path, m, _, in_shape = stack[-1] if stack else ("(root)", model, None, tuple(np.shape(x)))
+        path, m, _, in_shape = stack[-1] if stack else ("(root)", model, None, _shape_of_batch(x))
         layer = _record_of(path, m, names, 1) | {"in_shape": in_shape}
-        raise Rejected(FRAMEWORK, tuple(np.shape(x)), layer, _one_line(e),
+        raise Rejected(FRAMEWORK, _shape_of_batch(x), layer, _one_line(e),
                        [r["kind"] for r in records if r["call"] == 1]) from None
     finally:
         for h in handles:
@@ -336,7 +342,7 @@ def _loss(outputs: list[torch.Tensor], loss: str, target: list[np.ndarray] | Non
 
 def _forward_loss(model: nn.Module, x: np.ndarray, mode: str, loss: str, target) -> torch.Tensor:
     _set_mode(model, mode)
-    return _loss(_outputs(model(_to_input(model, x))), loss, target)
+    return _loss(_outputs(model(*_to_inputs(model, x))), loss, target)
 
 
 def gradients(model: nn.Module, x: np.ndarray, mode: str, loss: str,

@@ -26,11 +26,17 @@ def _import(path: Path, name: str):
     return module
 
 
-def read(model: Any, shape: tuple[int, ...], params: str | None = None, seed: int = 0) -> dict:
+def _inputs(x, dtype: str) -> list[torch.Tensor]:
+    """One batch as the model's inputs: an array, or a list of them (a model of several inputs)."""
+    return [torch.from_numpy(np.asarray(a).astype(dtype)) for a in (x if isinstance(x, list | tuple) else [x])]
+
+
+def read(model: Any, shape, params: str | None = None, seed: int = 0) -> dict:
     """The written port in folder `model`, read back: model.py imported by path, the weights of
     `params` (weights.npz, by torch state-dict name) loaded strictly, weights.pt saved beside,
-    one eval forward at `shape`. Returns {'model', 'module', 'out_shapes'}; any failure is a
-    GanparityError (the port wrote code that does not run: a bug of the porter)."""
+    one eval forward at `shape` (a shape, or a list of InputSpec for several inputs). Returns
+    {'model', 'module', 'out_shapes'}; any failure is a GanparityError (the port wrote code that
+    does not run: a bug of the porter)."""
     folder = Path(model)
     try:
         module = _import(folder / "model.py", f"ganparity_port_{abs(hash(str(folder)))}")
@@ -40,11 +46,14 @@ def read(model: Any, shape: tuple[int, ...], params: str | None = None, seed: in
         full = net.state_dict()
         state.update({k: v for k, v in full.items() if k.endswith("num_batches_tracked")})
         net.load_state_dict(state, strict=True)
-        torch.save(net.state_dict(), folder / "weights.pt")
+        save_params(net, folder / "weights.pt")
         net.eval()
-        x = torch.from_numpy(np.random.default_rng(seed).standard_normal(shape).astype(np.float32))
+        from ...common.usermodel import parse_input
+
+        specs = [parse_input(s) for s in shape] if isinstance(shape, list) else [parse_input(tuple(shape))]
+        rng = np.random.default_rng(seed)
         with torch.no_grad():
-            out = net(x)
+            out = net(*_inputs([s.draw(rng) for s in specs], "float32"))
     except Exception as e:
         raise GanparityError(f"the written port does not run: {type(e).__name__}: {str(e).splitlines()[0][:300]}"
                              ) from None
@@ -63,6 +72,22 @@ def load(folder: str | Path, name: str = "") -> tuple[Any, torch.nn.Module]:
         raise GanparityError(f"{folder / 'model.py'}: the written port does not load: {type(e).__name__}: "
                              f"{str(e).splitlines()[0][:300] if str(e) else ''}") from None
     return module, net
+
+
+def heads_model(model: Any) -> tuple[Any, torch.nn.Module]:
+    """The written detector as its raw heads: the same module (the same parameters, buffers and
+    children, so the same state-dict names) whose forward is its raw_heads()."""
+    import copy
+
+    module, net = model
+    view = copy.copy(net)  # shares _parameters, _buffers and _modules with net
+    view.forward = net.raw_heads
+    return module, view
+
+
+def save_params(model: torch.nn.Module, path: str | Path) -> None:
+    """The port's parameters as its own load() reads them back: weights.pt, the state dict."""
+    torch.save(model.state_dict(), path)
 
 
 def _state(net: torch.nn.Module) -> dict[str, np.ndarray]:
@@ -164,7 +189,7 @@ def outputs(model: Any, x: np.ndarray, dtype: str = "float64", mode: str = "trai
             setattr(m, key, value * (1 + rel) if value else rel)  # a zero (a clip at 0) moves by rel
         with _no_dropout(net), torch.no_grad():
             net.train(mode == "train")
-            out = net(torch.from_numpy(np.asarray(x).astype(dtype)))
+            out = net(*_inputs(x, dtype))
         outs = out if isinstance(out, tuple | list) else (out,)
         return [o.detach().cpu().numpy().astype(np.float64) for o in outs]
     finally:
@@ -183,7 +208,7 @@ def gradients(model: Any, data: dict, dtype: str = "float32") -> dict[str, np.nd
         with _no_dropout(net):
             net.train()
             net.zero_grad(set_to_none=True)
-            out = net(torch.from_numpy(np.asarray(data["batches"][0]).astype(dtype)))
+            out = net(*_inputs(data["batches"][0], dtype))
             outs = out if isinstance(out, tuple | list) else (out,)
             sum((y * torch.from_numpy(np.asarray(r).astype(dtype))).sum()
                 for y, r in zip(outs, data["projections"][0])).backward()
@@ -268,7 +293,7 @@ def train_updates(model: Any, data: dict, dtype: str = "float32", options: dict 
             states = [_state(net)]
             for x, projection in zip(data["batches"], data["projections"]):
                 optimizer.zero_grad(set_to_none=True)
-                out = net(torch.from_numpy(np.asarray(x).astype(dtype)))
+                out = net(*_inputs(x, dtype))
                 outs = out if isinstance(out, tuple | list) else (out,)
                 loss = sum((y * torch.from_numpy(np.asarray(r).astype(dtype))).sum() for y, r in zip(outs, projection))
                 (loss * o.get("scale", 1.0)).backward()

@@ -335,9 +335,11 @@ def suggestion_for(pairs: list[Pair], category: str) -> str:
 
 def build_checks(mp: Mapping, runs: dict[str, SideRun], floors: dict, where_t: dict, opts: dict, rtol: float,
                  shapes_differ: list[str], weights: CheckResult | None, unpaired_dropout: dict,
-                 forward: dict[str, list[TensorDiff]], inputs=None) -> list[CheckResult]:
+                 forward: dict[str, list[TensorDiff]], inputs=None,
+                 graph_dropout: list[tuple[str, float, float]] | None = None) -> list[CheckResult]:
     """Every row, judged. runs: 'torch', 'mxnet' (fp32) and, when the control ran, 'torch64', 'mxnet64';
-    unpaired_dropout: framework -> its dropout layers that have no counterpart."""
+    unpaired_dropout: framework -> its dropout layers that have no counterpart; graph_dropout: the
+    torch dropout rates against an imported graph's Dropout ops, in order (key, torch, mxnet)."""
     t32, m32, t64, m64 = runs["torch"], runs["mxnet"], runs.get("torch64"), runs.get("mxnet64")
     checks = [weights] if weights is not None else []
     where_f = {p.torch.path: i for i, p in enumerate(mp.pairs)}
@@ -362,9 +364,13 @@ def build_checks(mp: Mapping, runs: dict[str, SideRun], floors: dict, where_t: d
             key = f"{fw} '{layer.path}' (no counterpart)"
             ref[key], cand[key] = (rate(layer), np.zeros(1)) if fw == "torch" else (np.zeros(1), rate(layer))
             where[key] = -1
+    for key, t_rate, m_rate in graph_dropout or []:
+        ref[key], cand[key], where[key] = np.array([t_rate]), np.array([m_rate]), -1
     if ref:
         checks.append(judged(DROPOUT_CHECK, "config", ref, cand, ref, cand, None, where, False, rtol))
-    tensor_where = {tn: where_t[p.torch.path] for p in mp.pairs for _, tn, _ in p.tensors}
+    # (a tensor paired by the mapping alone, outside any layer pair: an imported graph's, -1)
+    tensor_where = {tn: -1 for tn in mp.tensor_map} | {tn: where_t[p.torch.path] for p in mp.pairs
+                                                       for _, tn, _ in p.tensors}
     if opts["skip_backward"]:
         reason = "the outputs' shapes differ: " + "; ".join(shapes_differ)
         checks.append(CheckResult("gradients", CANNOT_TELL, category="gradients", skipped=reason,

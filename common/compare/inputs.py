@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GanparityError, choose
-from ..usermodel import FRAMEWORKS, parse_shape
+from ..usermodel import FRAMEWORKS, Inputs, parse_shape
 from ..verdicts import nonfinite
 
 
@@ -56,7 +56,12 @@ def load_mapping(mapping: str | os.PathLike | dict | None) -> MappingFile:
 
 def draw_inputs(inputs: Any, seed: int) -> tuple[np.ndarray, str]:
     """A numpy batch and how it was made: a shape draws N(0, 1) in numpy (the same batch for both
-    frameworks); an array is taken as given, and must be finite."""
+    frameworks); an array is taken as given, and must be finite. A model of several inputs: a
+    list of them (arrays or shapes), handed on as one Inputs."""
+    if isinstance(inputs, Inputs) or isinstance(inputs, list) and inputs and not all(
+            isinstance(s, int | np.integer) for s in inputs):
+        drawn = [draw_inputs(a, seed + k) for k, a in enumerate(inputs)]
+        return Inputs(x for x, _ in drawn), "; ".join(f"input {k}: {how}" for k, (_, how) in enumerate(drawn))
     if isinstance(inputs, str):
         inputs = parse_shape(inputs)
     if isinstance(inputs, tuple | list) and all(isinstance(s, int | np.integer) for s in inputs):

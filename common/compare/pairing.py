@@ -142,7 +142,10 @@ def pair_layers(tl: list[WalkedLayer], ml: list[WalkedLayer], mapping: MappingFi
             raise GanparityError(f"mapping {src!r}: torch {tn!r} {t_state[tn].shape} and mxnet {mn!r} "
                                  f"{m_state[mn].shape} differ in shape")
         t, m = owner_t.get(tn), owner_m.get(mn)
-        if t is not None and m is not None and t.index not in taken_t and m.index not in taken_m:
+        # (the layers too, where they are the same kind of layer: a parameter a Gluon block reads in its own
+        # forward, BERT's position table, is a torch nn.Embedding's; their outputs are not the same tensor)
+        if t is not None and m is not None and t.index not in taken_t and m.index not in taken_m and (
+                t.kind == m.kind or t.out_shape == m.out_shape):
             take(t, m, "mapping")
     rest_t = [t for t in t_own if t.index not in taken_t]
     rest_m = [m for m in m_own if m.index not in taken_m]
@@ -177,8 +180,11 @@ def pair_layers(tl: list[WalkedLayer], ml: list[WalkedLayer], mapping: MappingFi
             left_m = [n for n in left_m if n != mn]
     owned_t = {n for t in t_own for n in t.tensors.values()}
     owned_m = {n for m in m_own for n in m.tensors.values()}
-    left_t += [t for layer in t_own if layer.index not in taken_t for t in layer.tensors.values()]
-    left_m += [m for layer in m_own if layer.index not in taken_m for m in layer.tensors.values()]
+    # (a tensor the mapping paired is paired, even where its layer is not: an imported graph has no layers)
+    left_t += [t for layer in t_own if layer.index not in taken_t for t in layer.tensors.values()
+               if t not in tensor_map]
+    left_m += [m for layer in m_own if layer.index not in taken_m for m in layer.tensors.values()
+               if m not in tensor_map.values()]
     left_t += [n for n in t_state if n not in owned_t and n not in tensor_map]
     left_m += [n for n in m_state if n not in owned_m and n not in tensor_map.values()]
     for fw in FRAMEWORKS:

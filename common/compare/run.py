@@ -225,10 +225,22 @@ def compare_models(torch_model: Any, mxnet_model: Any, inputs: Any, *, mode: str
     in_pairs = {"torch": {p.torch.index for p in mp.pairs}, "mxnet": {p.mxnet.index for p in mp.pairs}}
     lone_dropout = {fw: [la for la in layers if la.kind == "dropout" and la.index not in in_pairs[fw]]
                     for fw, layers in (("torch", tl), ("mxnet", ml))}
+    graph_dropout = None
+    if info["mxnet"].get("graph_dropout") is not None:  # an imported graph: its Dropout ops, in order
+        rates = info["mxnet"]["graph_dropout"]
+        torch_rates = [(la.path, float(la.config.get("rate") or 0.0)) for la in lone_dropout["torch"]]
+        graph_dropout = [(f"torch '{path}' / graph Dropout {k}", r, rates[k] if k < len(rates) else 0.0)
+                         for k, (path, r) in enumerate(torch_rates)]
+        graph_dropout += [(f"graph Dropout {k} (no torch counterpart)", 0.0, r) for k, r in
+                          enumerate(rates) if k >= len(torch_rates)]
+        lone_dropout = {"torch": [], "mxnet": lone_dropout["mxnet"]}
+        if not mp.pairs:
+            notes.append("layers: the mxnet model is an imported graph: the forward rows compare the final outputs "
+                         "(per-layer rows are not available), the weights and gradients every tensor of the mapping")
     inputs = lambda m: layer_inputs(T, M, tm, mm, init_t, init_m, x, names_t, names_m, m, rtol)  # noqa: E731
     try:
         checks = build_checks(mp, runs, floors, where_t, opts, rtol, shapes_differ, weights_check, lone_dropout,
-                              forward, inputs)
+                              forward, inputs, graph_dropout)
     finally:
         T.set_state(tm, init_t)
         M.set_state(mm, init_m)

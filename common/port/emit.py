@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import GanparityError
-from .ops import GLOBAL_STATS, MXNET_ADAM, MXNET_BN, Unsupported, translate  # noqa: F401
+from .ops import GLOBAL_STATS, MXNET_ADAM, MXNET_BN, Unsupported, several, translate, value_inputs  # noqa: F401
 from .structure import PLACEHOLDER, NoStructure, Structured, _indent
 
 SEMANTICS = ("torch", "mxnet")
@@ -32,6 +32,7 @@ class Layer:
     frozen: list[str] = field(default_factory=list)  # torch tensors with Gluon grad_req 'null'
     notes: list[str] = field(default_factory=list)
     count: int = 0  # BatchNorm: values per channel in a batch (n of the n / (n - 1) correction)
+    kind: str = "module"  # 'module'; 'parameter' / 'buffer': a Gluon parameter an op reads as a value
     momentum: float = 0.0  # BatchNorm: Gluon's momentum
 
 
@@ -49,6 +50,7 @@ class Port:
     frozen: list[str] = field(default_factory=list)  # torch parameters with Gluon grad_req 'null' (build() freezes)
     imports: list[str] = field(default_factory=list)  # import lines beyond torch, nn and F
     structured: bool = False  # classes from the Gluon block tree (else one flat class)
+    heads: dict | None = None  # a detector's raw heads: model.raw_heads(x), the outputs before NMS / top-k
 
     def to_mapping(self) -> dict:
         """mapping.json: what test_port.py needs to prove the port again."""
@@ -87,6 +89,8 @@ class _Emitter:
         self.choices: dict[str, str] = {}
         self.used: set[str] = set()
         self.lines: list[str] = []
+        self.tensors_made: dict[str, str] = {}  # Gluon parameter read as a value -> its expression
+        self.skip: set[int] = set()  # nodes written elsewhere (a detector's post-processing, after its raw heads)
 
     def need(self, line: str) -> None:
         """An import line model.py needs beyond torch, nn and F."""
@@ -144,6 +148,19 @@ class _Emitter:
         self.layers.append(layer)
         return f"self.{attr}"
 
+    def tensor(self, node) -> str:
+        """A Gluon parameter that an op reads as a value (YOLO's anchors and offsets, a position
+        table): an nn.Parameter of the module, or a buffer where Gluon does not train it (grad_req
+        'null', get_constant), named after it; its expression."""
+        g_name = node["param"]
+        if g_name in self.tensors_made:
+            return self.tensors_made[g_name]
+        attr = self.attr({"name": g_name, "path": g_name.replace(".", "_")})
+        layer = value_layer(attr, g_name, self.arrays[g_name].shape, self.g["grad_req"].get(g_name) == "null")
+        self.layers.append(layer)
+        self.tensors_made[g_name] = f"self.{attr}"
+        return f"self.{attr}"
+
     def shape_of(self, ref) -> tuple:
         node = self.nodes[ref[0]]
         return tuple((node.get("out_shapes") or [node["out_shape"]])[ref[1]])
@@ -157,10 +174,16 @@ class _Emitter:
         """A semantic choice, in words, for PORT.md."""
         self.choices[key] = text
 
-    def run(self) -> Port:
+    def args(self) -> list[str]:
+        """The forward's argument names, one per input (hybrid_forward's, or x / x0, x1, ...)."""
+        return [i["arg"] for i in self.g.get("inputs") or [{"arg": "x"}]]
+
+    def run(self, collect: list | None = None) -> Port:
+        """The flat form: one class, the graph's ops in order. `collect`: a list that takes each
+        node's Unsupported instead of stopping at the first (the refusal names them all)."""
         uses: dict[tuple, int] = {}
-        for n in self.nodes:
-            for ref in n["inputs"]:
+        for i, n in enumerate(self.nodes):
+            for ref in n["inputs"] if i not in self.skip else []:
                 uses[tuple(ref)] = uses.get(tuple(ref), 0) + 1
         heads = {tuple(h) for h in self.g["outputs"]}
         wanted: dict[int, set[int]] = {}
@@ -175,15 +198,24 @@ class _Emitter:
             return f"x{fresh}"
 
         body = []
+        args_in = self.args()
         for i, n in enumerate(self.nodes):
             if n["op"] == "null":
-                if n["name"] == "data":
-                    names[(i, 0)] = "x"
+                if n.get("input") is not None:
+                    names[(i, 0)] = args_in[n["input"]]
                 continue
-            data_refs = [tuple(r) for r in n["inputs"] if self.nodes[r[0]]["op"] != "null" or
-                         self.nodes[r[0]]["name"] == "data"]
-            args = [names[r] for r in data_refs]
-            expr = self.translate(n, args)
+            if i in self.skip:
+                continue
+            data_refs = [tuple(r) for r in value_inputs(self.nodes, n)]
+            args = [names[r] if r in names else self.tensor(self.nodes[r[0]]) if self.nodes[r[0]].get("param")
+                    else "x" for r in data_refs]
+            try:
+                expr = self.translate(n, args)
+            except Unsupported as e:
+                if collect is None:
+                    raise
+                collect.append(e)
+                expr = "x"
             count = len(n.get("out_shapes") or [n["out_shape"]])
             if count > 1:
                 lhs, outs = unpack_outputs(i, count, wanted.get(i, set()), new_var)
@@ -191,7 +223,7 @@ class _Emitter:
                 body.append(f"        {lhs} = {expr}")
                 continue
             first = data_refs[0] if data_refs else None
-            if first is not None and uses.get(first, 0) == 1 and first not in heads:
+            if first is not None and first in names and uses.get(first, 0) == 1 and first not in heads:
                 var = names[first]
             else:
                 var = new_var()
@@ -202,10 +234,20 @@ class _Emitter:
         body.append(f"        return {', '.join(outs)}")
         return self.finish(body)
 
+    def input_text(self) -> str:
+        ins = self.g.get("inputs")
+        if not ins or len(ins) == 1 and ":" not in ins[0]["spec"]:
+            return str(tuple(self.g["input"]))
+        return ", ".join(f"{i['arg']} {i['spec']}" for i in ins)
+
     def finish(self, body: list[str]) -> Port:
-        cls = _class_name(self.g["class"])
+        cls = _class_name(self.g.get("name") or self.g["class"])  # an imported graph: after its common prefix
         init = []
         for layer in self.layers:
+            if layer.kind == "buffer":
+                init.append(f"        self.register_buffer({layer.attr!r}, {layer.ctor})  # gluon '{layer.path}': "
+                            f"{layer.gluon}")
+                continue
             init.append(f"        self.{layer.attr} = {layer.ctor}  # gluon '{layer.path}': {layer.gluon}")
             for t in layer.frozen:
                 init.append(f"        self.{layer.attr}.{t}.requires_grad_(False)  # Gluon grad_req 'null'")
@@ -213,11 +255,21 @@ class _Emitter:
         helpers = sorted(self.helpers)
         src = "\n".join([f"class {cls}(nn.Module):",
                          f'    """{self.g["class"]} ported to PyTorch by `ganparity port`',
-                         f'    (semantics: {self.semantics}); input {tuple(self.g["input"])}."""', "",
+                         f'    (semantics: {self.semantics}); input {self.input_text()}."""', "",
                          "    def __init__(self):",
-                         "        super().__init__()", *init, "", "    def forward(self, x):", *body, ""])
+                         "        super().__init__()", *init, "", f"    def forward(self, {', '.join(self.args())}):",
+                         *body, ""])
         return Port(cls, src, self.layers, tensor_map, [f"{k}: {v}" for k, v in sorted(self.choices.items())],
                     helpers, imports=sorted(self.imports))
+
+
+def value_layer(attr: str, g_name: str, shape: tuple, constant: bool) -> Layer:
+    """The Layer of a Gluon parameter read as a value: a buffer (constant) or an nn.Parameter."""
+    zeros = f"torch.zeros({', '.join(map(str, shape))})" if shape else "torch.zeros(())"
+    if constant:
+        return Layer(attr, zeros, g_name, "a constant (grad_req 'null'): a buffer", {attr: g_name}, kind="buffer")
+    return Layer(attr, f"nn.Parameter({zeros})", g_name, "a parameter read as a value", {attr: g_name},
+                 kind="parameter")
 
 
 def unpack_outputs(node: int, count: int, used: set[int], new_var) -> tuple[str, dict[tuple, str]]:
@@ -251,12 +303,204 @@ def tidy(source: str) -> str:
     return source
 
 
+# the ops a detector's inference ends in: what comes after them is post-processing, without a gradient to train
+POSTPROCESS = ("_contrib_box_nms", "_contrib_box_non_maximum_suppression", "topk", "sort", "argsort")
+
+
+# ops whose output carries no gradient: shapes, index ranges, constants, comparisons
+NO_GRADIENT = {"shape_array", "size_array", "_contrib_arange_like", "_arange", "zeros_like", "ones_like", "_zeros",
+               "_ones", "_full", "argmax", "argmin", "argsort", "one_hot"}
+LIKE_OPS = {"slice_like", "reshape_like", "broadcast_like"}
+COMPARE_OPS = {"greater", "greater_equal", "lesser", "lesser_equal", "equal", "not_equal"}
+
+
+def find_heads(graph: dict) -> dict | None:
+    """A detector's raw heads: where the graph's inference ends in NMS / top-k, the values those
+    ops (and what follows them) read, and the final outputs that do not pass through them.
+    {'heads': [[node, output]], 'post': [node indices after them], 'ops': [...]}; None without."""
+    nodes = graph["nodes"]
+    post: set[int] = set()
+    for i, n in enumerate(nodes):
+        if n["op"] in POSTPROCESS or any(r[0] in post for r in n["inputs"]):
+            post.add(i)
+    if not post:
+        return None
+    # what the post-processing reads that no trained parameter reaches (a shape, an arange of indices) is
+    # computed there too, where nothing else reads it: the heads are the values a loss differentiates
+    trained = {i for i, n in enumerate(nodes) if n["op"] == "null" and n.get("param")
+               and (graph.get("grad_req") or {}).get(n["param"], "write") != "null"}
+    live: set[int] = set()
+    readers: dict[int, set[int]] = {}
+    for i, n in enumerate(nodes):
+        cut = n["op"] in NO_GRADIENT or n["op"].removeprefix("broadcast_").removeprefix("_").removesuffix(
+            "_scalar") in COMPARE_OPS or str((n.get("attrs") or {}).get("dtype", "float")).startswith(("int", "uint"))
+        values = n["inputs"][:1] if n["op"] in LIKE_OPS else n["inputs"]  # slice_like reads its second's shape
+        if i in trained or (not cut and any(r[0] in live for r in values)):
+            live.add(i)
+        for r in n["inputs"]:
+            readers.setdefault(r[0], set()).add(i)
+    outputs = {r[0] for r in graph["outputs"]}
+    changed = True
+    while changed:
+        changed = False
+        for i in sorted(post):
+            for r in nodes[i]["inputs"]:
+                j = r[0]
+                if (j not in post and j not in live and nodes[j]["op"] != "null" and j not in outputs
+                        and readers.get(j, set()) <= post):
+                    post.add(j)
+                    changed = True
+    heads: list[list[int]] = []
+    for i in sorted(post):
+        for r in nodes[i]["inputs"]:
+            if r[0] not in post and nodes[r[0]]["op"] != "null" and list(r[:2]) not in heads:
+                heads.append(list(r[:2]))
+    heads += [list(r[:2]) for r in graph["outputs"] if r[0] not in post and list(r[:2]) not in heads]
+    return {"heads": heads, "post": sorted(post), "ops": sorted({nodes[i]["op"] for i in post} & set(POSTPROCESS))}
+
+
+class _Tail:
+    """The ctx of the post-processing ops (ops.translate): functional forms only, inside forward."""
+
+    functional = True
+
+    def __init__(self, em: _Emitter):
+        self.em, self.arrays, self.semantics, self.helpers = em, em.arrays, em.semantics, em.helpers
+
+    def shape_of(self, ref) -> tuple:
+        return self.em.shape_of(ref)
+
+    def choose(self, key: str, text: str) -> None:
+        self.em.choices[key] = text
+
+    def need(self, line: str) -> None:
+        self.em.imports.add(line)
+
+    def module(self, node, *args, **kwargs) -> str:
+        raise NoStructure(f"the post-processing holds a layer ({node['op']} at '{node.get('path') or node['name']}')")
+
+    def tensor(self, node) -> str:
+        raise NoStructure(f"the post-processing reads the parameter '{node['param']}'")
+
+
+def _tail(em: _Emitter, split: dict, args: list[str], outputs: list) -> str:
+    """`forward` of a split model: raw_heads(), then the post-processing ops, in order."""
+    nodes = em.nodes
+    heads = [tuple(h) for h in split["heads"]]
+    hv = ["heads"] if len(heads) == 1 else [f"h{k}" for k in range(len(heads))]
+    names = dict(zip(heads, hv))
+    body = [f"{', '.join(hv)} = self.raw_heads({', '.join(args)})"]
+    fresh = 0
+
+    def new_var() -> str:
+        nonlocal fresh
+        fresh += 1
+        return f"y{fresh}"
+
+    wanted: dict[int, set[int]] = {}
+    for i in split["post"]:
+        for r in nodes[i]["inputs"]:
+            wanted.setdefault(r[0], set()).add(r[1])
+    for r in outputs:
+        wanted.setdefault(r[0], set()).add(r[1])
+    ctx = _Tail(em)
+    for i in split["post"]:
+        n = nodes[i]
+        refs = [tuple(r[:2]) for r in value_inputs(nodes, n)]
+        if any(r not in names for r in refs):
+            raise NoStructure(f"the post-processing op {n['op']} reads what the raw heads do not give")
+        expr = translate(ctx, n, [names[r] for r in refs])
+        count = len(n.get("out_shapes") or [n["out_shape"]])
+        if count > 1:
+            lhs, outs = unpack_outputs(i, count, wanted.get(i, set()), new_var)
+            names.update(outs)
+            body.append(f"{lhs} = {expr}")
+        else:
+            names[(i, 0)] = new_var()
+            body.append(f"{names[(i, 0)]} = {expr}")
+    body.append("return " + ", ".join(names[tuple(r[:2])] for r in outputs))
+    ops = ", ".join(split["ops"])
+    return (f"    def forward(self, {', '.join(args)}):\n"
+            f'        """Inference as Gluon ran it: the raw heads (raw_heads, what training differentiates), then the\n'
+            f'        post-processing after them ({ops})."""\n' + "".join(f"        {line}\n" for line in body))
+
+
+def _split(graph: dict, semantics: str, structured: bool) -> Port | None:
+    """The port of a detector written as raw_heads(x) (the network up to its NMS / top-k) and a
+    forward that post-processes them: None where the graph has no such ops, or where they sit
+    inside a block of their own or need a layer (Faster R-CNN's proposals feed its ROI head)."""
+    split = find_heads(graph)
+    if split is None:
+        return None
+    post = set(split["post"])
+    calls = graph.get("calls") or []
+    removed = []  # child blocks that are post-processing through and through (CenterNet's decoder)
+    for k, c in enumerate(calls[1:], 1):
+        inside = [r[0] in post for r in c["outputs"]]
+        if any(inside) and not all(inside):
+            return None  # the NMS runs inside a block that also computes what follows it: no clean cut
+        if inside and all(inside):
+            removed.append(k)
+    cut = {**graph, "outputs": split["heads"], "removed_calls": removed}
+    if calls:
+        cut["calls"] = [calls[0] | {"outputs": split["heads"]}, *calls[1:]]
+    em = _Emitter(cut, semantics)
+    em.skip = post
+    try:
+        p = None
+        if structured and calls and not graph.get("symbol"):
+            try:
+                p = em.structured()
+                _tail(em, split, _root_args(graph), graph["outputs"])  # (the raw heads are the root's own values)
+            except (NoStructure, KeyError):
+                em = _Emitter(cut, semantics)
+                em.skip = post
+                p = None
+        if p is None:
+            p = em.run()
+        args = em.args() if not p.structured else _root_args(graph)
+        tail = _tail(em, split, args, graph["outputs"])
+    except NoStructure:
+        return None
+    p.helpers, p.imports = sorted(em.helpers), sorted(em.imports)  # the post-processing's too (box_nms)
+    p.choices = [f"{k}: {v}" for k, v in sorted(em.choices.items())]
+    head = f"class {p.class_name}("
+    at = p.source.index(head) if p.structured else 0
+    cls_end = p.source.find("\nclass ", at + 1)
+    body = p.source[at:] if cls_end < 0 else p.source[at:cls_end]
+    new = body.replace("    def forward(self", "    def raw_heads(self", 1).rstrip("\n") + "\n\n" + tail
+    p.source = p.source[:at] + new + ("" if cls_end < 0 else "\n" + p.source[cls_end:].lstrip("\n"))
+    p.heads = {"heads": split["heads"], "ops": split["ops"], "count": len(split["heads"])}
+    count = f"{len(split['heads'])} tensor{'s' if len(split['heads']) > 1 else ''}"
+    p.choices.append(f"raw-heads: the graph ends in {', '.join(split['ops'])}: model.raw_heads(x) is the network up "
+                     f"to them ({count}, what a training loss reads), forward(x) runs it and then the "
+                     "post-processing; the proof trains and differentiates the raw heads")
+    return p
+
+
+def _root_args(graph: dict) -> list[str]:
+    ins = graph.get("inputs") or [{"arg": "x"}]
+    fwd = (graph.get("blocks") or {}).get("", {}).get("forward_args") or []
+    return fwd[:len(ins)] if len(fwd) >= len(ins) else [i["arg"] for i in ins]
+
+
 def emit(graph: dict, semantics: str = "torch", structured: bool = True) -> Port:
     """The module text of a graph under `semantics` ('torch': native PyTorch; 'mxnet': MXNet's
     BatchNorm statistics emulated in the written file): classes from the Gluon block tree
     (structure.py), or, where that tree cannot be recovered, one flat class, saying why."""
     if semantics not in SEMANTICS:
         raise GanparityError(f"--semantics {semantics!r}: expected one of {', '.join(SEMANTICS)}")
+    problems: list[Unsupported] = []
+    flat = _Emitter(graph, semantics).run(collect=problems)  # every unsupported node at once, before any class
+    if problems:
+        raise several(problems)
+    split = _split(graph, semantics, structured)
+    if split is not None:
+        split.source = tidy(split.source)
+        if not split.structured:
+            split.choices.append("structure: one flat class (" + ("an imported graph" if graph.get("symbol") else
+                                 "the Gluon block tree could not be recovered") + ")")
+        return split
     reason = "asked for"
     if structured:
         try:
@@ -265,7 +509,7 @@ def emit(graph: dict, semantics: str = "torch", structured: bool = True) -> Port
             return port
         except NoStructure as e:
             reason = str(e)
-    port = _Emitter(graph, semantics).run()
+    port = flat
     port.source = tidy(port.source)
     port.choices.append(f"structure: one flat class ({reason}): the Gluon block tree could not be recovered")
     return port

@@ -43,6 +43,58 @@ class Unsupported(GanparityError):
                          f"nearest supported form: {nearest}")
 
 
+NEAREST_OP = ("an op of docs/port.md's list, or a HybridBlock of your own that computes it with those ops (or add "
+              "the op to common/port/ops.py)")
+
+
+def _place(node: dict) -> str:
+    return node.get("path") or node.get("owner") or node["name"]
+
+
+def missing_ops(nodes: list[dict]) -> GanparityError | None:
+    """Every op of a graph that the table has no translation for, all at once, with the block path
+    of each (the graph's nodes: op, name, path or owner): one line to refuse with, or None. Read
+    from the symbol alone, before any weight is loaded."""
+    found: dict[str, list[str]] = {}
+    for n in nodes:
+        if n["op"] != "null" and n["op"] not in OPS:
+            found.setdefault(n["op"], []).append(_place(n))
+    if not found:
+        return None
+    parts = []
+    for name, where in found.items():
+        places = list(dict.fromkeys(where))
+        shown = ", ".join(f"'{w}'" for w in places[:4]) + (f" and {len(places) - 4} more" if len(places) > 4 else "")
+        count = f" ({len(where)} nodes)" if len(where) > 1 else ""
+        parts.append(f"the op {name} at gluon block {shown}{count}")
+    head = "" if len(parts) == 1 else f"{len(parts)} ops without a translation: "
+    return GanparityError(f"unsupported: {head}{'; '.join(parts)}; nearest supported form: {NEAREST_OP}")
+
+
+def several(problems: list[Unsupported]) -> GanparityError:
+    """Unsupported settings of several nodes (found while writing each), as one line."""
+    if len(problems) == 1:
+        return problems[0]
+    texts = list(dict.fromkeys(str(p).removeprefix("unsupported: ") for p in problems))
+    shown = "; ".join(texts[:8]) + (f"; and {len(texts) - 8} more" if len(texts) > 8 else "")
+    return GanparityError(f"unsupported: {len(texts)} problems: {shown}")
+
+
+# the ops that read their parameters by role, as a layer's own tensors (ctx.module(..., roles)); any other op
+# reads a parameter as a value (YOLO's anchors, a position table): ctx.tensor() makes it a buffer or nn.Parameter
+LAYER_OPS = {"Convolution", "Deconvolution", "FullyConnected", "BatchNorm", "InstanceNorm", "LayerNorm", "LeakyReLU",
+             "Embedding"}
+
+
+def value_inputs(nodes: list[dict], node: dict) -> list[list[int]]:
+    """The inputs an op's translation gets as arguments, in order: op outputs and graph inputs, and,
+    for an op that is not a layer, the parameters it reads as values."""
+    # (a layer op whose weight is computed, BERT's interleaved q/k/v projection, reads all of them as values)
+    keep_params = node["op"] not in LAYER_OPS or any(nodes[r[0]]["op"] != "null" for r in node["inputs"][1:])
+    return [r for r in node["inputs"] if nodes[r[0]]["op"] != "null" or nodes[r[0]].get("input") is not None
+            or (keep_params and nodes[r[0]].get("param"))]
+
+
 def op(*names: str) -> Callable[[Translation], Translation]:
     """Register a translation for the MXNet ops `names`."""
     def register(fn: Translation) -> Translation:
@@ -56,8 +108,7 @@ def translate(ctx, node: dict, args: list[str]) -> str:
     """The PyTorch expression of one op node, or Unsupported."""
     fn = OPS.get(node["op"])
     if fn is None:
-        raise Unsupported(node, f"the op {node['op']}", "a layer of the list in docs/port.md (Conv, Dense, BatchNorm, "
-                          "...)")
+        raise Unsupported(node, f"the op {node['op']}", NEAREST_OP)
     return fn(ctx, node, args)
 
 
@@ -81,7 +132,7 @@ def _conv(node, arrays):
     nd = len(k)
     w = arrays[node["params"]["weight"]].shape
     groups = int(a.get("num_group", 1))
-    stride, pad = _t(a.get("stride", [1] * nd)), _t(a.get("pad", [0] * nd))
+    stride, pad = _t(a.get("stride") or [1] * nd), _t(a.get("pad") or [0] * nd)  # (a symbol may hold "()")
     dil = _t(a.get("dilate", [1] * nd)) if a.get("dilate") else (1,) * nd
     bias = not _bool(a.get("no_bias", False))
     adj = (0,) * nd
@@ -105,6 +156,8 @@ def _conv(node, arrays):
 
 @op("Convolution", "Deconvolution")
 def _convolution(ctx, node, args):
+    if "weight" not in node["params"]:
+        return _computed_weight(ctx, node, args)
     a, x = node["attrs"], args[0]
     ctor, roles = _conv(node, ctx.arrays)
     kind = "Conv" if node["op"] == "Convolution" else "ConvTranspose"
@@ -112,8 +165,29 @@ def _convolution(ctx, node, args):
     return f"{ctx.module(node, ctor, desc, roles)}({x})"
 
 
+def _computed_weight(ctx, node, args) -> str:
+    """FullyConnected / Convolution whose weight is computed in the graph (GluonNLP's BERT concatenates
+    its query, key and value weights): the functional form on the values (F.linear, F.conv2d)."""
+    a, (x, w, *rest) = node["attrs"], args
+    bias = rest[0] if rest and not _bool(a.get("no_bias", False)) else "None"
+    ctx.need(F_IMPORT)
+    if node["op"] == "FullyConnected":
+        flat = _bool(a.get("flatten", True)) and len(_in_shape(ctx, node)) > 2
+        return f"F.linear({f'torch.flatten({x}, 1)' if flat else x}, {w}, {bias})"
+    if node["op"] != "Convolution" or a.get("layout") not in (None, "NCHW", "NCW", "NCDHW"):
+        raise Unsupported(node, f"{node['op']} with a computed weight", "Convolution or FullyConnected")
+    k = _t(a["kernel"])
+    nd = len(k)
+    stride, pad = _t(a.get("stride") or [1] * nd), _t(a.get("pad") or [0] * nd)  # (a symbol may hold "()")
+    dil = _t(a.get("dilate", [1] * nd)) if a.get("dilate") else (1,) * nd
+    return (f"F.conv{nd}d({x}, {w}, {bias}, stride={stride}, padding={pad}, dilation={dil}, "
+            f"groups={int(a.get('num_group', 1))})")
+
+
 @op("FullyConnected")
 def _dense(ctx, node, args):
+    if "weight" not in node["params"]:
+        return _computed_weight(ctx, node, args)
     a, x = node["attrs"], args[0]
     w = ctx.arrays[node["params"]["weight"]].shape
     bias = not _bool(a.get("no_bias", False))
@@ -695,8 +769,20 @@ def _sub(ctx, node, args):
     return f"{args[0]} - {args[1]}"
 
 
+def _int(ctx, ref) -> bool:
+    """Whether a value is of an integer dtype (MXNet's graph types, read with the shapes)."""
+    node = ctx.em.nodes[ref[0]] if hasattr(ctx, "em") else ctx.nodes[ref[0]]
+    dtypes = node.get("out_dtypes") or [None]
+    name = dtypes[ref[1]] if ref[1] < len(dtypes) else None
+    return bool(name) and name.startswith(("int", "uint"))
+
+
 @op(*DIVS)
 def _div(ctx, node, args):
+    if all(_int(ctx, r) for r in node["inputs"][:2]):  # CenterNet's index // width: MXNet divides integers
+        ctx.choose("int-div", "an integer divided by an integer is integer division in MXNet (toward zero): "
+                   "torch.div(a, b, rounding_mode='trunc')")
+        return f"torch.div({args[0]}, {args[1]}, rounding_mode='trunc')"
     return f"{args[0]} / {args[1]}"
 
 
@@ -711,6 +797,17 @@ def _maximum(ctx, node, args):
     ctx.choose("maximum", "maximum / minimum of two arrays: torch.where(a >= b, a, b) (<= for minimum), so a tie "
                "sends the whole gradient to the first argument as MXNet does (torch.maximum splits it in halves)")
     return f"torch.where({args[0]} {'>=' if big else '<='} {args[1]}, {args[0]}, {args[1]})"
+
+
+@op("broadcast_mod", "_mod", "_Mod", "_mod_scalar", "_rmod_scalar")
+def _mod(ctx, node, args):
+    """MXNet's mod is Python's (the sign of the divisor), torch.remainder's; a zero divisor gives 0
+    in MXNet and NaN here (a difference the port keeps: docs/port.md)."""
+    if node["op"] == "_mod_scalar":
+        return f"torch.remainder({args[0]}, {_f(node['attrs']['scalar'])})"
+    if node["op"] == "_rmod_scalar":
+        return f"torch.remainder(torch.full_like({args[0]}, {_f(node['attrs']['scalar'])}), {args[0]})"
+    return f"torch.remainder({args[0]}, {args[1]})"
 
 
 @op("_rminus_scalar", "_rdiv_scalar", "_power_scalar", "_rpower_scalar")

@@ -27,8 +27,24 @@ def console_lines(proof: Proof) -> list[str]:
     return lines
 
 
+def _inputs(graph: dict | None) -> list[str]:
+    """The inputs and, for an imported graph, where the names come from."""
+    lines = []
+    ins = (graph or {}).get("inputs") or []
+    if len(ins) > 1 or any(":" in i["spec"] for i in ins):
+        lines.append("- inputs: " + "; ".join(f"`{i['arg']}` {i['spec']} (graph input '{i['name']}')" for i in ins)
+                     + ": an 'int' input is drawn as whole numbers in its range (both ends included), held as "
+                       "float32 as Gluon's models take token ids")
+    if (graph or {}).get("symbol"):
+        lines.append("- an imported graph (a SymbolBlock, what export() wrote): there is no Python block tree, so "
+                     "model.py is the flat form, one class, each layer named after its symbol node (the graph's "
+                     "common prefix left out); the proof's forward rows compare the final outputs, as the "
+                     "SymbolBlock has no layers to hook")
+    return lines
+
+
 def port_md(graph_class: str, command: str, p, choices: list[str], proof: Proof, semantics: str,
-            seconds: dict[str, float], source: str) -> str:
+            seconds: dict[str, float], source: str, graph: dict | None = None) -> str:
     lines = [f"# Port of `{graph_class}`", "", f"Written by `{command}`; the Gluon parameters: {source}.", "",
              f"**Verdict: {proof.verdict}.** " + VERDICT_WORDS[proof.verdict], "",
              f"- class `{p.class_name}` in model.py: {len(p.layers)} layers, {len(p.tensor_map)} tensors mapped "
@@ -36,7 +52,7 @@ def port_md(graph_class: str, command: str, p, choices: list[str], proof: Proof,
              f"- semantics: **{semantics}**" + (" (model.py imports only torch)" if semantics == "torch" else
                                                " (MXNet's BatchNorm statistics and Adam are written into model.py, "
                                                "which imports only torch)"),
-             f"- port time {seconds['port']:.2f} s (read + write), proof {seconds['proof']:.2f} s", "",
+             f"- port time {seconds['port']:.2f} s (read + write), proof {seconds['proof']:.2f} s", *_inputs(graph), "",
              "## Semantic choices", ""]
     lines += [f"- {c}" for c in choices]
     lines += ["- train/eval: Gluon uses batch statistics only inside autograd.record(); torch in model.train()",

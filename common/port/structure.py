@@ -23,7 +23,7 @@ import keyword
 import re
 from dataclasses import dataclass, field
 
-from .ops import Unsupported, translate
+from .ops import Unsupported, translate, value_inputs
 
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e-?\d+)?(?![\w.])")
 PLACEHOLDER = re.compile("\u27e8([^\u27e9]+)\u27e9")
@@ -77,6 +77,23 @@ class _Scope:
     def need(self, line: str) -> None:
         self.em.imports.add(line)
 
+    def tensor(self, node) -> str:
+        """A Gluon parameter an op of this block reads as a value: a buffer or nn.Parameter of the
+        block's class (emit.value_layer), named after the parameter's attribute."""
+        from .emit import value_layer
+
+        for token, layer in self.made:
+            if layer.kind != "module" and layer.tensors.get("") == node["param"]:
+                return token
+        token = f"__module{len(self.made)}__"
+        layer = value_layer(token, node["param"], self.arrays[node["param"]].shape,
+                            self.em.g["grad_req"].get(node["param"]) == "null")
+        layer.tensors = {"": node["param"]}
+        layer.path = node["param"]
+        self.made.append((token, layer))
+        self.layers.append(layer)
+        return token
+
     def module(self, node, ctor: str, gluon: str, roles: dict[str, str] | None = None, notes=()) -> str:
         from .emit import Layer
 
@@ -104,8 +121,9 @@ class Structured:
         if not self.calls or any(b.get("symbol") for b in self.blocks.values()):
             raise NoStructure("a SymbolBlock (an imported graph) has no Python classes to recover")
         self.children: dict[int, list[int]] = {i: [] for i in range(len(self.calls))}
+        removed = set(self.g.get("removed_calls") or [])  # written elsewhere (a detector's post-processing block)
         for i, c in enumerate(self.calls):
-            if c["parent"] >= 0:
+            if c["parent"] >= 0 and i not in removed:
                 self.children[c["parent"]].append(i)
         self.ancestors = self._ancestors()
         self.classes: dict[str, dict] = {}  # Gluon class -> {'info', 'instances', 'height'}
@@ -209,10 +227,25 @@ class Structured:
         c = self.calls[i]
         info = self.blocks.get(c["path"], {})
         attrs: dict[str, Built] = {}
+        lists: dict[str, dict[int, Built]] = {}  # children called through a container never called itself
         for k in kids:
-            name = self.calls[k]["path"].rsplit(".", 1)[-1]
-            if name not in attrs:
+            name = self._rel(i, k)
+            head, _, item = name.partition(".")
+            if item:  # YOLOV3's `for stage in self.stages: x = stage(x)`: an nn.ModuleList, self.stages[0](x)
+                if not item.isdigit():
+                    raise NoStructure(f"block '{c['path']}' calls '{name}' inside a container it never calls")
+                if int(item) not in lists.setdefault(head, {}):
+                    lists[head][int(item)] = self.build(k)
+            elif name not in attrs:
                 attrs[name] = self.build(k)
+        for head, items in lists.items():
+            if sorted(items) != list(range(len(items))) or head in attrs or any(b.wrap for b in items.values()):
+                raise NoStructure(f"block '{c['path']}' calls some of '{head}''s items: {sorted(items)}")
+            built = [items[j] for j in range(len(items))]
+            attrs[head] = Built("nn.ModuleList([\n" + _indent(",\n".join(b.expr for b in built), 4) + "\n])",
+                                {f"{j}.{t}": g for j, b in enumerate(built) for t, g in b.tensors.items()},
+                                [la for j, b in enumerate(built) for la in _prefixed(b.layers, str(j))],
+                                max((b.height for b in built), default=0))
         numbered = list(attrs) == [str(j) for j in range(len(attrs))] and bool(attrs)  # a ModuleList, self[0]
         if not numbered and any(not n.isidentifier() or keyword.iskeyword(n) for n in attrs):
             raise NoStructure(f"block '{c['path']}' has children that are not attribute names: {list(attrs)}")
@@ -224,6 +257,8 @@ class Structured:
         subs = {}
         for token, layer in scope.made:  # an op with parameters of the block's own: a submodule of it
             name = _ident(layer.path.rsplit(".", 1)[-1] if layer.path != c["path"] else "op")
+            if layer.kind != "module":  # a parameter read as a value: named after its attribute
+                name = _ident(layer.tensors[""].rsplit(".", 1)[-1])
             while name in attrs or name in subs:
                 name += "_"
             subs[name] = layer
@@ -240,9 +275,10 @@ class Structured:
             init = ["super().__init__([" + ", ".join(b.expr for b in attrs.values()) + "])"]
         else:
             init = [f"self.{n} = {b.expr}" for n, b in attrs.items()]
-            init += [f"self.{n} = {la.ctor}" for n, la in subs.items()]
+            init += [f"self.register_buffer({n!r}, {la.ctor})" if la.kind == "buffer" else f"self.{n} = {la.ctor}"
+                     for n, la in subs.items()]
         tensors = {f"{n}.{t}": g for n, b in attrs.items() for t, g in b.tensors.items()}
-        tensors |= {f"{n}.{t}": g for n, la in subs.items() for t, g in la.tensors.items()}
+        tensors |= {f"{n}.{t}" if t else n: g for n, la in subs.items() for t, g in la.tensors.items()}
         layers = [la for n, b in attrs.items() for la in _prefixed(b.layers, n)] + list(subs.values())
         gluon = info.get("class") or "Net"
         height = 1 + max((b.height for b in attrs.values()), default=0)
@@ -274,6 +310,7 @@ class Structured:
             last = max(last, first[k], max(region, default=-1))
         items = [("op", n, n) for n in own] + [("call", k, first[k]) for k in first]
         items.sort(key=lambda t: t[2])
+        items = self._ready_order(i, items)
         refs_of = {}
         uses: dict[tuple, int] = {}
         for kind, x, _ in items:
@@ -286,20 +323,24 @@ class Structured:
         body, taken, primary, count = [], set(args), args[0], 0  # count: the block's own ops, in order
         for kind, x, _ in items:
             refs = refs_of[(kind, x)]
-            ins = [names[r] for r in refs]
+            ins = [names.get(r, "") for r in refs]
             for r in refs:
                 uses[r] -= 1
             if kind == "call" and self.calls[x]["outputs"] == self.calls[x]["inputs"]:
                 continue  # an identity child: its output is its input, already named
             if kind == "call":
                 k = self.calls[x]
-                attr = k["path"].rsplit(".", 1)[-1]
+                attr = self._rel(i, x)
                 wrap = attrs[attr].wrap if attr in attrs else ""
                 call_args = [wrap.format(ins[0])] + ins[1:] if wrap and ins else ins
-                expr, outs, hint = f"self.{attr}({', '.join(call_args)})", [tuple(o) for o in k["outputs"]], attr
+                head, _, item = attr.partition(".")
+                callee = f"self.{head}[{item}]" if item else f"self.{attr}"
+                expr, outs, hint = f"{callee}({', '.join(call_args)})", [tuple(o) for o in k["outputs"]], _ident(attr)
             else:
                 node = self.nodes[x]
                 count = len(node.get("out_shapes") or [node["out_shape"]])  # SliceChannel, topk 'both': several
+                ins = [scope.tensor(self.nodes[r[0]]) if r not in names and self.nodes[r[0]].get("param") else i
+                       for r, i in zip(refs, ins)]
                 expr, outs, hint = translate(scope, node, ins), [(x, k) for k in range(count)], None
             if canonical:
                 count += 0 if hint else 1
@@ -308,7 +349,7 @@ class Structured:
                     var += "_"
             else:
                 first = refs[0] if refs else None
-                reusable = first is not None and uses.get(first, 0) == 0 and names[first] in (primary, "out")
+                reusable = first is not None and uses.get(first, 0) == 0 and names.get(first) in (primary, "out")
                 if reusable and len(outs) == 1:
                     var = names[first]
                 else:
@@ -330,9 +371,35 @@ class Structured:
         body.append("return " + ", ".join(names[tuple(r)] for r in c["outputs"]))
         return body
 
+    def _ready_order(self, i: int, items: list) -> list:
+        """The items in their order, each moved after what it reads (a child call whose first op
+        comes early in the graph, CenterNet's decoder, waits for the heads it takes)."""
+        ready = {tuple(r) for r in self.calls[i]["inputs"]}
+        made = {}
+        for kind, x, _ in items:
+            made.update({tuple(o): x for o in (self.calls[x]["outputs"] if kind == "call" else
+                                               [(x, k) for k in range(len(self.nodes[x].get("out_shapes") or [0]))])})
+        out, left = [], list(items)
+        while left:
+            at = next((j for j, item in enumerate(left) if not self._waits(item, ready, made)), 0)  # (no cycle)
+            kind, x, key = left.pop(at)
+            out.append((kind, x, key))
+            ready |= {tuple(o) for o in (self.calls[x]["outputs"] if kind == "call" else
+                                         [(x, k) for k in range(len(self.nodes[x].get("out_shapes") or [0]))])}
+        return out
+
+    def _waits(self, item: tuple, ready: set, made: dict) -> bool:
+        """Whether an item reads a value made by another item not yet placed."""
+        refs = self.calls[item[1]]["inputs"] if item[0] == "call" else self._data_inputs(item[1])
+        return any(tuple(r) not in ready and tuple(r) in made for r in refs)
+
+    def _rel(self, i: int, k: int) -> str:
+        """Call k's path below call i's ('stages.0' for YOLOV3's stage 0, 'features' for its own)."""
+        parent, path = self.calls[i]["path"], self.calls[k]["path"]
+        return path[len(parent) + 1:] if parent else path
+
     def _data_inputs(self, n: int) -> list[list[int]]:
-        return [r for r in self.nodes[n]["inputs"] if self.nodes[r[0]]["op"] != "null" or
-                self.nodes[r[0]]["name"].startswith("data")]
+        return value_inputs(self.nodes, self.nodes[n])
 
     # -- the classes -------------------------------------------------------------------------------
 
@@ -391,6 +458,8 @@ def _role(text: str, at: int) -> str:
         elif depth == 0 and ch == ",":
             commas += 1
         elif depth == 0 and ch == "=":
+            if text[i - 1: i] == " ":  # an assignment in forward (`x = x * 32.0`), not a keyword argument
+                return "value"
             kw = re.search(r"(\w+)\s*=$", text[: i + 1])
             return kw.group(1) if kw else "value"
         i -= 1
@@ -549,10 +618,16 @@ def _write_class(name: str, group: dict, fam: dict, instances: list[dict]) -> tu
         exprs.append(unique)
     sig = group["info"].get("init_args") or []
     params.sort(key=lambda p: sig.index(p[0]) if p[0] in sig else len(sig))
+    # a number of the forward that varies (YOLO's stride) is an attribute the constructor sets: self.arg
+    in_init = len(_slots("\x1e".join(proto["init"])))
+    names = {p[0] for p in params}
+    kept = [e for j, e in enumerate(exprs) if j >= in_init and e in names]
+    exprs = [f"self.{e}" if j >= in_init and e in names else e for j, e in enumerate(exprs)]
     text = template.format(*exprs)
     parts = text.split("\x1e")
     cut = parts.index("--")
     init, forward = parts[:cut], parts[cut + 1:]
+    init += [f"self.{e} = {e}" for e in dict.fromkeys(kept)]
     for a in optional:  # a child only some instances have: None in the others, skipped in forward; or, where
         # every other instance had it as an empty Sequential, that identity
         lacking = [instances[m] for m in members if a not in instances[m]["has"]]

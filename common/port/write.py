@@ -28,9 +28,10 @@ import numpy as np
 from ..compare.run import refuse_nonfinite
 from ..errors import GanparityError
 from ..files import check_output_path, replacing_folder
-from ..usermodel import optimizer_text, parse_optimizer
-from .checks import Proof, port_backend, prove
+from ..usermodel import optimizer_text, parse_input, parse_optimizer
+from .checks import Proof, input_specs, port_backend, prove
 from .emit import MXNET_ADAM, SEMANTICS, Port, emit
+from .ops import missing_ops
 from .report import port_md
 
 DEFAULT_OPTIMIZER = "sgd:lr=0.01"
@@ -53,7 +54,28 @@ def _trainer_text(setting: dict) -> str:
     return optimizer_text({k: v for k, v in setting.items() if k != "follow"})
 
 
-def _optimizer_code(setting: dict, semantics: str) -> tuple[str, str]:
+def _mults_code(setting: dict, mults: dict[str, list[float]]) -> tuple[str, str]:
+    """The parameter groups of Gluon's lr_mult / wd_mult (GluonCV's segmentation heads train at 10x
+    the learning rate): the lines that make `params` groups, and the choice in words."""
+    if not mults:
+        return "    params = [p for p in model.parameters() if p.requires_grad]\n", ""
+    entries = "".join(f"        {n!r}: ({float(a)!r}, {float(b)!r}),\n" for n, (a, b) in sorted(mults.items()))
+    code = (f"    mults = {{  # Gluon's lr_mult and wd_mult, by parameter (the others: 1.0)\n{entries}    }}\n"
+            "    groups = {}\n"
+            "    for name, p in model.named_parameters():\n"
+            "        if p.requires_grad:\n"
+            "            groups.setdefault(mults.get(name, (1.0, 1.0)), []).append(p)\n"
+            f"    params = [{{\"params\": ps, \"lr\": {setting['lr']!r} * lr_mult, "
+            f"\"weight_decay\": {setting.get('wd', 0.0)!r} * wd_mult}}\n"
+            "              for (lr_mult, wd_mult), ps in groups.items()]\n")
+    kinds = sorted({tuple(v) for v in mults.values()})
+    why = (f"lr-mult: Gluon's Parameter.lr_mult / wd_mult ({len(mults)} parameters: "
+           + ", ".join(f"lr x{a:g}, wd x{b:g}" for a, b in kinds)
+           + ") are parameter groups of make_optimizer with lr and weight_decay scaled so")
+    return code, why
+
+
+def _optimizer_code(setting: dict, semantics: str, mults: dict | None = None) -> tuple[str, str]:
     """make_optimizer(model) for the --trainer, and the choice in words."""
     wd = setting.get("wd", 0.0)
     if setting["name"] == "sgd":
@@ -70,13 +92,15 @@ def _optimizer_code(setting: dict, semantics: str) -> tuple[str, str]:
                 f"eps={setting['eps']!r}, weight_decay={wd!r})")
         why = ("adam-eps: torch.optim.Adam, PyTorch's eps placement (eps added to sqrt(v / (1 - beta2^t))); MXNet adds "
                "it to sqrt(v) before folding the corrections into lr: the proof's Gluon side follows PyTorch's here")
+    groups, mult_why = _mults_code(setting, mults or {})
+    if mult_why:
+        why += "; " + mult_why
     code = f'''
 
 def make_optimizer(model):
     """The optimizer of the Gluon Trainer this port was written for:
     {_trainer_text(setting)}."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return {call}
+{groups}    return {call}
 
 
 def gluon_step(optimizer, batch_size=1):
@@ -94,7 +118,9 @@ def gluon_step(optimizer, batch_size=1):
 
 
 def _model_file(p: Port, graph: dict, setting: dict, semantics: str, factory: str) -> tuple[str, list[str]]:
-    opt_code, opt_why = _optimizer_code(setting, semantics)
+    to_torch = {g: t for t, g in p.tensor_map.items()}
+    mults = {to_torch[g]: m for g, m in (graph.get("mults") or {}).items() if g in to_torch}
+    opt_code, opt_why = _optimizer_code(setting, semantics, mults)
     names = list(p.helpers) + (list(MXNET_ADAM) if "MXNetAdam(" in opt_code else [])
     helpers = [port_backend("torch").emulation_source(names)] if names else []
     needs = set(p.imports)  # what the translations asked for (ctx.need), beside what the helpers use
@@ -140,10 +166,51 @@ def load(path=None):
     return text, p.choices + [opt_why]
 
 
+def source_of(factory: str | dict) -> dict:
+    """What the Gluon block comes from, as port.json records it: {'factory': 'pkg.mod:make'},
+    {'symbol': path, 'inputs': [...]} (what export() wrote) or {'zoo': 'gluoncv:NAME', 'args': {...}}."""
+    return dict(factory) if isinstance(factory, dict) else {"factory": factory}
+
+
+def source_text(source: dict) -> str:
+    if "symbol" in source:
+        return f"--symbol {source['symbol']}"
+    if "zoo" in source:
+        args = ",".join(f"{k}={v}" for k, v in (source.get("args") or {}).items())
+        return f"--zoo {source['zoo']}" + (f" --zoo-args {args}" if args else "")
+    return f"--mxnet {source['factory']}"
+
+
+def scan_symbol(path: str) -> None:
+    """The ops of a symbol file (what export() wrote), checked against the table before anything
+    is loaded: every op without a translation refused at once, with the node that holds it."""
+    try:
+        nodes = json.loads(Path(path).read_text())["nodes"]
+        ops = [{"op": n["op"], "name": n["name"]} for n in nodes]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise GanparityError(f"--symbol {path}: not a symbol file export() wrote ({type(e).__name__}: "
+                             f"{str(e)[:200]})") from None
+    names = [n["name"] for n in ops if n["op"] != "null"]
+    prefix = os.path.commonprefix(names) if len(names) > 1 else ""
+    prefix = prefix[: prefix.rfind("_") + 1]
+    for n in ops:
+        n["path"] = n["name"].removeprefix(prefix).removesuffix("_fwd") or n["name"]
+    error = missing_ops(ops)
+    if error is not None:
+        raise error
+
+
+def _refuse_missing(nodes: list[dict]) -> None:
+    error = missing_ops(nodes)
+    if error is not None:
+        raise error
+
+
 def prove_port(folder: str | Path, block=None, progress=None) -> Proof:
     """The proof of the port written in `folder` (what test_port.py runs): model.py and its own
-    load() against the Gluon block of port.json's factory with its parameters (or `block`, whose
-    parameters are loaded from them), through mapping.json."""
+    load() against the Gluon block of port.json's source (a factory, the files export() wrote, a
+    model-zoo name) with its parameters (or `block`, whose parameters are loaded from them),
+    through mapping.json."""
     folder = Path(folder)
     try:
         info = json.loads((folder / "port.json").read_text())
@@ -156,35 +223,49 @@ def prove_port(folder: str | Path, block=None, progress=None) -> Proof:
         for where in (os.getcwd(), info.get("workdir") or ""):
             if where and where not in sys.path:
                 sys.path.insert(0, where)
-        block = M.load(info["factory"], params)
+        block = M.load(info.get("source") or info["factory"], params)
     else:
-        block.load_parameters(params)
+        block = M.load(None, params, block=block)
     model = T.load(folder)
-    return prove(model, block, mapping, parse_optimizer(info["optimizer"]), tuple(info["input_shape"]),
-                 int(info["steps"]), info["semantics"], int(info["seed"]), progress)
+    shape = info.get("inputs") or tuple(info["input_shape"])
+    return prove(model, block, mapping, parse_optimizer(info["optimizer"]), shape,
+                 int(info["steps"]), info["semantics"], int(info["seed"]), heads=info.get("heads"),
+                 graph=bool(info.get("graph")), progress=progress)
 
 
-def port(factory: str, shape: tuple[int, ...], out: str | Path, params: str | None = None, semantics: str = "torch",
+def port(factory: str | dict, shape, out: str | Path, params: str | None = None, semantics: str = "torch",
          optimizer: str = DEFAULT_OPTIMIZER, steps: int = DEFAULT_STEPS, force: bool = False, seed: int = 0,
          command: str = "", log=None) -> PortResult:
-    """Port the Gluon block of `factory` ('pkg.mod:make_block') to PyTorch into `out`, with its
-    proof; any bad input is one GanparityError and nothing is written. The output folder follows
-    common/files.py's rule: never '.', a parent of it or home; a folder of the user's own is never
-    replaced (--force replaces only an earlier port: PORT.md and the files a port writes); one port
-    at a time per folder; the result swapped in whole (a killed port leaves the old folder as it was,
-    and its half-written temporary is removed by the next run, with `log` saying so)."""
+    """Port the Gluon block of `factory` to PyTorch into `out`, with its proof; any bad input is one
+    GanparityError and nothing is written. `factory`: 'pkg.mod:make_block', or a source
+    {'symbol': 'model-symbol.json'} (with `params`: the model-0000.params export() wrote) or
+    {'zoo': 'gluoncv:yolo3_darknet53_coco', 'args': {...}}. `shape`: one input shape, or a list of
+    inputs ('2,8:int', '2:int:1..8', (4, 3, 64, 64)), one per input of the block. The output folder
+    follows common/files.py's rule: never '.', a parent of it or home; a folder of the user's own
+    is never replaced (--force replaces only an earlier port: PORT.md and the files a port writes);
+    one port at a time per folder; the result swapped in whole (a killed port leaves the old folder
+    as it was, and its half-written temporary is removed by the next run, with `log` saying so).
+    Every op without a translation is refused at once, before any weight is read."""
     if semantics not in SEMANTICS:
         raise GanparityError(f"--semantics {semantics!r}: expected one of {', '.join(SEMANTICS)}")
     check_output_path(out, kind="dir", manifest=MANIFEST, owned=PORT_FILES, force=force)
     setting = parse_optimizer(optimizer)
+    specs = input_specs(shape)
     if params and not Path(params).is_file():
         raise GanparityError(f"--params {params}: no such file")
+    source = source_of(factory)
+    if "symbol" in source:
+        if not Path(source["symbol"]).is_file():
+            raise GanparityError(f"--symbol {source['symbol']}: no such file")
+        source["symbol"] = str(Path(source["symbol"]).resolve())
+        scan_symbol(source["symbol"])  # seconds: the symbol's ops, before mxnet or any weight
     t0 = time.perf_counter()
     M, T = port_backend("mxnet"), port_backend("torch")
     say = log or (lambda line: None)
-    block = M.load(factory, None)
-    say(f"port: reading {factory} at input {tuple(shape)}")
-    graph = M.read(block, tuple(shape), params, seed)
+    block = M.load(source, None)
+    say(f"port: reading {source_text(source)} at input {' '.join(sp.text() for sp in specs)}")
+    graph = M.read(block, specs, params, seed, check=_refuse_missing)
+    specs = [parse_input(i["spec"]) for i in graph["inputs"]]  # an 'int' input's range, as read from the model
     refuse_nonfinite(graph["arrays"], "the Gluon block")  # a port copies weights: a NaN would be copied, not proved
     p = emit(graph, semantics)
     missing = sorted(set(graph["arrays"]) - set(p.tensor_map.values()))
@@ -192,31 +273,38 @@ def port(factory: str, shape: tuple[int, ...], out: str | Path, params: str | No
         raise GanparityError(f"unsupported: Gluon parameters that no ported layer holds: {', '.join(missing[:6])}")
     say(f"port: {len(graph['nodes'])} graph nodes read; writing {p.class_name} "
         f"({'classes from the Gluon block tree' if p.structured else 'one flat class'})")
-    text, choices = _model_file(p, graph, setting, semantics, factory)
+    what_from = source_text(source)
+    text, choices = _model_file(p, graph, setting, semantics, what_from)
+    heads = p.heads
     with replacing_folder(out, manifest=MANIFEST, owned=PORT_FILES, force=force, log=log) as tmp:
         (tmp / "model.py").write_text(text)
         np.savez(tmp / "weights.npz", **{t: graph["arrays"][g] for t, g in p.tensor_map.items()})
         (tmp / "mapping.json").write_text(json.dumps(p.to_mapping(), indent=1) + "\n")
-        source = str(Path(params).resolve()) if params else "source.params"
+        saved = str(Path(params).resolve()) if params else "source.params"
         if not params:
-            block.save_parameters(str(tmp / "source.params"))
-        info = {"factory": factory, "params": str(Path(params).resolve()) if params else None,
-                "source_params": None if params else "source.params", "input_shape": list(shape),
+            M.save_params(block, str(tmp / "source.params"))
+        info = {"source": source, "factory": source.get("factory"),
+                "params": str(Path(params).resolve()) if params else None,
+                "source_params": None if params else "source.params", "input_shape": list(specs[0].shape),
+                "inputs": [s.text() for s in specs], "heads": heads,
+                "graph": graph.get("train_graph", "same") != "same",
                 "optimizer": optimizer_text(setting), "steps": int(steps), "semantics": semantics, "seed": int(seed),
                 "workdir": os.getcwd()}
         (tmp / "port.json").write_text(json.dumps(info, indent=1) + "\n")
         shutil.copyfile(TEMPLATES / "test_port.py", tmp / "test_port.py")
-        T.read(tmp, tuple(shape), None, seed)  # writes weights.pt and runs the written model once
+        T.read(tmp, specs, None, seed)  # writes weights.pt and runs the written model once
         t1 = time.perf_counter()
         proof = prove_port(tmp, block, say)
         t2 = time.perf_counter()
         seconds = {"port": t1 - t0, "proof": t2 - t1}
-        command = command or (f"ganparity port --mxnet {factory} --input-shape {','.join(map(str, shape))} "
-                              f"--semantics {semantics} --optimizer {optimizer_text(setting)} --steps {steps}")
-        what = f"from {source}" if params else "the block's own initialisation (seed " + str(seed) + \
+        command = command or (f"ganparity port {what_from} "
+                              + " ".join(f"--input-shape {s.text()}" for s in specs)
+                              + f" --semantics {semantics} --optimizer {optimizer_text(setting)} --steps {steps}")
+        what = f"from {saved}" if params else "the block's own initialisation (seed " + str(seed) + \
             ", BatchNorm statistics drawn at random), saved as source.params"
         (tmp / "proof.json").write_text(json.dumps(proof.to_dict() | {"seconds": seconds}, indent=1,
                                                    default=str) + "\n")
         shutil.rmtree(tmp / "__pycache__", ignore_errors=True)
-        (tmp / MANIFEST).write_text(port_md(graph["class"], command, p, choices, proof, semantics, seconds, what))
+        (tmp / MANIFEST).write_text(port_md(graph["class"], command, p, choices, proof, semantics, seconds, what,
+                                            graph))
     return PortResult(Path(out), p, proof, seconds)
