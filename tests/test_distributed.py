@@ -159,8 +159,11 @@ def test_ctrl_c_saves_one_checkpoint_and_resumes(tmp_path, backend):
     argv = [*DCGAN[:10], "--n-data", "4096", "--batch-size", "32", "--epochs", "50", "--eval-samples", "16",
             "--no-gif", "--progress", "lines", "--out", str(out), "--nproc", "2", "--backend", backend]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    # (SIGINT at its default disposition in the launcher, as a terminal leaves it: a test run started
+    # as a background job of a shell inherits it ignored, and Python then never raises KeyboardInterrupt)
     proc = subprocess.Popen([sys.executable, "-m", "ganparity", "train", *argv], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (out / "metrics.jsonl").is_file():

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from ..errors import GanparityError
 from .ops import GLOBAL_STATS, MXNET_ADAM, MXNET_BN, Unsupported, several, translate, value_inputs  # noqa: F401
-from .structure import PLACEHOLDER, NoStructure, Structured, _indent
+from .structure import PLACEHOLDER, NoStructure, OpContext, Structured, _indent
 
 SEMANTICS = ("torch", "mxnet")
 
@@ -359,22 +359,10 @@ def find_heads(graph: dict) -> dict | None:
     return {"heads": heads, "post": sorted(post), "ops": sorted({nodes[i]["op"] for i in post} & set(POSTPROCESS))}
 
 
-class _Tail:
+class _Tail(OpContext):
     """The ctx of the post-processing ops (ops.translate): functional forms only, inside forward."""
 
     functional = True
-
-    def __init__(self, em: _Emitter):
-        self.em, self.arrays, self.semantics, self.helpers = em, em.arrays, em.semantics, em.helpers
-
-    def shape_of(self, ref) -> tuple:
-        return self.em.shape_of(ref)
-
-    def choose(self, key: str, text: str) -> None:
-        self.em.choices[key] = text
-
-    def need(self, line: str) -> None:
-        self.em.imports.add(line)
 
     def module(self, node, *args, **kwargs) -> str:
         raise NoStructure(f"the post-processing holds a layer ({node['op']} at '{node.get('path') or node['name']}')")

@@ -57,16 +57,12 @@ def _ident(text: str) -> str:
     return f"{name}_" if keyword.iskeyword(name) else name
 
 
-class _Scope:
-    """The ctx ops.translate gets for one block: module() makes a layer of this block (a Gluon
-    layer's one module, or a submodule of a custom block for an op with parameters of its own);
-    `functional` asks parameter-free ops for their functional form (F.relu(x), not nn.ReLU())."""
+class OpContext:
+    """What every ctx of ops.translate shares: the emitter's arrays, semantics and helpers, the
+    shapes of the graph's values, the choices PORT.md states, the imports model.py needs."""
 
-    def __init__(self, em, path: str, functional: bool):
-        self.em, self.path, self.functional = em, path, functional
-        self.arrays, self.semantics, self.helpers = em.arrays, em.semantics, em.helpers
-        self.made: list = []  # (placeholder, Layer)
-        self.layers = em.layers_scratch
+    def __init__(self, em):
+        self.em, self.arrays, self.semantics, self.helpers = em, em.arrays, em.semantics, em.helpers
 
     def shape_of(self, ref) -> tuple:
         return self.em.shape_of(ref)
@@ -76,6 +72,18 @@ class _Scope:
 
     def need(self, line: str) -> None:
         self.em.imports.add(line)
+
+
+class _Scope(OpContext):
+    """The ctx ops.translate gets for one block: module() makes a layer of this block (a Gluon
+    layer's one module, or a submodule of a custom block for an op with parameters of its own);
+    `functional` asks parameter-free ops for their functional form (F.relu(x), not nn.ReLU())."""
+
+    def __init__(self, em, path: str, functional: bool):
+        super().__init__(em)
+        self.path, self.functional = path, functional
+        self.made: list = []  # (placeholder, Layer)
+        self.layers = em.layers_scratch
 
     def tensor(self, node) -> str:
         """A Gluon parameter an op of this block reads as a value: a buffer or nn.Parameter of the
