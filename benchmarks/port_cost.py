@@ -27,10 +27,10 @@ from .environment import metadata
 from .timing import peak_rss
 
 ROOT = Path(__file__).resolve().parent / "results"
-# model@shape -> (peak GB, wall s) goals: issue 27's densenet121 (a laptop of 8-16 GB), issue 25's
-# resnet50_v1 at 224 px (the proof at most twice the 28 s it took before the new checks)
-CASES = {"densenet121@2x3x224x224": (3.0, 60.0), "resnet50_v1@1x3x224x224": (None, 2 * 28.0),
-         "resnet50_v1@8x3x64x64": (None, None), "mobilenet_v2_1_0@8x3x224x224": (None, None)}
+# model@shape -> (peak GB, seconds, what the seconds time) goals: issue 27's densenet121 (port + proof, on a
+# laptop of 8-16 GB), issue 25's resnet50_v1 at 224 px (the proof at most twice the 28 s it took before the new checks)
+CASES = {"densenet121@2x3x224x224": (3.0, 60.0, "port + proof"), "resnet50_v1@1x3x224x224": (None, 2 * 28.0, "proof"),
+         "resnet50_v1@8x3x64x64": (None, None, ""), "mobilenet_v2_1_0@8x3x224x224": (None, None, "")}
 DEFAULT = "densenet121@2x3x224x224,resnet50_v1@1x3x224x224,resnet50_v1@8x3x64x64"
 
 
@@ -79,14 +79,15 @@ def table(data: dict) -> str:
     peak resident memory, the load average at its start, and the goals it was held to."""
     body = []
     for r in data["rows"]:
-        gb, secs = CASES.get(f"{r['model']}@{'x'.join(map(str, r['input']))}", (None, None))
+        gb, secs, timed = CASES.get(f"{r['model']}@{'x'.join(map(str, r['input']))}", (None, None, ""))
         if "error" in r:
             body.append([r["model"], "x".join(map(str, r["input"])), r["semantics"], "-", "-", "-", "-", "-",
                          f"{r['load_start']}", r["error"]])
             continue
+        took = r["proof_s"] if timed == "proof" else r["wall_s"]
         goal = "; ".join(g for g in (f"peak <= {gb} GB: {'met' if r['peak_bytes'] / 1e9 <= gb else 'not met'}"
-                                     if gb else "", f"port + proof <= {secs:.0f} s: "
-                                     f"{'met' if r['wall_s'] <= secs else 'not met'}" if secs else "") if g)
+                                     if gb else "", f"{timed} <= {secs:.0f} s: "
+                                     f"{'met' if took <= secs else 'not met'}" if secs else "") if g)
         body.append([r["model"], "x".join(map(str, r["input"])), r["semantics"], r["verdict"],
                      f"{r['port_s']:.1f}", f"{r['proof_s']:.1f}", f"{r['wall_s']:.1f}",
                      f"{r['peak_bytes'] / 1e9:.2f}", f"{r['load_start']}", goal or "-"])
