@@ -75,6 +75,7 @@ def renderers(root: Path) -> dict[str, Callable[[], str]]:
         "variants-finetune": bench("cpu-finetune-2026-11-23", R.variants_table),
         "scaling": other("scaling-cpu-2026-12-03", scaling.table, "environment"),
         "port-zoo": other("port-zoo", port_zoo.summary, "meta"),
+        "port-zoo-verdicts": other("port-zoo-verdicts", port_zoo.summary, "meta"),
         "port-resnet50": other("port-resnet50-224", port_zoo.times_table, "meta"),
         "port-cost": other("port-cost", port_cost.table, "meta"),
         "port-speed": other("port-speed", port_speed.table, "meta"),
