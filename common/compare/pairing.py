@@ -12,6 +12,7 @@ with another ceil_mode is compared (and named) at that very layer.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 
 from ..errors import GanparityError
@@ -231,12 +232,11 @@ def _unpaired_message(left_t, left_m, tl, ml, t_own, m_own, taken_t, taken_m, t_
 
 def _align_rest(tl: list[WalkedLayer], ml: list[WalkedLayer], pairs: list[Pair]) -> list[Pair]:
     """Layers without tensors (and repeated calls), aligned by kind and output shape between the
-    tensor-owning pairs, which are monotone anchors in both walks."""
-    anchors, last_m = [], -1
-    for p in pairs:
-        if p.mxnet.index > last_m:
-            anchors.append((p.torch.index, p.mxnet.index))
-            last_m = p.mxnet.index
+    tensor-owning pairs that are in the same order in both walks (the longest such chain: where a
+    port runs two independent branches in the other order, GluonCV's Fast-SCNN fusing its two
+    resolutions, the pairs of one branch are not anchors, and its parameter-free layers are aligned
+    within the other's segments, not with the next layer of the same kind)."""
+    anchors = _monotone([(p.torch.index, p.mxnet.index) for p in pairs])
     paired_t = {p.torch.index for p in pairs}
     paired_m = {p.mxnet.index for p in pairs}
     bounds = [(-1, -1), *anchors, (len(tl), len(ml))]
@@ -245,18 +245,68 @@ def _align_rest(tl: list[WalkedLayer], ml: list[WalkedLayer], pairs: list[Pair])
         # (an identity, an empty Sequential, computes nothing: its output is its input, compared already)
         seg_t = [t for t in tl[t0 + 1:t1] if t.index not in paired_t and t.kind != "identity"]
         seg_m = [m for m in ml[m0 + 1:m1] if m.index not in paired_m and m.kind != "identity"]
-        sm = difflib.SequenceMatcher(None, [(t.kind, t.out_shape) for t in seg_t],
-                                     [(m.kind, m.out_shape) for m in seg_m], autojunk=False)
-        matched = []
-        for op, a1, a2, b1, b2 in sm.get_opcodes():
-            if op == "equal":
-                matched += list(zip(seg_t[a1:a2], seg_m[b1:b2]))
-            elif op == "replace" and a2 - a1 == b2 - b1:  # as many on both sides: by position, where they
-                # share an output shape (ReLU6 ported as ReLU) or a kind and an input (another ceil_mode)
-                matched += [(t, m) for t, m in zip(seg_t[a1:a2], seg_m[b1:b2])
-                            if t.out_shape == m.out_shape or (t.kind == m.kind and t.in_shape == m.in_shape)]
-        for t, m in matched:
+        for t, m in _align(seg_t, seg_m):
             extra.append(Pair(t, m, source="aligned" if t.kind == m.kind else "position", hints=config_hints(t, m)))
     return sorted(pairs + extra, key=lambda p: p.torch.index)
 
 
+def _monotone(points: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The longest chain of (torch index, mxnet index) pairs, given in torch order, whose mxnet indices
+    increase too (a longest increasing subsequence; the first such on ties)."""
+    import bisect
+
+    tails, tail_at, back = [], [], [-1] * len(points)  # tails[k]: smallest end of a chain of length k + 1
+    for i, (_, m) in enumerate(points):
+        k = bisect.bisect_left(tails, m)
+        back[i] = tail_at[k - 1] if k else -1
+        if k == len(tails):
+            tails.append(m)
+            tail_at.append(i)
+        else:
+            tails[k], tail_at[k] = m, i
+    chain, i = [], tail_at[-1] if tail_at else -1
+    while i >= 0:
+        chain.append(points[i])
+        i = back[i]
+    return chain[::-1]
+
+
+def _align(seg_t: list[WalkedLayer], seg_m: list[WalkedLayer]) -> list[tuple[WalkedLayer, WalkedLayer]]:
+    """The layers of one segment paired in order (a global alignment): the same kind and output shape
+    pair at no cost; another kind at the same output shape (a ReLU6 ported as ReLU), or the same kind
+    with the same input (another ceil_mode), at cost 1; a layer left unpaired costs 1.5. So a wrong
+    activation pairs with the one it replaces, not with the next of its kind further on."""
+    n, k = len(seg_t), len(seg_m)
+    if not n or not k:
+        return []
+    if n * k > 4_000_000:  # a huge segment (a model of parameter-free layers only): matching runs of kinds
+        sm = difflib.SequenceMatcher(None, [(t.kind, t.out_shape) for t in seg_t],
+                                     [(m.kind, m.out_shape) for m in seg_m], autojunk=False)
+        return [(seg_t[a + i], seg_m[b + i]) for a, b, size in sm.get_matching_blocks() for i in range(size)]
+
+    def cost(t: WalkedLayer, m: WalkedLayer) -> float:
+        if t.kind == m.kind and t.out_shape == m.out_shape:
+            return 0.0
+        return 1.0 if t.out_shape == m.out_shape or (t.kind == m.kind and t.in_shape == m.in_shape) else math.inf
+
+    gap = 1.5
+    best = [[0.0] * (k + 1) for _ in range(n + 1)]
+    for i in range(1, n + 1):
+        best[i][0] = i * gap
+    for j in range(1, k + 1):
+        best[0][j] = j * gap
+    for i in range(1, n + 1):
+        for j in range(1, k + 1):
+            best[i][j] = min(best[i - 1][j - 1] + cost(seg_t[i - 1], seg_m[j - 1]), best[i - 1][j] + gap,
+                             best[i][j - 1] + gap)
+    pairs, i, j = [], n, k
+    while i and j:
+        c = cost(seg_t[i - 1], seg_m[j - 1])
+        if best[i][j] == best[i - 1][j - 1] + c:
+            pairs.append((seg_t[i - 1], seg_m[j - 1]))
+            i, j = i - 1, j - 1
+        elif best[i][j] == best[i - 1][j] + gap:
+            i -= 1
+        else:
+            j -= 1
+    return pairs[::-1]
