@@ -359,3 +359,13 @@ def test_a_users_block_with_a_repeated_sub_block_is_one_class(tmp_path):
     assert "ConvUnit(channels=8, stride=1, in_channels=8)" in src  # a flag left at its default
     assert "self.proj(x) if self.proj is not None else x" in src
     assert r.proof.verdict == "agree", r.proof.failures()
+
+
+def test_a_block_class_nested_in_itself_ports(tmp_path):
+    """A HybridConcurrent inside a branch of another (Inception v3's InceptionE; the zoo's
+    inception_v3 crashed with KeyError 'HybridConcurrent#9'): the class is decided level by level,
+    the inner one first, each its own class, and the port proved."""
+    r = port(f"{MODELS}:nested_concurrent", (2, 3, 8, 8), tmp_path / "p")
+    src = (r.out / "model.py").read_text()
+    assert re.findall(r"^class (\w+)\(", src, re.M) == ["HybridConcurrent", "HybridConcurrent2", "Net"], src
+    assert r.proof.verdict == "agree", r.proof.failures()

@@ -294,7 +294,7 @@ class Structured:
         group["instances"].append({"init": init, "pretty": pretty, "canonical": canonical, "args": args,
                                    "attrs": [] if numbered else list(attrs), "path": c["path"],
                                    "flags": info.get("flags", {}),
-                                   "base": "nn.ModuleList" if numbered else "nn.Module"})
+                                   "base": "nn.ModuleList" if numbered else "nn.Module", "height": height})
         group["height"] = max(group["height"], height)
         return Built(f"\u27e8{gluon}#{len(group['instances']) - 1}\u27e9", tensors, layers, height)
 
@@ -416,13 +416,31 @@ class Structured:
         are compared once their children's constructor calls are known."""
         calls: dict[str, str] = {}
         sources, used = [], set()
-        for group in sorted(self.classes.values(), key=lambda g: g["height"]):
-            for inst in group["instances"]:
-                inst["init"] = [PLACEHOLDER.sub(lambda m: calls[m.group(1)], s) for s in inst["init"]]
-            for _name, members, source in _decide(group, used):
-                sources.append(source)
-                for idx, call in members.items():
-                    calls[f"{group['gluon']}#{idx}"] = call
+        # (Gluon class, its instances' indices): decided together, once every child they construct is
+        # known; a class nested in itself (Inception's HybridConcurrent, inside a branch of another) is
+        # decided level by level, as is any class where one whole group waits for another that waits for it
+        pending = [(g, list(range(len(g["instances"])))) for g in sorted(self.classes.values(),
+                                                                         key=lambda g: g["height"])]
+        while pending:
+            ready = [u for u in pending if all(ref in calls for j in u[1] for s in u[0]["instances"][j]["init"]
+                                               for ref in PLACEHOLDER.findall(s))]
+            if not ready:
+                split = [(g, [j for j in idx if g["instances"][j]["height"] == h]) for g, idx in pending
+                         for h in sorted({g["instances"][j]["height"] for j in idx})]
+                if len(split) == len(pending):
+                    raise NoStructure("the block classes construct each other in a cycle")
+                pending = split
+                continue
+            for group, idx in ready:
+                pending.remove((group, idx))
+                for j in idx:
+                    inst = group["instances"][j]
+                    inst["init"] = [PLACEHOLDER.sub(lambda m: calls[m.group(1)], s) for s in inst["init"]]
+                for _name, members, source in _decide(group | {"instances": [group["instances"][j] for j in idx]},
+                                                      used):
+                    sources.append(source)
+                    for k, call in members.items():
+                        calls[f"{group['gluon']}#{idx[k]}"] = call
         root_call = PLACEHOLDER.sub(lambda m: calls[m.group(1)], root.expr)
         return sources, root_call.split("(", 1)[0], calls
 
@@ -569,9 +587,10 @@ def _decide(group: dict, used: set[str]) -> list[tuple[str, dict[int, str], str]
     out = []
     base = _ident(group["gluon"])
     for n, fam in enumerate(sorted(families, key=lambda f: min(f["members"]))):
-        name = base if n == 0 else f"{base}{n + 1}"
-        while name in used:
-            name += "_"
+        name, k = (base if n == 0 else f"{base}{n + 1}"), n + 1
+        while name in used:  # (a class decided level by level: its next number)
+            k += 1
+            name = f"{base}{k}"
         used.add(name)
         out.append(_write_class(name, group, fam, instances))
     return out
