@@ -585,6 +585,26 @@ def test_zoo_ops_block_ports_and_trains(tmp_path, semantics):
     assert re.search(r"\w+, \w+ = torch.chunk\(\w+, 2, dim=1\)", src) and "import torch.nn.functional as F" in src
 
 
+def test_a_float32_kernel_s_gap_is_in_the_training_steps_floor(tmp_path, monkeypatch):
+    """MXNet's BilinearResize2D computes in float32 inside float64: the correct port of
+    tests/port_models.py:resize_steps differs from it by ~3e-7 in the fp64 forward, and three SGD
+    steps with momentum at batch 1 amplify that past a floor of rounded constants alone (the row
+    said 'differ' on a correct port: GluonCV's FCN did at the zoo run). The training steps' floor
+    jitters the port's weights by that start gap: the correct port agrees, and a wrong lr still differs."""
+    from ganparity.common.port import checks, prove_port
+
+    args = dict(optimizer="sgd:lr=0.05,momentum=0.9", steps=3)
+    r = port(f"{MODELS}:resize_steps", (1, 3, 9, 9), tmp_path / "out", **args)
+    assert r.proof.verdict == "agree", r.proof.failures()
+    assert any(n.startswith("floor: the two sides' fp64 forward") for n in r.proof.notes), r.proof.notes
+    monkeypatch.setattr(checks, "JITTER_FROM", 1.0)  # the floor of rounded constants alone
+    assert port(f"{MODELS}:resize_steps", (1, 3, 9, 9), tmp_path / "alone", **args).proof.verdict == "differ"
+    monkeypatch.undo()
+    model = r.out / "model.py"
+    model.write_text(model.read_text().replace("lr=0.05,", "lr=0.05005,"))  # 1e-3 off
+    assert prove_port(r.out).verdict == "differ"
+
+
 # -- refusals: one line, with the nearest supported form -----------------------------------------------
 
 REFUSED = [

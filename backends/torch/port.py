@@ -263,10 +263,12 @@ def train_updates(model: Any, data: dict, dtype: str = "float32", options: dict 
     Trainer.step(batch_size) rescale). model: (module, net); data: 'batches' (one numpy batch per
     step), 'projections' (per step, one array per output: the loss is sum(output * R)),
     'batch_size'; options: 'start' (the state to start from), 'scale' (the loss times this),
-    'round' (every float constant as float32, as MXNet passes them: the floor), 'perturb'
-    {hyperparameter: (relative, absolute)}, 'rescale' (gluon_step's batch size times 1 + this),
-    'bn_momentum' (every BatchNorm momentum times 1 + this). Dropout is off. Returns the state
-    before the first step and after each, by state-dict name."""
+    'round' (every float constant as float32, as MXNet passes them: the floor), 'jitter' (every
+    parameter times 1 + jitter * a fixed random sign: the floor, where the two sides' fp64 forward
+    already differs by that much), 'perturb' {hyperparameter: (relative, absolute)}, 'rescale'
+    (gluon_step's batch size times 1 + this), 'bn_momentum' (every BatchNorm momentum times 1 +
+    this). Dropout is off. Returns the state before the first step and after each, by state-dict
+    name (the first: before any jitter)."""
     from .compare import round_constants
 
     module, net = model
@@ -274,6 +276,12 @@ def train_updates(model: Any, data: dict, dtype: str = "float32", options: dict 
     net.to(getattr(torch, dtype))
     if o.get("start") is not None:
         set_state(model, o["start"])
+    start = _state(net)
+    if o.get("jitter"):
+        signs = np.random.default_rng(0)
+        with torch.no_grad():
+            for p in net.parameters():
+                p.mul_(1 + o["jitter"] * torch.from_numpy(signs.choice([-1.0, 1.0], tuple(p.shape))).to(p.dtype))
     bn = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.momentum]
     saved = [m.momentum for m in bn]
     batch = float(data["batch_size"])
@@ -290,7 +298,7 @@ def train_updates(model: Any, data: dict, dtype: str = "float32", options: dict 
             optimizer = module.make_optimizer(net)
             _perturb_groups(optimizer, o.get("perturb", {}), bool(o.get("round")))
             net.train()
-            states = [_state(net)]
+            states = [start]
             for x, projection in zip(data["batches"], data["projections"]):
                 optimizer.zero_grad(set_to_none=True)
                 out = net(*_inputs(x, dtype))

@@ -87,6 +87,9 @@ TELLABLE_BY = {  # what makes a hyperparameter visible, when no row saw it
     "rescale": "gradients that are not all zero (SGD), or --steps 1 or more (Adam: the small-gradient step)",
     "bn-momentum": "--steps 1 or more with BatchNorm in train mode",
 }
+# A forward or gradient fp64 gap above this at the start is more than fp64 rounding and MXNet's float32
+# constants make (1e-8 at most on correct ports): the training steps' floor then jitters by that gap.
+JITTER_FROM = 1e-7
 
 
 def port_backend(name: str):
@@ -241,6 +244,7 @@ def prove(model, block, mapping: dict, setting: dict, shape, steps: int, semanti
         proof.seconds = time.perf_counter() - t0
         return proof
     proof.rows.append(_constants(T, model, x, proof))
+    start_gap = _start_gap(proof)
     data = make_data(shape, report.output_shapes, steps, seed)
     batch = data["batch_size"]
     m_opts = {"setting": setting, "semantics": semantics, "start": m_start}
@@ -284,7 +288,7 @@ def prove(model, block, mapping: dict, setting: dict, shape, steps: int, semanti
                 if note not in proof.notes:
                     proof.notes.append(note)
             release_memory()
-        ph.runs["floor"] = ph.run_t("float64", {"round": True})
+        ph.runs["floor"] = ph.run_t("float64", {"round": True} | ({"jitter": start_gap} if ph.name == "step" else {}))
         _judge_phase(ph, proof, report.pairs)
     say(f"proof: which hyperparameters it could have seen ({time.perf_counter() - t0:.0f} s so far)")
     _coverage(proof, phases, setting)
@@ -345,6 +349,25 @@ def _constants(T, model, x: np.ndarray, proof: Proof) -> Row:
                    suggestion="--params with trained weights (random weights keep activations small), or an "
                               "input that reaches those ranges")
     return Row(CONSTANTS, AGREE, worst=f"{len(groups)} groups of constants, each seen by the output")
+
+
+def _start_gap(proof: Proof) -> float:
+    """The fp64 gap the two sides already show before any step (the forward and gradient rows that
+    agree), where it is beyond what fp64 rounding and MXNet's float32 constants make (JITTER_FROM):
+    a kernel of MXNet's that keeps float32 precision in float64 (BilinearResize2D's interpolation
+    weights) gives a correct port such a gap, and the steps amplify it as they amplify any change.
+    The training steps' floor then jitters the port's weights by as much (0: no jitter), and the
+    proof's notes say so."""
+    gaps = [r.fp64_gap for r in proof.rows if r.check in ("forward train", "forward eval", "gradients")
+            and r.verdict == AGREE and r.fp64_gap == r.fp64_gap]
+    gap = max(gaps, default=0.0)
+    if gap <= JITTER_FROM:
+        return 0.0
+    proof.notes.append(f"floor: the two sides' fp64 forward or gradients already differ by {gap:.2g} (within "
+                       f"{FP64_MIN:g}: an MXNet kernel that keeps float32 precision in float64); the training "
+                       "steps' floor jitters the port's weights by as much, so the rows allow what the steps make "
+                       "of that gap")
+    return gap
 
 
 def _judge_phase(ph: _Phase, proof: Proof, pairs) -> None:
