@@ -334,6 +334,51 @@ def zoo_ops():
     return ZooOps()
 
 
+class ResizeSteps(nn.HybridBlock):
+    """A segmentation net's shape in small: conv-BatchNorm-relu down, a bilinear resize up (MXNet's
+    BilinearResize2D keeps its interpolation weights in float32 in float64: a correct port's fp64
+    forward differs by ~3e-7), conv-BatchNorm-relu; at batch 1 the training steps amplify that gap."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        with self.name_scope():
+            self.a = nn.HybridSequential()
+            self.a.add(nn.Conv2D(8, 3, padding=1), nn.BatchNorm(), nn.Activation("relu"))
+            self.b = nn.HybridSequential()
+            self.b.add(nn.Conv2D(8, 3, padding=1, strides=2), nn.BatchNorm(), nn.Activation("relu"))
+            self.c = nn.HybridSequential()
+            self.c.add(nn.Conv2D(4, 3, padding=1), nn.BatchNorm(), nn.Activation("relu"), nn.Conv2D(3, 1))
+
+    def hybrid_forward(self, F, x):
+        y = F.contrib.BilinearResize2D(self.b(self.a(x)), height=13, width=13, align_corners=True)
+        return self.c(y)
+
+
+def resize_steps():
+    return ResizeSteps()
+
+
+def nested_concurrent():
+    """Inception's shape in small: a HybridConcurrent whose branch holds another HybridConcurrent
+    (Inception v3's InceptionE), so one Gluon class is built inside itself."""
+    from mxnet.gluon.contrib.nn import HybridConcurrent
+
+    def conv(channels, kernel, padding):
+        s = nn.HybridSequential()
+        s.add(nn.Conv2D(channels, kernel, padding=padding, use_bias=False), nn.BatchNorm(), nn.Activation("relu"))
+        return s
+
+    inner = HybridConcurrent(axis=1)
+    inner.add(conv(4, (1, 3), (0, 1)), conv(4, (3, 1), (1, 0)))
+    branch = nn.HybridSequential()
+    branch.add(conv(6, 1, 0), inner)
+    outer = HybridConcurrent(axis=1)
+    outer.add(conv(4, 1, 0), branch)
+    net = nn.HybridSequential()
+    net.add(conv(8, 3, 1), outer, nn.GlobalAvgPool2D(), nn.Flatten(), nn.Dense(5))
+    return net
+
+
 # -- issue 26: several inputs, every missing op at once ---------------------------------------------
 
 
