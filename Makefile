@@ -1,5 +1,6 @@
 # `make report`, `make test` and `make test-fast` build .venv themselves (Python 3.11 + pip; torch from the local
-# wheel store, mxnet 1.9.1 with numpy 1.23.5, all in ONE pip command so nothing upgrades numpy).
+# wheel store, mxnet 1.9.1 with numpy 1.23.5, the model zoos and ONNX (the zoo extra), all in ONE pip command so
+# nothing upgrades numpy).
 SHELL  := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 PYTHON ?= python3.11
@@ -11,9 +12,9 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[torch,mxnet,dev]' 2>&1 \
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[torch,mxnet,zoo,dev]' 2>&1 \
 	  | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
-	$(PY) -c "import numpy, torch, mxnet; print('numpy', numpy.__version__, 'torch', torch.__version__, 'mxnet', mxnet.__version__)"
+	$(PY) -c "import numpy, torch, mxnet, gluonnlp, onnx; print('numpy', numpy.__version__, 'torch', torch.__version__, 'mxnet', mxnet.__version__, 'gluonnlp', gluonnlp.__version__, 'onnx', onnx.__version__)"
 	touch $(STAMP)
 
 report: $(STAMP)

@@ -33,7 +33,7 @@ APP_USES = {"ganparity.common.port": {"ganparity.common.compare"},  # an applica
             "ganparity.common.report": {"ganparity.common.gan"}}
 CLI = "ganparity.common.cli"
 STDLIB = set(sys.stdlib_module_names) | {"__future__"}
-ZOOS = {"gluoncv", "gluonnlp"}  # MXNet's model zoos, read by backends/mxnet/port.py (--zoo)
+ZOOS = {"gluoncv", "gluonnlp", "onnx", "onnx2torch"}  # the zoo extra: MXNet's model zoos (--zoo), the ONNX road
 THIRD_PARTY = {"core": {"numpy"}, "apps": {"numpy", "PIL", "matplotlib", "tqdm"}, "cli": {"numpy", "matplotlib"},
                "backends": {"numpy"} | FRAMEWORKS | ZOOS, "benchmarks": {"numpy", "matplotlib"}, "root": set()}
 
