@@ -125,14 +125,16 @@ def size(a: np.ndarray, norm: str = "max") -> float:
     a = a[np.isfinite(a)] if a.size else a
     if not a.size:
         return 0.0
-    return float(np.abs(a).max()) if norm == "max" else float(np.sqrt(np.mean(a * a)))
+    with np.errstate(over="ignore"):  # a diverged run's 1e200 squares to inf: its row cannot tell anyway
+        return float(np.abs(a).max()) if norm == "max" else float(np.sqrt(np.mean(a * a)))
 
 
 def distance(a: np.ndarray, b: np.ndarray, norm: str = "max") -> float:
     """max |a - b|, or the root mean square of a - b."""
     if not np.size(a):
         return 0.0
-    return size(np.asarray(a, np.float64) - np.asarray(b, np.float64), norm)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: a non-finite row says so itself
+        return size(np.asarray(a, np.float64) - np.asarray(b, np.float64), norm)
 
 
 def _scale(arrays: dict[str, np.ndarray], group: bool, norm: str = "max") -> dict[str, float]:

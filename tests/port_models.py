@@ -379,6 +379,30 @@ def nested_concurrent():
     return net
 
 
+class SharedActivation(nn.HybridBlock):
+    """One `self.relu` block for every activation (GluonCV's Xception, and common in Gluon code
+    written like PyTorch): each call makes a graph node of the same name."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        with self.name_scope():
+            self.conv1 = nn.Conv2D(4, 3, padding=1)
+            self.bn1 = nn.BatchNorm()
+            self.conv2 = nn.Conv2D(6, 3, padding=1)
+            self.bn2 = nn.BatchNorm()
+            self.relu = nn.Activation("relu")
+            self.fc = nn.Dense(3)
+
+    def hybrid_forward(self, F, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.relu(self.bn2(self.conv2(x)))
+        return self.fc(self.relu(x))
+
+
+def shared_activation():
+    return SharedActivation()
+
+
 # -- issue 26: several inputs, every missing op at once ---------------------------------------------
 
 

@@ -369,3 +369,13 @@ def test_a_block_class_nested_in_itself_ports(tmp_path):
     src = (r.out / "model.py").read_text()
     assert re.findall(r"^class (\w+)\(", src, re.M) == ["HybridConcurrent", "HybridConcurrent2", "Net"], src
     assert r.proof.verdict == "agree", r.proof.failures()
+
+
+def test_one_activation_block_called_everywhere_ports(tmp_path):
+    """A block that calls one `self.relu` three times (GluonCV's Xception crashed with KeyError
+    (10, 0): each call's graph node has the same name, and every call was read as the last one's):
+    the forward calls it three times, in order, and the port is proved."""
+    r = port(f"{MODELS}:shared_activation", (2, 3, 8, 8), tmp_path / "p")
+    src = (r.out / "model.py").read_text()
+    assert src.count("self.relu(") == 3, src
+    assert r.proof.verdict == "agree", r.proof.failures()

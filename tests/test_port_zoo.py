@@ -79,3 +79,15 @@ def test_fastscnn_ports_and_a_resize_without_align_corners_is_caught(tmp_path):
     _agrees(r.proof)
     _edit(r.out, "size=8, mode='bilinear', align_corners=True", "size=8, mode='bilinear', align_corners=False")
     assert prove_port(r.out).verdict == "differ"
+
+
+def test_a_zoo_model_without_a_base_network_builds():
+    """--zoo passes pretrained_base=False to the models that have a base network; one that refuses
+    the argument in its own words (GluonCV's DarknetV3: "should only accept kwargs", not a TypeError)
+    is built without it, and a model name that does not exist is one line naming close ones."""
+    from ganparity.backends.mxnet.port import _zoo_block
+    from ganparity.common.errors import GanparityError
+
+    assert type(_zoo_block("gluoncv:darknet53")).__name__ == "DarknetV3"
+    with pytest.raises(GanparityError, match="no such model in gluoncv; close: darknet53"):
+        _zoo_block("gluoncv:darknet54")

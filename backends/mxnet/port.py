@@ -311,33 +311,88 @@ def read(model: Any, shape, params: str | None = None, seed: int = 0, check=None
             "train_graph": train,
             "mults": {n: [float(p.lr_mult), float(p.wd_mult)] for n, p in live.items()
                       if p.grad_req != "null" and (p.lr_mult, p.wd_mult) != (1.0, 1.0)},
-            "calls": [c | {"inputs": [refs[s] for s in c["inputs"] if s in refs],
-                           "outputs": [refs[s] for s in c["outputs"] if s in refs]} for c in calls],
+            "calls": _call_refs(calls, graph["nodes"], refs),
             "blocks": {path or "": _block_info(b) for path, b in _blocks(model)}}
 
 
 def _record_calls(model: gluon.Block, calls: list[dict]) -> list:
     """Hooks that record every block call of the symbolic forward: path, the enclosing call, the
-    names of its input and output symbols (the graph's node outputs), in call order."""
-    stack, handles = [], []
+    names of its input and output symbols (the graph's node outputs), in call order; and when it
+    started and ended (a count of events), with the handle of each output symbol: a block called
+    several times (one `self.relu` for every activation of the model) makes nodes of one name, told
+    apart by _call_refs."""
+    stack, handles, keep = [], [], []
+    events = iter(range(1 << 62))
 
-    def names(value) -> list[str]:
+    def names(value) -> list[tuple[str, int]]:
         items = value if isinstance(value, list | tuple) else [value]
-        return [o for s in items if isinstance(s, mx.sym.Symbol) for o in s.list_outputs()]
+        keep.extend(s for s in items if isinstance(s, mx.sym.Symbol))  # alive: their handles stay unique
+        return [(o, s.handle.value or 0) for s in items if isinstance(s, mx.sym.Symbol) for o in s.list_outputs()]
 
     def pre(path):
         def hook(block, inputs):
-            calls.append({"path": path, "parent": stack[-1] if stack else -1, "inputs": names(inputs),
-                          "outputs": []})
+            calls.append({"path": path, "parent": stack[-1] if stack else -1,
+                          "inputs": [n for n, _ in names(inputs)], "outputs": [], "start": next(events)})
             stack.append(len(calls) - 1)
         return hook
 
     def post(block, inputs, output):
-        calls[stack.pop()]["outputs"] = names(output)
+        made = names(output)
+        calls[stack.pop()] |= {"outputs": [n for n, _ in made], "made": [h for _, h in made], "end": next(events)}
 
     for path, b in _blocks(model):
         handles += [b.register_forward_pre_hook(pre(path or "")), b.register_forward_hook(post)]
     return handles
+
+
+def _call_refs(calls: list[dict], nodes: list[dict], refs: dict[str, list[int]]) -> list[dict]:
+    """Each call with its inputs and outputs as [node, output index]. A name that several nodes
+    share (each call of one block object makes a node of the same name) is resolved in the order the
+    calls ran: an output is the next node of that name the first time its symbol is seen, an input
+    the node of that name made last (the nodes of one name are in the graph in the order they were
+    made along the model's forward)."""
+    count = {}
+    for n in nodes:
+        count[n["name"]] = count.get(n["name"], 0) + 1
+    shared = {n for n, k in count.items() if k > 1}
+    places = {}
+    for i, n in enumerate(nodes):
+        if n["name"] in shared:
+            places.setdefault(n["name"], []).append(i)
+
+    def base(name: str) -> tuple[str, int]:
+        if name in refs and nodes[refs[name][0]]["name"] == name:
+            return name, 0
+        b, _, k = name.rpartition("_output")
+        return b, int(k) if k.isdigit() else 0
+
+    at, seen, out = {}, {}, [dict(c) for c in calls]
+    events = sorted([(c.get("start", j), "in", j) for j, c in enumerate(calls)]
+                    + [(c.get("end", j), "out", j) for j, c in enumerate(calls)])
+    for _, kind, j in events:
+        c = calls[j]
+        if kind == "in":
+            out[j]["inputs"] = [[places[b][at.get(b, 0)], k] if b in shared else refs[s]
+                                for s in c["inputs"] if s in refs for b, k in [base(s)]]
+            continue
+        made = []
+        for s, h in zip(c["outputs"], c.get("made") or [0] * len(c["outputs"])):
+            if s not in refs:
+                continue
+            b, k = base(s)
+            if b in shared:
+                if h not in seen.setdefault(b, set()):  # a new node of that name (not a parent passing it on)
+                    seen[b].add(h)
+                    at[b] = min(at.get(b, -1) + 1, len(places[b]) - 1)
+                made.append([places[b][at[b]], k])
+            else:
+                made.append(refs[s])
+        out[j]["outputs"] = made
+        out[j].pop("made", None)
+    for c in out:
+        c.pop("start", None)
+        c.pop("end", None)
+    return out
 
 
 def _output_refs(nodes: list[dict], names: list[str]) -> dict[str, list[int]]:
@@ -458,9 +513,9 @@ def _zoo_block(ref: str, args: dict | None = None) -> gluon.Block:
                                      + (f"; close: {', '.join(close)}" if close else ""))
             try:
                 block = get(name, **kwargs)
-            except TypeError as e:
-                if "pretrained_base" not in str(e):
-                    raise
+            except Exception:  # noqa: BLE001 - a model without a base network refuses the argument its own way
+                if "pretrained_base" not in kwargs or "pretrained_base" in (args or {}):
+                    raise  # (DarknetV3: "should only accept kwargs {'params', 'prefix'}", not a TypeError)
                 kwargs.pop("pretrained_base")
                 block = get(name, **kwargs)
         except GanparityError:
