@@ -61,6 +61,7 @@ GLUONCV = ["gluoncv:resnet18_v1b", "gluoncv:resnet50_v1c", "gluoncv:resnet50_v1d
            "gluoncv:fastscnn_citys", "gluoncv:simple_pose_resnet18_v1b", "gluoncv:resnet18_v1b_kinetics400",
            "tests/port_zoo_models.py:bert_small", "tests/port_zoo_models.py:transformer_encoder_small"]
 SIZES |= {"gluoncv:inceptionv3": (2, 3, 299, 299), "gluoncv:xception": (2, 3, 96, 96),
+          "gluoncv:densenet121": (2, 3, 224, 224),  # its final 7x7 average pooling needs 224 px
           "gluoncv:yolo3_mobilenet0.25_voc": (2, 3, 128, 128), "gluoncv:ssd_300_mobilenet0.25_voc": (2, 3, 128, 128),
           "gluoncv:faster_rcnn_resnet50_v1b_voc": (1, 3, 128, 128),
           "gluoncv:center_net_resnet18_v1b_voc": (2, 3, 128, 128),
