@@ -403,6 +403,24 @@ def shared_activation():
     return SharedActivation()
 
 
+class UnusedConstant(nn.HybridBlock):
+    """A constant the forward never reads (Faster R-CNN's training-target encoder holds its means
+    and stds so): the port leaves it out and says so."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        with self.name_scope():
+            self.means = self.params.get_constant("means", [[0.0, 0.1, 0.2, 0.3]])
+            self.fc = nn.Dense(3)
+
+    def hybrid_forward(self, F, x, means):
+        return self.fc(x)
+
+
+def unused_constant():
+    return UnusedConstant()
+
+
 # -- issue 26: several inputs, every missing op at once ---------------------------------------------
 
 

@@ -379,3 +379,13 @@ def test_one_activation_block_called_everywhere_ports(tmp_path):
     src = (r.out / "model.py").read_text()
     assert src.count("self.relu(") == 3, src
     assert r.proof.verdict == "agree", r.proof.failures()
+
+
+def test_a_constant_the_forward_never_reads_is_left_out_and_said(tmp_path):
+    """Faster R-CNN holds its box encoder's means and stds as constants its forward never reads:
+    the port was refused for them; now they are left out (mapping.json's ignore), PORT.md says so,
+    and the proof runs without them."""
+    r = port(f"{MODELS}:unused_constant", (2, 4), tmp_path / "p")
+    assert json.loads((r.out / "mapping.json").read_text())["ignore"] == {"mxnet": ["means"]}
+    assert "Not ported: means" in (r.out / "PORT.md").read_text()
+    assert r.proof.verdict == "agree", r.proof.failures()

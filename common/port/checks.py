@@ -199,6 +199,7 @@ def prove(model, block, mapping: dict, setting: dict, shape, steps: int, semanti
     say("proof: the weights, every layer in train and eval mode, the gradients (float32, float64, the floor)")
     T, M = port_backend("torch"), port_backend("mxnet")
     to_gluon = dict(mapping["tensors"])
+    ignore = {"mxnet": list(mapping.get("ignore", {}).get("mxnet", []))}  # constants the forward never reads
     specs = input_specs(shape)
     x = draw_batch(specs, np.random.default_rng(seed))
     notes, finals = [], []
@@ -209,7 +210,7 @@ def prove(model, block, mapping: dict, setting: dict, shape, steps: int, semanti
                      "block's own parameters, in both modes")
     if heads:  # a detector: its final outputs in eval mode, then every row on the raw heads before the NMS / top-k
         full = compare_models(model[1], block, x, weights="own", loss="projection", steps=0,
-                              mapping={"tensors": to_gluon}, seed=seed)
+                              mapping={"tensors": to_gluon, "ignore": ignore}, seed=seed)
         release_memory()
         after = f"forward eval, final outputs (after {', '.join(heads['ops'])})"
         finals = [dataclasses.replace(r, check=after) for r in full.checks if r.check == "forward eval"]
@@ -227,7 +228,7 @@ def prove(model, block, mapping: dict, setting: dict, shape, steps: int, semanti
                      f"{heads['count']} tensors before {', '.join(heads['ops'])}) with the Gluon graph's same "
                      f"tensors; '{after}' compares what forward(x) returns")
     report = compare_models(model[1], block, x, weights="own", loss="projection", steps=0,
-                            mapping={"tensors": to_gluon}, seed=seed)
+                            mapping={"tensors": to_gluon, "ignore": ignore}, seed=seed)
     release_memory()
     rows = list(report.checks)
     at = next((k + 1 for k, r in enumerate(rows) if r.check == "forward eval"), len(rows))

@@ -269,17 +269,26 @@ def port(factory: str | dict, shape, out: str | Path, params: str | None = None,
     refuse_nonfinite(graph["arrays"], "the Gluon block")  # a port copies weights: a NaN would be copied, not proved
     p = emit(graph, semantics)
     missing = sorted(set(graph["arrays"]) - set(p.tensor_map.values()))
-    if missing:
-        raise GanparityError(f"unsupported: Gluon parameters that no ported layer holds: {', '.join(missing[:6])}")
+    read_by_graph = {n["param"] for n in graph["nodes"] if n["op"] == "null" and n.get("param")}
+    unused = [n for n in missing if n not in read_by_graph and graph["grad_req"].get(n) == "null"]
+    if set(missing) - set(unused):
+        raise GanparityError("unsupported: Gluon parameters that no ported layer holds: "
+                             f"{', '.join(sorted(set(missing) - set(unused))[:6])}")
     say(f"port: {len(graph['nodes'])} graph nodes read; writing {p.class_name} "
         f"({'classes from the Gluon block tree' if p.structured else 'one flat class'})")
     what_from = source_text(source)
     text, choices = _model_file(p, graph, setting, semantics, what_from)
+    if unused:
+        choices.append(f"Not ported: {', '.join(unused)}: constants the Gluon block holds that its forward never "
+                       "reads (mapping.json's ignore; the proof leaves them out).")
     heads = p.heads
     with replacing_folder(out, manifest=MANIFEST, owned=PORT_FILES, force=force, log=log) as tmp:
         (tmp / "model.py").write_text(text)
         np.savez(tmp / "weights.npz", **{t: graph["arrays"][g] for t, g in p.tensor_map.items()})
-        (tmp / "mapping.json").write_text(json.dumps(p.to_mapping(), indent=1) + "\n")
+        # constants the block holds but its forward never reads (Faster R-CNN's training-target encoder's
+        # means and stds): not ported, and the proof leaves them out
+        (tmp / "mapping.json").write_text(json.dumps(p.to_mapping() | ({"ignore": {"mxnet": unused}} if unused else {}),
+                                                     indent=1) + "\n")
         saved = str(Path(params).resolve()) if params else "source.params"
         if not params:
             M.save_params(block, str(tmp / "source.params"))
