@@ -233,7 +233,9 @@ def _refusal_ops(error: str) -> str:
     import re
 
     ops = list(dict.fromkeys(re.findall(r"the op ([\w.]+)", error)))
-    return ", ".join(ops) if ops else error.split(":")[0][:60]
+    if ops:
+        return ", ".join(ops)
+    return error if len(error) <= 90 else error[:87] + "..."
 
 
 def counts(vision: dict, zoos: dict | None) -> str:
