@@ -74,12 +74,16 @@ SIZES |= {"gluoncv:inceptionv3": (2, 3, 299, 299), "gluoncv:xception": (2, 3, 96
 ROOT = Path(__file__).resolve().parent / "results"
 
 
+# --zoo-args of a model whose sizes are fixed when it is built (Fast-SCNN's crop: 1024 px by default)
+ZOO_ARGS = {"gluoncv:fastscnn_citys": {"height": 128, "width": 128, "crop_size": 128, "base_size": 128}}
+
+
 def _source(name: str) -> str | dict:
     """What `ganparity port` reads for a model of this table: a zoo name, a factory, or a name of
     MXNet's vision zoo (the plain names of the first table)."""
     zoo = name.partition(":")[0]
     if zoo in ("gluon", "gluoncv", "gluonnlp"):
-        return {"zoo": name}
+        return {"zoo": name} | ({"args": ZOO_ARGS[name]} if name in ZOO_ARGS else {})
     return name if ":" in name else f"mxnet.gluon.model_zoo.vision:{name}"
 
 

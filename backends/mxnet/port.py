@@ -513,11 +513,14 @@ def _zoo_block(ref: str, args: dict | None = None) -> gluon.Block:
                                      + (f"; close: {', '.join(close)}" if close else ""))
             try:
                 block = get(name, **kwargs)
-            except Exception:  # noqa: BLE001 - a model without a base network refuses the argument its own way
+            except Exception as first:  # noqa: BLE001 - a model without a base network refuses it its own way
                 if "pretrained_base" not in kwargs or "pretrained_base" in (args or {}):
                     raise  # (DarknetV3: "should only accept kwargs {'params', 'prefix'}", not a TypeError)
                 kwargs.pop("pretrained_base")
-                block = get(name, **kwargs)
+                try:
+                    block = get(name, **kwargs)
+                except Exception:  # noqa: BLE001 - the first reason is the one to tell
+                    raise first from None
         except GanparityError:
             raise
         except Exception as e:
