@@ -421,6 +421,20 @@ def unused_constant():
     return UnusedConstant()
 
 
+class CudnnOffBatchNorm(nn.BatchNorm):
+    """GluonCV's BatchNormCudnnOff: nn.BatchNorm's op with cuDNN off (its simple-pose models use it)."""
+
+    def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
+        return F.BatchNorm(x, gamma, beta, running_mean, running_var, name="fwd", cudnn_off=True, **self._kwargs)
+
+
+def batchnorm_subclass():
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(4, 3, padding=1), CudnnOffBatchNorm(), nn.Activation("relu"), nn.GlobalAvgPool2D(),
+            nn.Dense(3))
+    return net
+
+
 # -- issue 26: several inputs, every missing op at once ---------------------------------------------
 
 

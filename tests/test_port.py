@@ -389,3 +389,12 @@ def test_a_constant_the_forward_never_reads_is_left_out_and_said(tmp_path):
     assert json.loads((r.out / "mapping.json").read_text())["ignore"] == {"mxnet": ["means"]}
     assert "Not ported: means" in (r.out / "PORT.md").read_text()
     assert r.proof.verdict == "agree", r.proof.failures()
+
+
+def test_a_batchnorm_subclass_moves_its_statistics_as_pytorch_under_torch_semantics(tmp_path):
+    """GluonCV's BatchNormCudnnOff (a subclass of nn.BatchNorm): under --semantics torch the Gluon
+    side of the proof moves its running statistics by PyTorch's rule, as for nn.BatchNorm (it moved
+    them by Gluon's: GluonCV's simple_pose_resnet18_v1b 'differed' at its BatchNorm statistics rows)."""
+    r = port(f"{MODELS}:batchnorm_subclass", (4, 3, 8, 8), tmp_path / "p", semantics="torch")
+    assert r.proof.row("step 1 BatchNorm statistics").verdict == "agree", r.proof.failures()
+    assert r.proof.verdict == "agree", r.proof.failures()

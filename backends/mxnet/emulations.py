@@ -151,10 +151,13 @@ class TorchAdam(mx.optimizer.Adam):
 def emulated_stats(model: nn.Block):
     """While inside, every BatchNorm of `model` (but those with use_global_stats) moves its running
     statistics as PyTorch does (TorchBatchNorm: in every train-mode forward, unbiased variance),
-    with its own momentum; afterwards it is the layer it was. The model must run un-hybridized."""
+    with its own momentum; afterwards it is the layer it was. A subclass of nn.BatchNorm counts
+    (GluonCV's BatchNormCudnnOff, the same op with cuDNN off: its simple-pose models' statistics
+    moved by Gluon's rule while the port's moved by PyTorch's). The model must run un-hybridized."""
     changed = []
     for b in _walk(model):
-        if type(b) is nn.BatchNorm and not b._kwargs.get("use_global_stats"):
+        if isinstance(b, nn.BatchNorm) and not isinstance(b, TorchBatchNorm | GlobalStatsBatchNorm) and \
+                not b._kwargs.get("use_global_stats"):
             changed.append((b, b.__class__, b._kwargs))
             b.__class__ = TorchBatchNorm
             b.gluon_momentum, b._kwargs = b._kwargs["momentum"], dict(b._kwargs, momentum=1.0)
