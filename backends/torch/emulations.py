@@ -192,7 +192,10 @@ def box_nms(data, overlap_thresh=0.5, valid_thresh=0.0, topk=-1, coord_start=2, 
 def box_decode(deltas, anchors, stds=(1.0, 1.0, 1.0, 1.0), clip=-1.0, format="center"):
     """MXNet's contrib.box_decode: (batch, n, 4) deltas against anchors[0] ((n, 4), corner or
     center) -> corner boxes; the width and height deltas capped at `clip` when it is > 0. The
-    same arithmetic in the same order as MXNet's kernel, with its float32 settings."""
+    same arithmetic in the same order as MXNet's kernel, with its float32 settings. No gradient
+    reaches the deltas or the anchors, as in MXNet (its backward gives both zeros: a detector trains
+    on its raw predictions, never through the decoded boxes)."""
+    deltas, anchors = deltas.detach(), anchors.detach()
     std0, std1, std2, std3 = (_float32(s) for s in stds)
     a = anchors[0]
     ax, ay, aw, ah = a.unbind(-1)
