@@ -36,6 +36,7 @@ import numpy as np
 from ..common.errors import GanparityError
 from ..common.files import write_json, write_text
 from ..common.port.write import DEFAULT_STEPS
+from ..common.verdicts import distance, size
 
 ZOO = ["alexnet", "densenet121", "densenet161", "densenet169", "densenet201", "inception_v3",
        "mobilenet0_25", "mobilenet0_5", "mobilenet0_75", "mobilenet1_0",
@@ -151,7 +152,7 @@ def onnx_arm(name: str, shape, seed: int = 0) -> dict:
     if len(got) != len(want) or any(a.shape != b.shape for a, b in zip(got, want)):
         return {"opset": to_onnx.ONNX_OPSET, "verdict": "wrong outputs",
                 "error": f"shapes {[a.shape for a in got]} for {[b.shape for b in want]}"}
-    rel = max(float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)) if b.size else 0.0 for a, b in zip(got, want))
+    rel = max((distance(a, b) / max(size(b), 1e-30) for a, b in zip(got, want)), default=0.0)
     return {"opset": to_onnx.ONNX_OPSET, "verdict": "ran", "max_rel": rel, "error": ""}
 
 

@@ -10,8 +10,6 @@ from typing import Any
 
 from ...common.errors import GanparityError
 
-ONNX_OPSET = 13
-
 
 def onnx_model(path: str | Path) -> tuple[Any, Any]:
     """The ONNX file at `path` as (None, module) in eval mode, as port.outputs takes a model; any
