@@ -184,7 +184,7 @@ class DirLock:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
-                    holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+                    holder = self._holder(fd)
                     os.close(fd)
                     raise GanparityError(f"{self.what} is in use by {holder}: {self.hint}") from None
             try:  # the holder may have removed the file between our open and our lock: lock the new one
@@ -198,6 +198,17 @@ class DirLock:
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S')}\n".encode())
         self.fd = fd
         return self
+
+    @staticmethod
+    def _holder(fd: int) -> str:
+        """The holder's line. It writes it just after it takes the lock, so a writer that comes in
+        between reads an empty file: wait for the line a little (0.5 s at most)."""
+        for _ in range(50):
+            text = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            if text:
+                return text
+            time.sleep(0.01)
+        return "another process"
 
     def release(self) -> None:
         if self.fd is None:

@@ -318,6 +318,25 @@ def test_two_concurrent_folder_writers_never_lose_a_result(tmp_path):
     assert (out / "PORT.md").read_text() == winner and sorted(os.listdir(tmp_path)) == ["port"]
 
 
+def test_a_writer_that_comes_between_the_lock_and_the_holder_line_still_names_the_holder(tmp_path):
+    """The race CI met: the holder has the flock but has not yet written its pid line; the refused
+    writer read an empty file and said 'in use by another process'. It now waits for the line."""
+    import fcntl
+    import threading
+
+    path = tmp_path / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # locked, the holder line not written yet
+    later = threading.Timer(0.1, lambda: os.write(fd, b"pid 4242 on host since 12:00:00\n"))
+    later.start()
+    try:
+        with pytest.raises(GanparityError, match="is in use by pid 4242 on host"):
+            files.DirLock(path, "--out 'x'").acquire()
+    finally:
+        later.join()
+        os.close(fd)
+
+
 # -- kill -9: the next run cleans up, and says so ---------------------------------------------------------
 
 
