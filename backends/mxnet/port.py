@@ -44,12 +44,18 @@ def _load(block: gluon.Block, params: str | None, xs: list[np.ndarray], seed: in
                            mx.init.Zero() if p.name.endswith(("beta", "running_mean", "moving_mean")) else
                            mx.init.Uniform(0.07))
                 p.initialize(None, mx.cpu(), default)
+    # MXNet 1.9.1 race: a weight whose (asynchronous) initializer is still running when the first forward
+    # reads it (oneDNN's Convolution) can come back from asnumpy() as another value until the engine is
+    # idle (squeezenet1_0's output.0.weight read at once: different bytes in every process); wait
+    # before the forward and after it
+    mx.nd.waitall()
     try:
         with autograd.predict_mode():
             block(*[mx.nd.array(x) for x in xs])
     except Exception as e:
         shapes = ", ".join(str(tuple(x.shape)) for x in xs)
         raise GanparityError(f"the block rejects input shape {shapes}: {_one_line(e)}") from None
+    mx.nd.waitall()
     if not params:  # statistics still at their initial 0 and 1 (a factory that set its own keeps them)
         rng = np.random.default_rng([seed, 26])
         for name, p in block._collect_params_with_prefix().items():
