@@ -708,6 +708,9 @@ TRIM_ABOVE = 2**30  # bytes resident (torch and MXNet loaded: ~600 MiB): below i
 COLLECT_ABOVE = 2 * 2**30  # and above this, a full garbage collection first (~0.15 s with both frameworks loaded)
 
 
+_FROZEN: list[bool] = []
+
+
 def release_memory() -> None:
     """Hand freed memory back to the system after a phase that held a large model's every layer:
     glibc keeps freed heap pages (its mmap threshold rises with large frees), so a process's peak
@@ -722,6 +725,9 @@ def release_memory() -> None:
         return
     if rss >= COLLECT_ABOVE:
         gc.collect()
+        if not _FROZEN:  # what is alive at the first collection (both frameworks' modules, the models)
+            gc.freeze()  # stays: later collections skip it (0.2 s each on resnet50's proof, 4 s in all)
+            _FROZEN.append(True)
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)

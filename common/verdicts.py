@@ -119,10 +119,29 @@ def verdict_of(gap32: float, noise: float, gap64: float, floor: float, rtol: flo
 NORMS = ("max", "rms")
 
 
+def _floats(a) -> np.ndarray:
+    a = np.asarray(a)
+    return a if a.dtype in (np.float32, np.float64) else np.asarray(a, np.float64)
+
+
+def _max_abs(a: np.ndarray) -> float:
+    """max |a| without a copy (exact in any float dtype); nan or inf where a holds a non-finite value."""
+    return float(max(a.max(), -a.min()))
+
+
 def size(a: np.ndarray, norm: str = "max") -> float:
     """max |a| or the root mean square of a (finite values only; 0 for an empty array)."""
+    a = _floats(a)
+    if not a.size:
+        return 0.0
+    with np.errstate(over="ignore", invalid="ignore"):  # the usual case: all finite, no float64 copy of a
+        flat = a.ravel()
+        m = _max_abs(a) if norm == "max" else float(np.sqrt(np.einsum("i,i->", flat, flat, dtype=np.float64)
+                                                           / a.size))
+    if np.isfinite(m):
+        return m
     a = np.asarray(a, np.float64)
-    a = a[np.isfinite(a)] if a.size else a
+    a = a[np.isfinite(a)]
     if not a.size:
         return 0.0
     with np.errstate(over="ignore"):  # a diverged run's 1e200 squares to inf: its row cannot tell anyway
@@ -130,10 +149,16 @@ def size(a: np.ndarray, norm: str = "max") -> float:
 
 
 def distance(a: np.ndarray, b: np.ndarray, norm: str = "max") -> float:
-    """max |a - b|, or the root mean square of a - b."""
+    """max |a - b|, or the root mean square of a - b. Two float32 arrays subtract in float32 (the
+    difference rounded to 6e-8 of itself, and 0 exactly where a == b), anything else in float64."""
     if not np.size(a):
         return 0.0
+    a, b = _floats(a), _floats(b)
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: a non-finite row says so itself
+        if norm == "max" and a.dtype == b.dtype == np.float32:
+            m = _max_abs(a - b)
+            if np.isfinite(m):
+                return m
         return size(np.asarray(a, np.float64) - np.asarray(b, np.float64), norm)
 
 
