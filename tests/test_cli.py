@@ -42,6 +42,7 @@ def test_every_subcommand_has_help(sub, capsys):
     (["bench", "port-cost", "--cases", "densenet121"], "--cases 'densenet121': expected MODEL@NxCxHxW, "
      "e.g. densenet121@2x3x224x224"),
     (["bench", "port-cost", "--semantics", "gluon"], "unknown semantics 'gluon'; valid: torch, mxnet"),
+    (["bench", "port-cost", "--steps", "two"], "--steps 'two': expected a comma list of whole numbers >= 0, e.g. 2,1"),
 ])
 def test_bad_input_is_one_line_without_traceback(args, message):
     out = run(*args)
