@@ -403,6 +403,33 @@ def shared_activation():
     return SharedActivation()
 
 
+class Head(nn.HybridBlock):
+    """GluonCV's RPN's signature: hybrid_forward(F, img, *x), called with the image and a feature map."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        with self.name_scope():
+            self.conv = nn.Conv2D(4, 3, padding=1)
+
+    def hybrid_forward(self, F, img, *x):
+        return F.broadcast_add(self.conv(x[0]), F.mean(img, axis=1, keepdims=True))
+
+
+class VarargsCall(nn.HybridBlock):
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        with self.name_scope():
+            self.stem = nn.Conv2D(6, 3, padding=1)
+            self.head = Head()
+
+    def hybrid_forward(self, F, x):
+        return self.head(x, self.stem(x))
+
+
+def varargs_call():
+    return VarargsCall()
+
+
 class UnusedConstant(nn.HybridBlock):
     """A constant the forward never reads (Faster R-CNN's training-target encoder holds its means
     and stds so): the port leaves it out and says so."""

@@ -381,6 +381,16 @@ def test_one_activation_block_called_everywhere_ports(tmp_path):
     assert r.proof.verdict == "agree", r.proof.failures()
 
 
+def test_a_block_whose_forward_takes_varargs_is_called_with_all_of_them(tmp_path):
+    """GluonCV's Faster R-CNN was refused: its RPN's hybrid_forward(F, img, *x) was written as
+    forward(self, img), and the call passing the image and a feature map failed (TypeError). The
+    written forward now takes the *args numbered (img, x0), and the port is proved."""
+    r = port(f"{MODELS}:varargs_call", (2, 3, 8, 8), tmp_path / "p")
+    src = (r.out / "model.py").read_text()
+    assert "def forward(self, img, x0):" in src, src
+    assert r.proof.verdict == "agree", r.proof.failures()
+
+
 def test_a_constant_the_forward_never_reads_is_left_out_and_said(tmp_path):
     """Faster R-CNN holds its box encoder's means and stds as constants its forward never reads:
     the port was refused for them; now they are left out (mapping.json's ignore), PORT.md says so,

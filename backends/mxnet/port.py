@@ -435,7 +435,18 @@ def _block_info(b: gluon.Block) -> dict:
             "sequential": isinstance(b, gluon.nn.HybridSequential | gluon.nn.Sequential),
             "layer": cls.__module__.startswith("mxnet.gluon.nn"), "symbol": isinstance(b, gluon.SymbolBlock),
             "init_args": params(cls.__init__, 1),
-            "forward_args": [n for n in params(forward, 2) if n not in ("kwargs",)] if forward else []}
+            "forward_args": [n for n in params(forward, 2) if n not in ("kwargs",)] if forward else [],
+            "forward_varargs": _varargs(forward)}
+
+
+def _varargs(fn) -> str | None:
+    """The name of a hybrid_forward's *args (GluonCV's RPN: hybrid_forward(self, F, img, *x)), or None."""
+    import inspect
+
+    try:
+        return next((p.name for p in inspect.signature(fn).parameters.values() if p.kind == p.VAR_POSITIONAL), None)
+    except (TypeError, ValueError):
+        return None
 
 
 def _unhybridized(model: gluon.Block) -> None:

@@ -257,7 +257,7 @@ class Structured:
         numbered = list(attrs) == [str(j) for j in range(len(attrs))] and bool(attrs)  # a ModuleList, self[0]
         if not numbered and any(not n.isidentifier() or keyword.iskeyword(n) for n in attrs):
             raise NoStructure(f"block '{c['path']}' has children that are not attribute names: {list(attrs)}")
-        args = [a for a in (info.get("forward_args") or []) if a][: max(len(c["inputs"]), 1)] or ["x"]
+        args = _arg_names(info, len(c["inputs"]))
         scope = _Scope(self.em, c["path"], functional=True)
         pretty = self._forward(i, own, kids, scope, args, attrs, canonical=False)
         canonical = self._forward(i, own, kids, _Scope(self.em, c["path"], functional=True), args, attrs,
@@ -708,6 +708,23 @@ def _relation(column: list, params: list[tuple[str, str, list]]) -> str | None:
         if all(b % a == 0 for a, b in nums) and len({b // a for a, b in nums}) == 1 and nums[0][1] > nums[0][0]:
             return f"{pname} // {nums[0][1] // nums[0][0]}"
     return None
+
+
+def _arg_names(info: dict, count: int) -> list[str]:
+    """The written forward's argument names for a call with `count` inputs: the Gluon
+    hybrid_forward's own, then, for what its *args took (GluonCV's RPN: hybrid_forward(F, img,
+    *x)), that name numbered: forward(self, img, x0)."""
+    n = max(count, 1)
+    args = [a for a in (info.get("forward_args") or []) if a][:n]
+    base = info.get("forward_varargs") or "x"
+    if not args and n == 1:
+        return [base]
+    k = 0
+    while len(args) < n:
+        if f"{base}{k}" not in args:
+            args.append(f"{base}{k}")
+        k += 1
+    return args
 
 
 def _indent(text: str, n: int) -> str:
