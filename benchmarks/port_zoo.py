@@ -76,7 +76,11 @@ ROOT = Path(__file__).resolve().parent / "results"
 
 
 # --zoo-args of a model whose sizes are fixed when it is built (Fast-SCNN's crop: 1024 px by default)
-ZOO_ARGS = {"gluoncv:fastscnn_citys": {"height": 128, "width": 128, "crop_size": 128, "base_size": 128}}
+# segmenters size their pooling for the crop they were built for (PSP's pyramid, DeepLab's image pool: 480 px
+# by default): built for the table's input instead
+ZOO_ARGS = {"gluoncv:fastscnn_citys": {"height": 128, "width": 128, "crop_size": 128, "base_size": 128},
+            **{f"gluoncv:{m}": {"height": 64, "width": 64, "crop_size": 64, "base_size": 64}
+               for m in ("psp_resnet50_ade", "deeplab_resnet50_ade")}}
 
 
 def _source(name: str) -> str | dict:

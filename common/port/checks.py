@@ -210,7 +210,7 @@ def prove(model, block, mapping: dict, setting: dict, shape, steps: int, semanti
                      "block's own parameters, in both modes")
     if heads:  # a detector: its final outputs in eval mode, then every row on the raw heads before the NMS / top-k
         full = compare_models(model[1], block, x, weights="own", loss="projection", steps=0,
-                              mapping={"tensors": to_gluon, "ignore": ignore}, seed=seed)
+                              mapping={"tensors": to_gluon, "ignore": _held(M, block, ignore)}, seed=seed)
         release_memory()
         after = f"forward eval, final outputs (after {', '.join(heads['ops'])})"
         finals = [dataclasses.replace(r, check=after) for r in full.checks if r.check == "forward eval"]
@@ -228,7 +228,7 @@ def prove(model, block, mapping: dict, setting: dict, shape, steps: int, semanti
                      f"{heads['count']} tensors before {', '.join(heads['ops'])}) with the Gluon graph's same "
                      f"tensors; '{after}' compares what forward(x) returns")
     report = compare_models(model[1], block, x, weights="own", loss="projection", steps=0,
-                            mapping={"tensors": to_gluon, "ignore": ignore}, seed=seed)
+                            mapping={"tensors": to_gluon, "ignore": _held(M, block, ignore)}, seed=seed)
     release_memory()
     rows = list(report.checks)
     at = next((k + 1 for k, r in enumerate(rows) if r.check == "forward eval"), len(rows))
@@ -297,6 +297,16 @@ def prove(model, block, mapping: dict, setting: dict, shape, steps: int, semanti
     M.set_state(block, m_start)
     proof.seconds = time.perf_counter() - t0
     return proof
+
+
+def _held(M, block, ignore: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The unused constants that this block holds: the block's graph (a detector's inference graph,
+    its raw heads) holds only what its forward reads, which leaves out Faster R-CNN's box encoder's
+    means and stds."""
+    if not ignore["mxnet"]:
+        return ignore
+    state = M.get_state(block)
+    return {"mxnet": [n for n in ignore["mxnet"] if n in state]}
 
 
 def _ties(heads: list[np.ndarray]) -> str:
