@@ -430,6 +430,29 @@ def varargs_call():
     return VarargsCall()
 
 
+def symbol_batchnorm():
+    """A graph built from symbols as GluonCV's SSD feature expander builds it: mx.sym.BatchNorm with
+    the op's defaults, fix_gamma=True among them (gamma fixed at 1, never trained)."""
+    import mxnet as mx
+
+    data = mx.sym.var("data")
+    y = mx.sym.Convolution(data, kernel=(3, 3), pad=(1, 1), num_filter=4, name="conv0")
+    y = mx.sym.Activation(mx.sym.BatchNorm(y, name="bn0"), act_type="relu")
+    y = mx.sym.FullyConnected(mx.sym.flatten(y), num_hidden=3, name="fc0")
+    return mx.gluon.SymbolBlock(y, [data])
+
+
+def symbol_batchnorm_gamma_2():
+    """The same graph holding a gamma of 2, which MXNet ignores (fix_gamma): refused, not ported wrong."""
+    import mxnet as mx
+
+    block = symbol_batchnorm()
+    block.initialize()
+    block(mx.nd.zeros((2, 3, 6, 6)))
+    next(p for n, p in block.collect_params().items() if n.endswith("gamma")).set_data(mx.nd.full((4,), 2.0))
+    return block
+
+
 class UnusedConstant(nn.HybridBlock):
     """A constant the forward never reads (Faster R-CNN's training-target encoder holds its means
     and stds so): the port leaves it out and says so."""

@@ -19,6 +19,7 @@ pytest.importorskip("torch")
 pytest.importorskip("mxnet")
 
 from ganparity.common.cli.main import main  # noqa: E402
+from ganparity.common.errors import GanparityError  # noqa: E402
 from ganparity.common.port import port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -389,6 +390,23 @@ def test_a_block_whose_forward_takes_varargs_is_called_with_all_of_them(tmp_path
     src = (r.out / "model.py").read_text()
     assert "def forward(self, img, x0):" in src, src
     assert r.proof.verdict == "agree", r.proof.failures()
+
+
+def test_a_symbol_batchnorm_keeps_its_gamma_fixed_at_1(tmp_path):
+    """GluonCV's SSD differed at its gradients on a correct port: its feature expander's
+    mx.sym.BatchNorm leaves fix_gamma out of the graph, and the op's default is True (gamma fixed
+    at 1, gradient 0); the port read the absent flag as False and trained gamma. Now it is frozen,
+    and the proof agrees."""
+    r = port(f"{MODELS}:symbol_batchnorm", (2, 3, 6, 6), tmp_path / "p")
+    src = (r.out / "model.py").read_text()
+    assert re.search(r"bn0\w*\.weight\.requires_grad_\(False\)", src), src
+    assert r.proof.verdict == "agree", r.proof.failures()
+
+
+def test_a_fixed_gamma_other_than_1_is_refused(tmp_path):
+    with pytest.raises(GanparityError, match=r"fix_gamma=True\) holding a gamma other than 1"):
+        port(f"{MODELS}:symbol_batchnorm_gamma_2", (2, 3, 6, 6), tmp_path / "p")
+    assert not (tmp_path / "p").exists()
 
 
 def test_a_constant_the_forward_never_reads_is_left_out_and_said(tmp_path):

@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
+
 from ..errors import GanparityError
 
 ADDS = {"elemwise_add", "_plus", "_Plus", "broadcast_add", "add_n", "ElementWiseSum", "_add"}
@@ -238,9 +240,15 @@ def _batchnorm(ctx, node, args):
     ref = ctx.module(node, ctor, f"BatchNorm(momentum={m}, eps={eps}, use_global_stats={global_stats})", roles)
     layer = ctx.layers[-1]
     layer.count, layer.momentum = math.prod(in_shape) // in_shape[1], m
-    if _bool(a.get("fix_gamma", False)):
+    # the op's own default is fix_gamma=True: Gluon's nn.BatchNorm always writes it (scale=False), a graph
+    # built from mx.sym.BatchNorm (GluonCV's SSD feature expander) leaves it out and gets gamma fixed at 1
+    if _bool(a.get("fix_gamma", True)):
+        gamma = ctx.arrays[node["params"]["gamma"]]
+        if not np.all(gamma == 1):
+            raise Unsupported(node, "BatchNorm(fix_gamma=True) holding a gamma other than 1 (MXNet computes with 1 "
+                              "and never trains it)", "its gamma set to 1 in the parameters, or fix_gamma=False")
         layer.frozen.append("weight")
-        layer.notes.append("fix_gamma (scale=False): gamma stays 1, not trained")
+        layer.notes.append("fix_gamma (scale=False, or mx.sym.BatchNorm's default): gamma stays 1, not trained")
     return f"{ref}({x})"
 
 
