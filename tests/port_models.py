@@ -453,6 +453,26 @@ def symbol_batchnorm_gamma_2():
     return block
 
 
+class ResizeChain(nn.HybridBlock):
+    """Fast-SCNN's kind of forward: bilinear resizes up and down between convolutions. MXNet computes
+    the sample weights in float32 in a float64 run, so a correct port's float64 forward sits ~1e-6
+    from the Gluon block's."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        with self.name_scope():
+            self.conv0, self.conv1 = nn.Conv2D(4, 3, padding=1), nn.Conv2D(3, 3, padding=1)
+
+    def hybrid_forward(self, F, x):
+        y = F.contrib.BilinearResize2D(self.conv0(x), height=157, width=151)
+        y = F.contrib.BilinearResize2D(self.conv1(y), height=37, width=41, align_corners=False)
+        return F.contrib.BilinearResize2D(y, height=149, width=163)
+
+
+def resize_chain():
+    return ResizeChain()
+
+
 class UnusedConstant(nn.HybridBlock):
     """A constant the forward never reads (Faster R-CNN's training-target encoder holds its means
     and stds so): the port leaves it out and says so."""

@@ -409,6 +409,22 @@ def test_a_fixed_gamma_other_than_1_is_refused(tmp_path):
     assert not (tmp_path / "p").exists()
 
 
+def test_resizes_computed_in_float32_by_mxnet_agree_and_a_wrong_one_differs(tmp_path):
+    """MXNet's BilinearResize2D computes its sample weights in float32 in a float64 run: three resizes
+    put a correct port's float64 forward 4e-6 from the Gluon block's, and the forward rows said
+    'differ' (Fast-SCNN's port did, at 1.0e-6). The floor now runs the port's float64 resizes MXNet's
+    way (round_constants), and they agree; one resize ported with the other align_corners differs."""
+    from ganparity.common.port.write import prove_port
+
+    r = port(f"{MODELS}:resize_chain", (2, 3, 40, 40), tmp_path / "p")
+    assert r.proof.verdict == "agree", r.proof.failures()
+    assert r.proof.row("forward eval").fp64_gap > 1e-6  # beyond the fixed fp64 allowance: the floor carries it
+    src = (tmp_path / "p" / "model.py").read_text()
+    assert src.count("align_corners=False") == 1, src
+    (tmp_path / "p" / "model.py").write_text(src.replace("align_corners=False", "align_corners=True"))
+    assert prove_port(tmp_path / "p").row("forward eval").verdict == "differ"
+
+
 def test_a_constant_the_forward_never_reads_is_left_out_and_said(tmp_path):
     """Faster R-CNN holds its box encoder's means and stds as constants its forward never reads:
     the port was refused for them; now they are left out (mapping.json's ignore), PORT.md says so,

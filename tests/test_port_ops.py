@@ -10,6 +10,7 @@ pinned in test_known_differences."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import re
 from dataclasses import dataclass, field
@@ -681,3 +682,39 @@ def test_known_differences(tmp_path):
     theirs = _mx_run(block, x.astype(np.float32), "float32")[0][0]
     assert ours.tolist() == [[2, 5, 8, 11, 14]] and sorted(theirs[0] % 3) == [2] * 5
     assert ours.tolist() != theirs.tolist()
+
+
+@pytest.mark.parametrize("size,corners", [((157, 151), True), ((37, 41), False), ((3, 7), False), ((1, 5), True)])
+def test_the_floor_runs_bilinear_resizes_as_mxnet_computes_them(size, corners):
+    """round_constants (the floor of every float64 comparison) runs a float64 F.interpolate bilinear
+    as MXNet's BilinearResize2D computes it: the same values and input gradients as MXNet's op, bit for
+    bit (the gradients to 1e-13: summed in another order), where F.interpolate's own differ (its sample
+    weights in float64, MXNet's in float32)."""
+    import torch.nn.functional as F
+
+    from ganparity.backends.torch.compare import round_constants
+
+    x = normal(2, 3, 40, 40)
+    xm = mx.nd.array(x, dtype="float64")
+    xm.attach_grad()
+    with autograd.record():
+        want = mx.nd.contrib.BilinearResize2D(xm, height=size[0], width=size[1], align_corners=corners)
+    w = normal(*want.shape)
+    want.backward(mx.nd.array(w, dtype="float64"))
+
+    def run(rounded):
+        xt = torch.from_numpy(x).requires_grad_()
+        net = torch.nn.Identity()
+        with round_constants(net) if rounded else contextlib.nullcontext():
+            y = F.interpolate(xt, size=size, mode="bilinear", align_corners=corners)
+            (y * torch.from_numpy(w)).sum().backward()
+        return y.detach().numpy(), xt.grad.numpy()
+
+    got, grad = run(True)
+    scale = np.abs(xm.grad.asnumpy()).max()
+    assert np.array_equal(got, want.asnumpy())
+    assert np.abs(grad - xm.grad.asnumpy()).max() <= 1e-13 * scale  # the same weights, summed in another order
+    plain, plain_grad = run(False)
+    if size != (1, 5):  # one row: nothing to place
+        assert not np.array_equal(plain, want.asnumpy())
+        assert np.abs(plain_grad - xm.grad.asnumpy()).max() > 1e-11 * scale

@@ -13,6 +13,7 @@ convention (running = (1 - m) * running + m * batch); a Linear acts on the last 
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from torch import nn
 from ...common.errors import GanparityError
 from ...common.spec.model import Adam
 from ...common.usermodel import LOSSES, Rejected, arrays_of
+from .emulations import mxnet_bilinear_resize
 from .train import _adam, _mxnet_adam_step
 
 FRAMEWORK = "torch"
@@ -407,6 +409,9 @@ def train_step(model: nn.Module, optimizer: Any, x: np.ndarray, mode: str, loss:
     return float(value.detach())
 
 
+_INTERPOLATE = inspect.signature(F.interpolate)
+
+
 @contextlib.contextmanager
 def round_constants(model: nn.Module) -> Iterator[int]:
     """Every float constant of every layer (eps, momentum, slopes, clip bounds, ...) rounded to
@@ -414,6 +419,7 @@ def round_constants(model: nn.Module) -> Iterator[int]:
     momentum as MXNet receives it: Gluon's 1 - m rounded, then read back in torch's convention). The floor of a
     comparison runs the reference this way (common/compare/checks.py). Yields how many changed."""
     changed = []
+    resize = _MXNetResize()
     for m in model.modules():
         for key, value in list(vars(m).items()):
             if type(value) is not float:
@@ -426,10 +432,29 @@ def round_constants(model: nn.Module) -> Iterator[int]:
                 changed.append((m, key, value))
                 setattr(m, key, rounded)
     try:
-        yield len(changed)
+        with resize:
+            yield len(changed)
     finally:
         for m, key, value in changed:
             setattr(m, key, value)
+
+
+class _MXNetResize(torch.overrides.TorchFunctionMode):
+    """Inside round_constants: a float64 bilinear F.interpolate at a given size computes its sample
+    positions and weights in float32, as MXNet's BilinearResize2D does (emulations.py): another of
+    MXNet's float32 constants, which the floor must carry (Fast-SCNN's three resizes put its correct
+    port's float64 forward 1e-6 from the Gluon block's)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.interpolate:
+            a = _INTERPOLATE.bind(*args, **kwargs).arguments
+            x = a["input"]
+            if (x.dtype == torch.float64 and x.dim() == 4 and a.get("mode") == "bilinear"
+                    and a.get("size") is not None and a.get("scale_factor") is None and not a.get("antialias")):
+                size = a["size"] if isinstance(a["size"], list | tuple) else (a["size"], a["size"])
+                return mxnet_bilinear_resize(x, size, bool(a.get("align_corners")))
+        return func(*args, **kwargs)
 
 
 def restore_mode(model: nn.Module, info: dict) -> None:
