@@ -91,3 +91,41 @@ def test_a_zoo_model_without_a_base_network_builds():
     assert type(_zoo_block("gluoncv:darknet53")).__name__ == "DarknetV3"
     with pytest.raises(GanparityError, match="no such model in gluoncv; close: darknet53"):
         _zoo_block("gluoncv:darknet54")
+
+
+def test_onednns_unreadable_batchnorm_statistics_are_named_with_the_way_out():
+    """GluonCV's R(2+1)D: in one training step MXNet 1.9.1's oneDNN fails to update bn1's running
+    mean (Check failed: !is_view, raised at the next read), and the port's proof said 'the mxnet
+    model rejects input shape'. The read now says what happened and the way out
+    (MXNET_MKLDNN_ENABLED=0). Where this machine's oneDNN does not fail so, nothing is said."""
+    import mxnet as mx
+    import numpy as np
+    from mxnet import autograd
+
+    from ganparity.backends.mxnet.compare import get_state
+    from ganparity.common.errors import GanparityError
+    from ganparity.common.port.checks import input_specs, port_backend
+
+    M = port_backend("mxnet")
+
+    def stepped():
+        block = M.load({"zoo": "gluoncv:r2plus1d_resnet18_kinetics400"}, None)
+        M.read(block, input_specs((1, 3, 8, 32, 32)), None, 0)
+        with autograd.record():
+            y = block(mx.nd.array(np.random.default_rng(0).standard_normal((1, 3, 8, 32, 32))))
+        y.backward()
+        return block
+
+    stepped()
+    try:  # the failure, raised once at the first wait after it
+        mx.nd.waitall()
+        fails = False
+    except mx.base.MXNetError as e:
+        assert "is_view" in str(e) or "IsDefaultData" in str(e), str(e)
+        fails = True
+    block = stepped()
+    if fails:
+        with pytest.raises(GanparityError, match=r"oneDNN failed on a tensor layout .* MXNET_MKLDNN_ENABLED=0"):
+            get_state(block)
+    else:
+        assert "bn1.running_mean" in get_state(block)

@@ -370,6 +370,7 @@ def walk(model: gluon.Block, x: np.ndarray, mode: str, on_output=None,
     except GanparityError:
         raise
     except Exception as e:
+        _raise_onednn(e)
         path, b, in_shape, _ = stack[-1] if stack else ("(root)", model, _shape_of_batch(x), None)
         layer = _record_of(path, b, names, 1) | {"in_shape": in_shape}
         raise Rejected(FRAMEWORK, _shape_of_batch(x), layer, _one_line(e),
@@ -377,6 +378,21 @@ def walk(model: gluon.Block, x: np.ndarray, mode: str, on_output=None,
     finally:
         for h in handles:
             h.detach()
+
+
+ONEDNN_LAYOUT = ("Check failed: !is_view", "Check failed: to.IsDefaultData()")
+
+
+def _raise_onednn(e: Exception, where: str = "") -> None:
+    """MXNet 1.9.1's oneDNN (MKLDNN) fails on some tensor layouts inside an asynchronous op (a
+    training step's BatchNorm on 5-D inputs: GluonCV's R(2+1)D), and the engine raises it at the
+    next read (ONEDNN_LAYOUT). Said as that, with the way out, instead of an input the model
+    'rejects' or a traceback. `where`: the read that raised it."""
+    if any(k in str(e) for k in ONEDNN_LAYOUT):
+        at = f", raised at {where}" if where else ""
+        raise GanparityError(f"MXNet's oneDNN failed on a tensor layout ({_one_line(e)}{at}): mxnet 1.9.1 does so "
+                             "in a training step's BatchNorm on 5-D inputs; run again with MXNET_MKLDNN_ENABLED=0 in "
+                             "the environment (oneDNN off: slower, the same values)") from None
 
 
 def _one_line(e: Exception) -> str:
@@ -394,7 +410,11 @@ def get_state(model: gluon.Block) -> dict[str, np.ndarray]:
     out = {}
     for name, p in model._collect_params_with_prefix().items():
         if name not in out and p._data is not None:
-            out[name] = p.data().asnumpy().copy()
+            try:
+                out[name] = p.data().asnumpy().copy()
+            except mx.base.MXNetError as e:
+                _raise_onednn(e, f"the read of '{name}'")
+                raise
     return out
 
 
