@@ -591,20 +591,31 @@ def test_a_float32_kernel_s_gap_is_in_the_training_steps_floor(tmp_path, monkeyp
     """MXNet's BilinearResize2D computes in float32 inside float64: the correct port of
     tests/port_models.py:resize_steps differs from it by ~3e-7 in the fp64 forward, and three SGD
     steps with momentum at batch 1 amplify that past a floor of rounded constants alone (the row
-    said 'differ' on a correct port: GluonCV's FCN did at the zoo run). The training steps' floor
-    jitters the port's weights by that start gap: the correct port agrees, and a wrong lr still differs."""
+    said 'differ' on a correct port: GluonCV's FCN did at the zoo run). Two mechanisms carry it,
+    each enough alone: the training steps' floor jitters the port's weights by that start gap, and
+    the floor runs the port's float64 resizes MXNet's way. Without both the correct port differs;
+    with them it agrees, and a wrong lr still differs."""
+    from ganparity.backends.torch.compare import _MXNetResize
     from ganparity.common.port import checks, prove_port
 
     args = dict(optimizer="sgd:lr=0.05,momentum=0.9", steps=3)
-    r = port(f"{MODELS}:resize_steps", (1, 3, 9, 9), tmp_path / "out", **args)
-    assert r.proof.verdict == "agree", r.proof.failures()
-    assert any(n.startswith("floor: the two sides' fp64 forward") for n in r.proof.notes), r.proof.notes
-    monkeypatch.setattr(checks, "JITTER_FROM", 1.0)  # the floor of rounded constants alone
-    assert port(f"{MODELS}:resize_steps", (1, 3, 9, 9), tmp_path / "alone", **args).proof.verdict == "differ"
+
+    def verdict(name):
+        return port(f"{MODELS}:resize_steps", (1, 3, 9, 9), tmp_path / name, **args).proof
+
+    r, jitter_from = verdict("out"), checks.JITTER_FROM
+    assert r.verdict == "agree", r.failures()
+    assert any(n.startswith("floor: the two sides' fp64 forward") for n in r.notes), r.notes
+    monkeypatch.setattr(checks, "JITTER_FROM", 1.0)  # no jitter: the resize emulation alone
+    assert verdict("emulation").verdict == "agree"
+    monkeypatch.setattr(_MXNetResize, "__torch_function__", lambda self, f, types, a=(), k=None: f(*a, **(k or {})))
+    assert verdict("neither").verdict == "differ"  # the floor of rounded constants alone
+    monkeypatch.setattr(checks, "JITTER_FROM", jitter_from)
+    assert verdict("jitter").verdict == "agree"  # the jitter alone
     monkeypatch.undo()
-    model = r.out / "model.py"
+    model = tmp_path / "out" / "model.py"
     model.write_text(model.read_text().replace("lr=0.05,", "lr=0.05005,"))  # 1e-3 off
-    assert prove_port(r.out).verdict == "differ"
+    assert prove_port(tmp_path / "out").verdict == "differ"
 
 
 # -- refusals: one line, with the nearest supported form -----------------------------------------------
