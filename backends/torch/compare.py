@@ -417,7 +417,9 @@ def round_constants(model: nn.Module) -> Iterator[int]:
     """Every float constant of every layer (eps, momentum, slopes, clip bounds, ...) rounded to
     float32 while inside: what MXNet does to each op constant, even in float64 (a BatchNorm's
     momentum as MXNet receives it: Gluon's 1 - m rounded, then read back in torch's convention). The floor of a
-    comparison runs the reference this way (common/compare/checks.py). Yields how many changed."""
+    comparison runs the reference this way (common/compare/checks.py). Inside, a float64 bilinear
+    F.interpolate also computes its sample weights in float32, as MXNet's BilinearResize2D does
+    (_MXNetResize). Yields how many constants changed."""
     changed = []
     resize = _MXNetResize()
     for m in model.modules():
