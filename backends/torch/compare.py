@@ -26,7 +26,6 @@ from torch import nn
 from ...common.errors import GanparityError
 from ...common.spec.model import Adam
 from ...common.usermodel import LOSSES, Rejected, arrays_of
-from .emulations import mxnet_bilinear_resize
 from .train import _adam, _mxnet_adam_step
 
 FRAMEWORK = "torch"
@@ -443,7 +442,7 @@ def round_constants(model: nn.Module) -> Iterator[int]:
 
 class _MXNetResize(torch.overrides.TorchFunctionMode):
     """Inside round_constants: a float64 bilinear F.interpolate at a given size computes its sample
-    positions and weights in float32, as MXNet's BilinearResize2D does (emulations.py): another of
+    positions and weights in float32, as MXNet's BilinearResize2D does: another of
     MXNet's float32 constants, which the floor must carry (Fast-SCNN's three resizes put its correct
     port's float64 forward 1e-6 from the Gluon block's)."""
 
@@ -455,8 +454,35 @@ class _MXNetResize(torch.overrides.TorchFunctionMode):
             if (x.dtype == torch.float64 and x.dim() == 4 and a.get("mode") == "bilinear"
                     and a.get("size") is not None and a.get("scale_factor") is None and not a.get("antialias")):
                 size = a["size"] if isinstance(a["size"], list | tuple) else (a["size"], a["size"])
-                return mxnet_bilinear_resize(x, size, bool(a.get("align_corners")))
+                return _mxnet_bilinear_resize(x, size, bool(a.get("align_corners")))
         return func(*args, **kwargs)
+
+
+def _mxnet_bilinear_resize(x, size, align_corners=True):
+    """MXNet's BilinearResize2D (CPU, mxnet 1.9.1) on an NCHW tensor: its sample rows and weights as
+    its kernel computes them, in float32 even for a float64 input (the scale a float32 ratio; with
+    align_corners the position scale * i in float32, without it max(scale * (i + 0.5) - 0.5, 0) in
+    float64 stored as float32), each weight the position less its row in x's dtype. F.interpolate
+    computes them in the input's precision: in float64 the two differ by up to ~1e-6 of the values.
+    What _MXNetResize runs in place of a float64 bilinear F.interpolate."""
+    def axis(n_in, n_out):
+        f = np.float32
+        scale = f(0) if n_out <= 1 else f(n_in - 1) / f(n_out - 1) if align_corners else f(n_in) / f(n_out)
+        i = np.arange(n_out)
+        r = ((scale * i.astype(f)).astype(f) if align_corners else
+             np.maximum(np.float64(scale) * (i + 0.5) - 0.5, 0.0).astype(f))
+        lo = r.astype(np.int64)
+        return (torch.from_numpy(lo).to(x.device), torch.from_numpy(np.minimum(lo + 1, n_in - 1)).to(x.device),
+                torch.from_numpy(r.astype(np.float64) - lo).to(x.device, x.dtype))
+
+    h0, h1, lh = axis(x.shape[-2], int(size[0]))
+    w0, w1, lw = axis(x.shape[-1], int(size[1]))
+    lh, lw = lh[:, None], lw[None, :]
+
+    def cols(rows):
+        return (1 - lw) * rows[..., w0] + lw * rows[..., w1]
+
+    return (1 - lh) * cols(x[..., h0, :]) + lh * cols(x[..., h1, :])
 
 
 def restore_mode(model: nn.Module, info: dict) -> None:

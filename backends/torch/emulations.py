@@ -296,35 +296,6 @@ def interleaved_matmul_encdec_valatt(keys_values, attention, heads):
     return out.reshape(b, heads, tq, -1).permute(2, 0, 1, 3).reshape(tq, b, -1)
 
 
-def mxnet_bilinear_resize(x, size, align_corners=True):
-    """MXNet's BilinearResize2D (CPU, mxnet 1.9.1) on an NCHW tensor: its sample rows and weights as
-    its kernel computes them, in float32 even for a float64 input (the scale a float32 ratio; with
-    align_corners the position scale * i in float32, without it max(scale * (i + 0.5) - 0.5, 0) in
-    float64 stored as float32), each weight the position less its row in x's dtype. F.interpolate
-    computes them in the input's precision: in float64 the two differ by up to ~1e-6 of the values.
-    What the floor of a float64 comparison runs in place of F.interpolate's bilinear (round_constants)."""
-    import numpy as np
-
-    def axis(n_in, n_out):
-        f = np.float32
-        scale = f(0) if n_out <= 1 else f(n_in - 1) / f(n_out - 1) if align_corners else f(n_in) / f(n_out)
-        i = np.arange(n_out)
-        r = ((scale * i.astype(f)).astype(f) if align_corners else
-             np.maximum(np.float64(scale) * (i + 0.5) - 0.5, 0.0).astype(f))
-        lo = r.astype(np.int64)
-        return (torch.from_numpy(lo).to(x.device), torch.from_numpy(np.minimum(lo + 1, n_in - 1)).to(x.device),
-                torch.from_numpy(r.astype(np.float64) - lo).to(x.device, x.dtype))
-
-    h0, h1, lh = axis(x.shape[-2], int(size[0]))
-    w0, w1, lw = axis(x.shape[-1], int(size[1]))
-    lh, lw = lh[:, None], lw[None, :]
-
-    def cols(rows):
-        return (1 - lw) * rows[..., w0] + lw * rows[..., w1]
-
-    return (1 - lh) * cols(x[..., h0, :]) + lh * cols(x[..., h1, :])
-
-
 def source(names):
     """The source text of these classes and functions, by name, for the model.py the porter
     writes (each depends only on torch, math and the ones listed before it)."""
