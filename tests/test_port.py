@@ -397,10 +397,29 @@ def test_a_symbol_batchnorm_keeps_its_gamma_fixed_at_1(tmp_path):
     mx.sym.BatchNorm leaves fix_gamma out of the graph, and the op's default is True (gamma fixed
     at 1, gradient 0); the port read the absent flag as False and trained gamma. Now it is frozen,
     and the proof agrees."""
+    from ganparity.common.port.write import prove_port
+
     r = port(f"{MODELS}:symbol_batchnorm", (2, 3, 6, 6), tmp_path / "p")
     src = (r.out / "model.py").read_text()
-    assert re.search(r"bn0\w*\.weight\.requires_grad_\(False\)", src), src
+    frozen = re.search(r"\n *self\.bn0\w*\.weight\.requires_grad_\(False\)[^\n]*", src)
+    assert frozen, src
     assert r.proof.verdict == "agree", r.proof.failures()
+    (r.out / "model.py").write_text(src.replace(frozen.group(0), ""))  # the one-edit slip: gamma trained
+    assert prove_port(r.out).row("gradients").verdict == "differ"
+
+
+def test_the_proof_ignores_only_the_unused_constants_its_block_holds():
+    """A detector's proof runs the Gluon block's inference graph, which holds only what its forward
+    reads: Faster R-CNN's proof stopped at 'ignore lists ... which the mxnet model does not have' for
+    its box encoder's means. The block holds the constant, its graph does not."""
+    from ganparity.common.port.checks import _held, port_backend
+
+    M = port_backend("mxnet")
+    block = M.load(f"{MODELS}:unused_constant", None)
+    M.read(block, (2, 4), None, 0)
+    ignore = {"mxnet": ["means"]}
+    assert _held(M, block, ignore) == ignore
+    assert _held(M, M.graph_block(block, 1), ignore) == {"mxnet": []}
 
 
 def test_a_fixed_gamma_other_than_1_is_refused(tmp_path):

@@ -188,3 +188,22 @@ def test_the_weights_read_are_the_weights_the_block_holds():
     mx.nd.waitall()
     held = block._collect_params_with_prefix()["output.0.weight"].data().asnumpy()
     assert np.array_equal(graph["arrays"]["output.0.weight"], held)
+
+
+@pytest.mark.parametrize("text, named", [("Check failed: !is_view: ", True),
+                                         ("Check failed: to.IsDefaultData(): ", True),
+                                         ("Check failed: shape_assign(...): Incompatible input shape", False)])
+def test_onednns_layout_failure_is_named_with_its_way_out(text, named):
+    """MXNet's own error text decides: its oneDNN layout failures are said as such with
+    MXNET_MKLDNN_ENABLED=0; any other error is left to its usual message."""
+    import mxnet as mx
+
+    from ganparity.backends.mxnet.compare import _raise_onednn
+    from ganparity.common.errors import GanparityError
+
+    error = mx.base.MXNetError(f"Traceback (most recent call last):\n  File \"../src/ndarray/ndarray.cc\"\n{text}")
+    if named:
+        with pytest.raises(GanparityError, match=r"^MXNet's oneDNN failed on a tensor layout .*MXNET_MKLDNN_ENABLED=0"):
+            _raise_onednn(e=error, where="the read of 'bn1.running_mean'")
+    else:
+        _raise_onednn(error)
