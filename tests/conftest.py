@@ -4,7 +4,10 @@ the `gpu` marker and skip without a CUDA device; tests that take more than a few
 
 from __future__ import annotations
 
+import ast
+import gc
 import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +38,20 @@ SLOW_TESTS = {
                               "test_a_wrong_port_is_caught_with_its_layer_and_hint",
                               "test_right_ports_agree_with_optimizers_translated"},
 }
+
+
+def parse_source(path) -> ast.Module:
+    """ast.parse of a file with the garbage collector paused: CPython 3.11's AST construction keeps
+    its recursion depth in shared state, and a finalizer run by a collection inside it (the suite's
+    processes hold both frameworks and their threads) can let another thread build an AST meanwhile:
+    "SystemError: AST constructor recursion depth mismatch" (cpython gh-106905), once in CI."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return ast.parse(Path(path).read_text())
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def small_spec(name: str, **extra):

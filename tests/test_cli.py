@@ -8,7 +8,7 @@ import pytest
 
 from ganparity.common.cli import build_parser, main
 
-from .conftest import need
+from .conftest import need, parse_source
 
 SUBCOMMANDS = ["specs", "differences", "init", "forward", "convert", "parity", "report", "train", "sample", "bench",
                "bench step", "bench scaling", "bench zoo", "bench port-cost", "bench port-speed", "bench gpu-check",
@@ -190,6 +190,6 @@ def test_the_gpu_check_trains_through_the_training_function(tmp_path, monkeypatc
     assert (cfg.spec, cfg.backend, cfg.device, cfg.epochs, cfg.knobs) == ("dcgan", "torch", "cpu", 1, selfcheck.TINY)
     root = Path(__file__).resolve().parents[1]
     for f in (root / "common" / "cli" / "bench.py", root / "benchmarks" / "selfcheck.py"):
-        imported = {a.name for n in ast.walk(ast.parse(f.read_text())) if isinstance(n, ast.ImportFrom)
+        imported = {a.name for n in ast.walk(parse_source(f)) if isinstance(n, ast.ImportFrom)
                     for a in n.names}
         assert "main" not in imported, f

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import parse_source
+
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"common": "ganparity.common", "backends": "ganparity.backends", "benchmarks": "ganparity.benchmarks",
            "ganparity": "ganparity"}
@@ -69,7 +71,7 @@ def imports(path: Path, module: str | None = None) -> list[tuple[int, str]]:
     module = module or module_name(path)
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
     out = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(parse_source(path)):
         if isinstance(node, ast.Import):
             out += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -164,7 +166,7 @@ def test_no_top_level_import_anywhere(name):
     """tests/ too: the suite imports what a user imports."""
     tests = [*sorted((ROOT / "tests").glob("*.py")), *sorted((ROOT / "benchmarks").glob("test_*.py"))]
     for f in [*package_files(), *tests]:
-        for node in ast.walk(ast.parse(f.read_text())):
+        for node in ast.walk(parse_source(f)):
             if isinstance(node, ast.ImportFrom) and not node.level:
                 assert (node.module or "").split(".")[0] != name, f"{f}: from {node.module}"
             if isinstance(node, ast.Import):
@@ -174,7 +176,7 @@ def test_no_top_level_import_anywhere(name):
 def _public_defs(path: Path) -> list[str]:
     """Its public functions and classes, less the MXNet ops written in PyTorch for the porter's
     model.py (emulations.py's PORT_OPS: the Gluon side has the op itself)."""
-    tree = ast.parse(path.read_text())
+    tree = parse_source(path)
     own = {name for n in tree.body if isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "PORT_OPS"
                                                                          for t in n.targets)
            for name in ast.literal_eval(n.value)}
