@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..files import release_memory
 from ..verdicts import (
     AGREE,
     CANNOT_TELL,
@@ -217,6 +218,7 @@ def _stream(be, model, init: dict, names: dict, x: np.ndarray, mode: str, dtype:
             _, finals = be.walk(model, x.astype(dtype), mode, on_output=take, keep_inputs=False)
     finally:
         be.cast_model(model, "float32")
+        release_memory()  # the walk's freed frames: the streams of a large model would add up
     for key, a in zip(_final_keys(len(finals)), finals):
         consume(key, np.asarray(a))
         seen.append(key)

@@ -180,11 +180,15 @@ def compare_models(torch_model: Any, mxnet_model: Any, inputs: Any, *, mode: str
             forward, dropped = forward_rows(T, M, tm, mm, init_t, init_m, x, names_t, names_m, False, None, rtol)
         release_memory()
         runs["torch"] = run_side(T, tm, init_t, x, opts, "float32", target, names_t)
+        release_memory()  # after each run: a large model's runs would otherwise add up in freed heap pages
         runs["mxnet"] = run_side(M, mm, init_m, x, opts, "float32", target, names_m, translate)
+        release_memory()
         if fp64:
             try:
                 runs["torch64"] = run_side(T, tm, init_t, x, opts, "float64", target, names_t)
+                release_memory()
                 runs["mxnet64"] = run_side(M, mm, init_m, x, opts, "float64", target, names_m, translate)
+                release_memory()
                 fp64_state = "run"
             except Exception as e:  # a layer without float64 kernels: judge on the fixed tolerance alone
                 runs.pop("torch64", None)

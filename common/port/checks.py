@@ -158,8 +158,11 @@ def _deltas(states: list[dict], names: dict[str, str] | None = None) -> list[dic
     the states' own precision (a float32 run's differences are float32: exact, and half the memory)."""
     if names is not None:
         states = [{t: s[g] for t, g in names.items() if g in s} for s in states]
-    start = states[0]
-    return [{k: np.asarray(s[k]) - np.asarray(start[k]) for k in s} for s in states[1:]]
+    start, out = states[0], []
+    for k in range(1, len(states)):  # each state let go as its delta is made: K states and K deltas are not all held
+        s, states[k] = states[k], None
+        out.append({n: np.asarray(s[n]) - np.asarray(start[n]) for n in s})
+    return out
 
 
 def _groups(names) -> dict[str, list[str]]:
@@ -253,6 +256,7 @@ def prove(model, block, mapping: dict, setting: dict, shape, steps: int, semanti
     sliced = [{**data, "batches": data["batches"][k:k + 1], "projections": data["projections"][k:k + 1]}
               for k in range(steps)]
     grads = [T.gradients(model, d, "float64") for d in sliced]  # the port's, at the start: fed to both
+    release_memory()
     to_m = lambda g: {to_gluon[n]: v for n, v in g.items() if n in to_gluon}
     phases = [
         _Phase("step", lambda dt, o: _deltas(T.train_updates(model, data, dt, {"start": t_start} | o)),
@@ -274,7 +278,11 @@ def prove(model, block, mapping: dict, setting: dict, shape, steps: int, semanti
     for ph in phases:
         say(f"proof: {'the training steps' if ph.name == 'step' else ph.name.format(k='1..K')} "
             f"({time.perf_counter() - t0:.0f} s so far)")
-        for dtype in ("float32", "float64"):
+        # the float64 runs first, the port's floor first of all: each run's own peak (a float64 training step
+        # is the largest) then comes over the fewest held results of the others
+        ph.runs["floor"] = ph.run_t("float64", {"round": True} | ({"jitter": start_gap} if ph.name == "step" else {}))
+        release_memory()
+        for dtype in ("float64", "float32"):
             ph.runs["t" + dtype[-2:]] = ph.run_t(dtype, {})
             release_memory()
             try:
@@ -289,10 +297,9 @@ def prove(model, block, mapping: dict, setting: dict, shape, steps: int, semanti
                 if note not in proof.notes:
                     proof.notes.append(note)
             release_memory()
-        ph.runs["floor"] = ph.run_t("float64", {"round": True} | ({"jitter": start_gap} if ph.name == "step" else {}))
         _judge_phase(ph, proof, report.pairs)
-    say(f"proof: which hyperparameters it could have seen ({time.perf_counter() - t0:.0f} s so far)")
-    _coverage(proof, phases, setting)
+        _coverage(proof, ph, setting)  # now, so that only one phase's float64 runs are held at a time
+    _coverage_row(proof)
     T.set_state(model, t_start)
     M.set_state(block, m_start)
     proof.seconds = time.perf_counter() - t0
@@ -401,30 +408,35 @@ def _judge_phase(ph: _Phase, proof: Proof, pairs) -> None:
     release_memory()
 
 
-def _coverage(proof: Proof, phases: list[_Phase], setting: dict) -> None:
-    """Change each hyperparameter by SEE in the port (float64) and ask which agreeing row would
-    have seen it: its response beyond a tensor's fp64 allowance."""
+def _coverage(proof: Proof, ph: _Phase, setting: dict) -> None:
+    """Change each hyperparameter by SEE in the port (float64) and ask which of this phase's
+    agreeing rows would have seen it: its response beyond a tensor's fp64 allowance. The phase's
+    runs are dropped after (a large model's float64 states of K steps, per phase, add up)."""
     hps = list(OPTIMIZER_HPS[setting["name"]]) + ["rescale"]
-    if any(name.endswith("BatchNorm statistics") for ph in phases for _, name, _, _ in ph.rows):
+    if ph.name == "step" and any(name.endswith("BatchNorm statistics") for _, name, _, _ in ph.rows):
         hps.append("bn-momentum")
     for h in hps:
+        seen = proof.coverage.setdefault(h, [])
+        if (h == "bn-momentum") != (ph.name == "step"):  # BatchNorm's in the training steps, the optimizer's
+            continue                                      # own hyperparameters in its rows
         opts = ({"rescale": SEE} if h == "rescale" else {"bn_momentum": SEE} if h == "bn-momentum"
                 else {"perturb": {h: (SEE, SEE)}})
-        seen = []
-        for ph in phases:  # the optimizer's own hyperparameters in its rows; BatchNorm's in the training steps
-            if (h == "bn-momentum") != (ph.name == "step"):
+        changed = ph.run_t("float64", opts)
+        for k, name, keys, row in ph.rows:
+            if row.verdict != AGREE:
                 continue
-            changed = ph.run_t("float64", opts)
-            for k, name, keys, row in ph.rows:
-                if row.verdict != AGREE:
-                    continue
-                base, new = ph.runs["t64"][k], changed[k]
-                scale = ph.scales[name]
-                allow = {t.name: t.allow64 for t in row.tensors}
-                if any(distance(new[n], base[n], NORM) / scale[n] > allow.get(n, NAN) for n in keys):
-                    seen.append(name)
-        proof.coverage[h] = seen
+            base, new = ph.runs["t64"][k], changed[k]
+            scale = ph.scales[name]
+            allow = {t.name: t.allow64 for t in row.tensors}
+            if any(distance(new[n], base[n], NORM) / scale[n] > allow.get(n, NAN) for n in keys):
+                seen.append(name)
+        del changed
         release_memory()
+    ph.runs = {}
+
+
+def _coverage_row(proof: Proof) -> None:
+    """The row of which hyperparameters no agreeing row could have seen (_coverage filled them in)."""
     unseen = [h for h, rows in proof.coverage.items() if not rows]
     if unseen:
         proof.rows.append(Row(COVERAGE, CANNOT_TELL, reason="no agreeing row could see a change of "
