@@ -536,3 +536,21 @@ def with_two_missing_ops():
     net = nn.HybridSequential()
     net.add(nn.Dense(4, in_units=6), _TwoMissing())
     return net
+
+
+class SharedSum(nn.HybridBlock):
+    """A residual sum whose BatchNorm operand is read again after it: torchvision's in-place
+    `out += identity` would change that second read."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.conv = nn.Conv2D(4, 3, 1, 1, in_channels=4, use_bias=False)
+        self.bn = nn.BatchNorm(in_channels=4)
+
+    def hybrid_forward(self, F, x):
+        y = self.bn(self.conv(x))
+        return F.relu(y + x) * y
+
+
+def shared_sum():
+    return SharedSum()

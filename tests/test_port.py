@@ -83,6 +83,8 @@ def test_resnet18_is_readable_and_mapped(ported):
     forward = src.split("class ResNetV1", 1)[1].split("def forward", 1)[1].split("\n\n", 1)[0]
     assert len([ln for ln in forward.splitlines()[1:] if ln.strip()]) <= 20
     assert len(src.splitlines()) <= 300
+    # torchvision's residual sum and ReLU: in place, into the BatchNorm's new tensor, never into the block's input
+    assert "x = self.body(x)\n        x += downsample\n        x = F.relu(x, inplace=True)\n        return x" in src
     assert r.proof.row("weights").agrees and r.proof.row("forward eval").agrees
     assert {p.name for p in r.out.iterdir()} >= {"model.py", "weights.pt", "weights.npz", "test_port.py", "PORT.md",
                                                   "port.json", "proof.json", "source.params", "mapping.json"}
@@ -344,6 +346,26 @@ def test_the_written_model_compiles_exports_scripts_and_runs_in_bf16(ported):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             low = net(x)
     assert low.dtype == torch.bfloat16 and (low.float() - want).abs().max() <= 0.05 * want.abs().max()
+
+
+def test_a_sum_writes_in_place_only_into_a_value_nothing_else_reads(tmp_path, monkeypatch):
+    """The residual sum goes in place (resnet18 above) only where its operand is read by nothing
+    else: here the BatchNorm's output is read again after the sum, which stays out of place while
+    the ReLU after it (the sum's own new tensor) goes in place; the proof agrees. With that rule
+    taken out of the emitter, the written sum overwrites the value the product reads: the proof
+    differs."""
+    from ganparity.common.port import structure
+
+    r = port(f"{MODELS}:shared_sum", (2, 4, 8, 8), tmp_path / "ok", optimizer="sgd:lr=0.1")
+    src = (r.out / "model.py").read_text()
+    assert "+=" not in src and "F.relu(" in src and "inplace=True)" in src, src
+    for check in ("weights", "forward train", "forward eval", "gradients"):
+        assert r.proof.row(check).agrees, (check, r.proof.summary)
+    monkeypatch.setattr(structure.Structured, "_mutable", lambda self, ref, node, readers, c, makers=structure.FRESH:
+                        self.nodes[ref[0]]["op"] in makers)
+    wrong = port(f"{MODELS}:shared_sum", (2, 4, 8, 8), tmp_path / "wrong", optimizer="sgd:lr=0.1")
+    assert "+=" in (wrong.out / "model.py").read_text()
+    assert wrong.proof.row("forward eval").verdict == "differ", wrong.proof.failures()
 
 
 REPEATED = "tests/port_models.py:repeated_units"

@@ -23,7 +23,7 @@ import keyword
 import re
 from dataclasses import dataclass, field
 
-from .ops import Unsupported, translate, value_inputs
+from .ops import ADDS, Unsupported, translate, value_inputs
 
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e-?\d+)?(?![\w.])")
 PLACEHOLDER = re.compile("\u27e8([^\u27e9]+)\u27e9")
@@ -48,6 +48,10 @@ class Built:
     layers: list = field(default_factory=list)
     height: int = 0  # how many custom classes deep it nests (its class is decided after theirs)
     wrap: str = ""  # how a parent's forward hands it its input ('torch.flatten({}, 1)' for a Gluon Dense)
+
+# the ops whose output a residual sum or a ReLU may overwrite (Structured._mutable): their backward reads their input
+FRESH = frozenset({"Convolution", "Deconvolution", "BatchNorm", "FullyConnected"})
+RELU_AFTER = FRESH | ADDS  # a sum's backward reads nothing of its values
 
 
 def _ident(text: str) -> str:
@@ -134,6 +138,10 @@ class Structured:
             if c["parent"] >= 0 and i not in removed:
                 self.children[c["parent"]].append(i)
         self.ancestors = self._ancestors()
+        self.depth = [0] * len(self.nodes)  # the longest chain of ops making each value (nodes in graph order)
+        for n, node in enumerate(self.nodes):
+            if node["op"] != "null":
+                self.depth[n] = 1 + max((self.depth[r[0]] for r in node["inputs"]), default=0)
         self.classes: dict[str, dict] = {}  # Gluon class -> {'info', 'instances', 'height'}
 
     def _ancestors(self) -> list[set[int]]:
@@ -328,6 +336,7 @@ class Structured:
                 uses[r] = uses.get(r, 0) + 1
         for r in c["outputs"]:
             uses[tuple(r)] = uses.get(tuple(r), 0) + 1
+        readers = dict(uses)  # how many statements (and the return) read each value
         body, taken, primary, count = [], set(args), args[0], 0  # count: the block's own ops, in order
         for kind, x, _ in items:
             refs = refs_of[(kind, x)]
@@ -350,6 +359,16 @@ class Structured:
                 ins = [scope.tensor(self.nodes[r[0]]) if r not in names and self.nodes[r[0]].get("param") else i
                        for r, i in zip(refs, ins)]
                 expr, outs, hint = translate(scope, node, ins), [(x, k) for k in range(count)], None
+                # torchvision's `out += identity`: into the operand of the longer chain (the block's body, never
+                # its shortcut, so that the instances with and without a projection write the same statement)
+                j = 0 if len(refs) != 2 or self.depth[refs[0][0]] >= self.depth[refs[1][0]] else 1
+                if node["op"] in ADDS and len(refs) == 2 and refs[0] != refs[1] and \
+                        self._mutable(refs[j], node, readers, c):
+                    body.append(f"{ins[j]} += {ins[1 - j]}")
+                    names[outs[0]] = ins[j]
+                    continue
+                if expr == f"torch.relu({ins[0]})" and self._mutable(refs[0], node, readers, c, RELU_AFTER):
+                    expr = f"F.relu({ins[0]}, inplace=True)"
             if canonical:
                 count += 0 if hint else 1
                 var = f"c_{hint}" if hint else f"o{count}"
@@ -378,6 +397,22 @@ class Structured:
                 body.append(f"{', '.join(vs)} = {expr}")
         body.append("return " + ", ".join(names[tuple(r)] for r in c["outputs"]))
         return body
+
+    def _mutable(self, ref: tuple, node: dict, readers: dict, c: dict, makers=FRESH) -> bool:
+        """Whether `node` may write into the value `ref` (in place, as torchvision's residual sum and
+        ReLU do): node is its only reader, it is neither the block's input (the caller's tensor) nor
+        its output, it has node's shape, and what made it (makers) is an op whose backward needs its
+        input and not its output (a convolution, BatchNorm, a linear layer: a new tensor, which
+        autograd may see changed). MXNet-semantics BatchNorm hooks its output: left alone."""
+        maker = self.nodes[ref[0]]
+        if (readers.get(ref, 0) != 1 or ref in {tuple(r) for r in c["inputs"]} or
+                ref in {tuple(r) for r in c["outputs"]} or maker["op"] not in makers):
+            return False
+        if maker["op"] == "BatchNorm" and self.em.semantics == "mxnet":
+            return False
+        shapes = maker.get("out_shapes") or [maker.get("out_shape")]
+        return ref[1] < len(shapes) and shapes[ref[1]] is not None and \
+            tuple(shapes[ref[1]]) == tuple(node.get("out_shape") or ())
 
     def _ready_order(self, i: int, items: list) -> list:
         """The items in their order, each moved after what it reads (a child call whose first op
