@@ -41,8 +41,9 @@ def time_interleaved(arms: dict[str, Callable[[], object]], sync: Callable[[], N
     """Several steps timed in the same rounds, so that they share the machine's state (clock,
     caches, other load): each warms up apart, then every round runs each arm for enough steps to
     last min_round_s, in an order that rotates from round to round. Per arm: median, p10, p90
-    ms/step over the rounds, and its last result under 'last' (read it after timing: reading a
-    device value is a host sync)."""
+    ms/step over the rounds, each round's ms/step under 'times_ms' (round k of every arm ran in the
+    same rotation: pair them to cancel the machine's drift), and its last result under 'last' (read
+    it after timing: reading a device value is a host sync)."""
     names = list(arms)
     warm = {n: _warm(arms[n], sync, warmup) for n in names}
     per_round = {n: max(1, min(max_per_round, math.ceil(min_round_s / max(w[1], 1e-6)))) for n, w in warm.items()}
@@ -63,7 +64,7 @@ def time_interleaved(arms: dict[str, Callable[[], object]], sync: Callable[[], N
         med, p10, p90 = quantiles(times[n])
         out[n] = {"warmup_steps": warmup, "first_step_s": first, "warmup_s": first + per_step * max(warmup - 1, 0),
                   "rounds": rounds, "steps_per_round": per_round[n], "median_ms": med, "p10_ms": p10,
-                  "p90_ms": p90, "last": last[n]}
+                  "p90_ms": p90, "times_ms": [t * 1000 for t in times[n]], "last": last[n]}
     return out
 
 

@@ -265,3 +265,27 @@ def test_port_speed_goal_says_cannot_tell_inside_the_spread():
     assert goal_met({"worst": 1.01, "worst_spread": 0.0}) == "yes"
     assert goal_met({"worst": 1.08, "worst_spread": 0.02}) == "no (x1.080)"
     assert goal_met({"worst": 1.03, "worst_spread": 0.05}).startswith("cannot tell (x1.030")
+
+
+def test_port_speed_pairs_each_rounds_arms():
+    """The written / twin ratio is the median of each round's own ratio: a machine whose speed moves
+    by 1.5x between rounds hides a steady 3% difference from the ratio of the two medians (inside
+    their spread: 'cannot tell'), not from the paired rounds ('no'); two equal arms under the same
+    drift are x1.000 with no spread ('yes'). One arm's rounds shifted by one (the pairing lost)
+    would say neither."""
+    import numpy as np
+
+    from ganparity.benchmarks.port_speed import goal_met, paired
+
+    speed = [1.0, 1.5, 1.0, 1.4, 1.1, 1.5, 1.0, 1.3, 1.2, 1.5, 1.0]
+    twin = [100 * s for s in speed]
+    slower = [103 * s for s in speed]
+    ratio, spread = paired(slower, twin)
+    assert abs(ratio - 1.03) < 1e-12 and spread < 1e-12 and goal_met({"worst": ratio, "worst_spread": spread}) == \
+        "no (x1.030)"
+    assert paired(twin, twin) == (1.0, 0.0) and goal_met({"worst": 1.0, "worst_spread": 0.0}) == "yes"
+    medians = float(np.median(slower) / np.median(twin))
+    half_range = max((np.percentile(a, 90) - np.percentile(a, 10)) / np.median(a) for a in (slower, twin)) / 2
+    assert goal_met({"worst": medians, "worst_spread": half_range}).startswith("cannot tell")
+    shifted = paired(slower[1:] + slower[:1], twin)
+    assert goal_met({"worst": shifted[0], "worst_spread": shifted[1]}) != "no (x1.030)"
