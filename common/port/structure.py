@@ -367,7 +367,7 @@ class Structured:
                     body.append(f"{ins[j]} += {ins[1 - j]}")
                     names[outs[0]] = ins[j]
                     continue
-                if expr == f"torch.relu({ins[0]})" and self._mutable(refs[0], node, readers, c, RELU_AFTER):
+                if refs and expr == f"torch.relu({ins[0]})" and self._mutable(refs[0], node, readers, c, RELU_AFTER):
                     expr = f"F.relu({ins[0]}, inplace=True)"
             if canonical:
                 count += 0 if hint else 1
