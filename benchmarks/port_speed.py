@@ -193,6 +193,12 @@ def markdown(data: dict) -> str:
                              f"x{r['source_ratios']['contiguous eval']:.3f}"] for r in source]), ""]
     lines += ["Differences between the Gluon network and torchvision's:", ""]
     lines += [f"- {r['model']}: {r['difference']}" for r in rows if r["difference"]]
+    for run in meta.get("reruns", []):
+        before = [r for r in data.get("earlier", []) if r["model"] in run["models"]]
+        lines += ["", f"Rerun by `{run['command']}` ({run['date']}, commit {run['git_commit'][:10]}): "
+                  f"{', '.join(run['models'])}; their rows above are the rerun's. The earlier rows (in the JSON): "
+                  + "; ".join(f"{r['model']} {goal_met(judged(r, layouts))} ({r['measured']['date']})"
+                              for r in before) + "."]
     lines += ["", f"Written by `{meta['command']}` ({meta['date']}, load average at the start "
               f"{meta['load_start']}, at the end {meta['load_end']})."]
     return "\n".join(lines) + "\n"
@@ -208,6 +214,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", action=argparse.BooleanOptionalAction, default=True,
                    help="time the Gluon network itself, after the torch arms (needs mxnet)")
     p.add_argument("--stem", default="port-speed", help="results file name under benchmarks/results")
+    p.add_argument("--rerun", action="store_true",
+                   help="measure --models again into the committed table (same settings): their new rows replace "
+                        "the old, which the table keeps and lists as earlier runs")
     p.add_argument("--one", help=argparse.SUPPRESS)  # a child process: one model's row, printed as JSON
 
 
@@ -237,7 +246,19 @@ def run(a: argparse.Namespace) -> None:
                           log=lambda s: print(s, file=sys.stderr, flush=True))
         print(json.dumps(row))
         return
-    rows = []
+    rows, kept, earlier = [], [], []
+    if a.rerun:  # the committed table's other rows stay; the rerun models' old rows become earlier runs
+        old = json.loads((ROOT / f"{a.stem}.json").read_text())
+        same = ("shape", "rounds", "layouts", "threads")
+        if any(old["meta"].get(k) != meta[k] for k in same):
+            raise GanparityError(f"--rerun: benchmarks/results/{a.stem}.json was measured with "
+                                 f"{ {k: old['meta'].get(k) for k in same} }, not { {k: meta[k] for k in same} }")
+        kept = [r for r in old["rows"] if r["model"] not in names]
+        earlier = old.get("earlier", []) + [r | {"measured": r.get("measured", {k: old["meta"].get(k) for k in (
+            "date", "git_commit", "command")})} for r in old["rows"] if r["model"] in names]
+        meta = old["meta"] | {"reruns": old["meta"].get("reruns", []) + [
+            {"models": names} | {k: meta[k] for k in ("date", "git_commit", "command")}]}
+    order = {n: i for i, n in enumerate(DEFAULT_MODELS + names)}
     for name in names:  # each model in a fresh process: in one, a model's times depended on the models before it
         cmd = [sys.executable, "-m", "ganparity.benchmarks.port_speed", "--one", name, "--shape", a.shape,
                "--rounds", str(a.rounds), "--layouts", a.layouts, "--threads", str(a.threads),
@@ -249,7 +270,8 @@ def run(a: argparse.Namespace) -> None:
         rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
         print(json.dumps({k: rows[-1][k] for k in ("model", "ratios", "gflops")}), flush=True)
         meta["load_end"] = f"{os.getloadavg()[0]:.2f}"
-        data = {"meta": meta, "rows": rows}
+        every = sorted(kept + rows, key=lambda r: order.get(r["model"], len(order)))
+        data = {"meta": meta, "rows": every} | ({"earlier": earlier} if earlier else {})
         ROOT.mkdir(parents=True, exist_ok=True)
         write_json(ROOT / f"{a.stem}.json", data)  # after every row: Ctrl-C keeps the finished ones
         write_text(ROOT / f"{a.stem}.md", markdown(data))
