@@ -250,15 +250,16 @@ def run(a: argparse.Namespace) -> None:
     if a.rerun:  # the committed table's other rows stay; the rerun models' old rows become earlier runs
         old = json.loads((ROOT / f"{a.stem}.json").read_text())
         same = ("shape", "rounds", "layouts", "threads")
-        if any(old["meta"].get(k) != meta[k] for k in same):
-            raise GanparityError(f"--rerun: benchmarks/results/{a.stem}.json was measured with "
-                                 f"{ {k: old['meta'].get(k) for k in same} }, not { {k: meta[k] for k in same} }")
+        wrong = [f"{k} {old['meta'].get(k)}, not {meta[k]}" for k in same if old["meta"].get(k) != meta[k]]
+        if wrong:
+            raise GanparityError(f"--rerun: benchmarks/results/{a.stem}.json was measured with {'; '.join(wrong)} "
+                                 f"(a rerun keeps its {', '.join(same)})")
         kept = [r for r in old["rows"] if r["model"] not in names]
         earlier = old.get("earlier", []) + [r | {"measured": r.get("measured", {k: old["meta"].get(k) for k in (
             "date", "git_commit", "command")})} for r in old["rows"] if r["model"] in names]
         meta = old["meta"] | {"reruns": old["meta"].get("reruns", []) + [
             {"models": names} | {k: meta[k] for k in ("date", "git_commit", "command")}]}
-    order = {n: i for i, n in enumerate(DEFAULT_MODELS + names)}
+    order = {n: i for i, n in enumerate(DEFAULT_MODELS + [n for n in names if n not in DEFAULT_MODELS])}
     for name in names:  # each model in a fresh process: in one, a model's times depended on the models before it
         cmd = [sys.executable, "-m", "ganparity.benchmarks.port_speed", "--one", name, "--shape", a.shape,
                "--rounds", str(a.rounds), "--layouts", a.layouts, "--threads", str(a.threads),

@@ -285,3 +285,28 @@ def test_port_speed_pairs_each_rounds_arms():
     assert paired(twin, twin) == (1.0, 1.0, 1.0) and goal_met({"worst": 1.0, "worst_ci": [1.0, 1.0]}) == "yes"
     ratio, low, high = paired(slower[1:] + slower[:1], twin)
     assert low <= 1.02 < high and not goal_met({"worst": ratio, "worst_ci": [low, high]}).startswith("no")
+
+
+def test_port_speed_rerun_keeps_the_tables_settings(tmp_path, monkeypatch):
+    """--rerun measures models again into a committed table: with other settings than the table's
+    it is refused in one line before anything is measured, naming each one that differs."""
+    import argparse
+
+    from ganparity.benchmarks import port_speed
+    from ganparity.common.errors import GanparityError
+
+    meta = {"shape": [4, 3, 224, 224], "rounds": 30, "layouts": ["contiguous", "channels_last"], "threads": 2}
+    (tmp_path / "port-speed.json").write_text(json.dumps({"meta": meta, "rows": []}))
+    monkeypatch.setattr(port_speed, "ROOT", tmp_path)
+    real_run = port_speed.subprocess.run
+
+    def run(cmd, *a, **k):
+        assert "ganparity.benchmarks.port_speed" not in cmd, "measured before the check"
+        return real_run(cmd, *a, **k)
+    monkeypatch.setattr(port_speed.subprocess, "run", run)
+    p = argparse.ArgumentParser()
+    port_speed.add_arguments(p)
+    with pytest.raises(GanparityError, match=r"^--rerun: benchmarks/results/port-speed.json was measured with "
+                       r"rounds 30, not 7; threads 2, not 1 \(a rerun keeps its shape, rounds, layouts, threads\)$"):
+        port_speed.run(p.parse_args(["--models", "vgg11_bn", "--rounds", "7", "--threads", "1", "--rerun",
+                                     "--no-source"]))
