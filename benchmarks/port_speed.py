@@ -117,7 +117,7 @@ def paired(written: list[float], twin: list[float], resamples: int = 2000) -> tu
     """written / twin as the median of the rounds' own ratios (both arms ran in every round, next
     to each other: the machine's speed, which moves by up to 1.5x over minutes on this VM, cancels
     out of each round's ratio; a ratio of the two medians keeps it, and put the ResNets at
-    x1.03-1.09 in runs where the rounds' ratios gave x0.97-1.01), and the 90% interval of that
+    x1.03-1.09 in runs where the rounds' ratios gave x0.97-1.02), and the 90% interval of that
     median (bootstrap over the rounds, a fixed seed): (median, low, high)."""
     r = np.asarray(written, dtype=float) / np.asarray(twin, dtype=float)
     boot = np.median(np.random.default_rng(0).choice(r, (resamples, r.size)), axis=1)
@@ -248,7 +248,11 @@ def run(a: argparse.Namespace) -> None:
         return
     rows, kept, earlier = [], [], []
     if a.rerun:  # the committed table's other rows stay; the rerun models' old rows become earlier runs
-        old = json.loads((ROOT / f"{a.stem}.json").read_text())
+        try:
+            old = json.loads((ROOT / f"{a.stem}.json").read_text())
+        except (OSError, ValueError) as e:
+            raise GanparityError(f"--rerun: no table to measure into: benchmarks/results/{a.stem}.json "
+                                 f"({type(e).__name__}: {e}); run without --rerun first") from None
         same = ("shape", "rounds", "layouts", "threads")
         wrong = [f"{k} {old['meta'].get(k)}, not {meta[k]}" for k in same if old["meta"].get(k) != meta[k]]
         if wrong:

@@ -289,7 +289,8 @@ def test_port_speed_pairs_each_rounds_arms():
 
 def test_port_speed_rerun_keeps_the_tables_settings(tmp_path, monkeypatch):
     """--rerun measures models again into a committed table: with other settings than the table's
-    it is refused in one line before anything is measured, naming each one that differs."""
+    it is refused in one line before anything is measured, naming each one that differs; without
+    a table to measure into, too."""
     import argparse
 
     from ganparity.benchmarks import port_speed
@@ -310,3 +311,5 @@ def test_port_speed_rerun_keeps_the_tables_settings(tmp_path, monkeypatch):
                        r"rounds 30, not 7; threads 2, not 1 \(a rerun keeps its shape, rounds, layouts, threads\)$"):
         port_speed.run(p.parse_args(["--models", "vgg11_bn", "--rounds", "7", "--threads", "1", "--rerun",
                                      "--no-source"]))
+    with pytest.raises(GanparityError, match=r"^--rerun: no table to measure into: benchmarks/results/other.json "):
+        port_speed.run(p.parse_args(["--models", "vgg11_bn", "--rerun", "--stem", "other", "--no-source"]))

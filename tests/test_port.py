@@ -250,6 +250,8 @@ def test_user_blocks_with_branches_port_and_prove(tmp_path, name):
             assert r.proof.row(check).agrees, (sem, check, r.proof.summary)
         assert r.proof.verdict == "agree", (sem, r.proof.failures())
         assert (r.out / "model.py").is_file() and (r.out / "weights.pt").is_file()
+        if name == "residual_projection":  # the sum in place into a BatchNorm's output, MXNetBatchNorm's too
+            assert "+= " in (r.out / "model.py").read_text(), sem
 
 
 SPEC_NETS = ["gan_gaussian_G", "gan_gaussian_D", "dcgan_G", "dcgan_D", "dcgan_gluon_G", "dcgan_gluon_D",
