@@ -52,22 +52,36 @@ def _load_written(folder: Path):
     return mod.load()
 
 
+def _port_in_child(name: str, pshape: tuple, out: Path) -> str:
+    """Port the model as a user would, `ganparity port` in a process of its own; the proof's verdict.
+    In the timing process, the port's history (MXNet loaded, the proof's freed GBs) moved vgg11_bn's
+    contiguous train step by ~4% against its twin, in both models alike only where both layouts' models
+    were alive: ported in a child, the timing process holds only what it times."""
+    cmd = [sys.executable, "-m", "ganparity", "port", "--mxnet", f"mxnet.gluon.model_zoo.vision:{name}",
+           "--input-shape", ",".join(map(str, pshape)), "--out", str(out), "--steps", "0", "--force"]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT.parents[1])
+    try:
+        return json.loads((out / "proof.json").read_text())["verdict"]
+    except (OSError, ValueError, KeyError):
+        raise GanparityError(f"port-speed {name}: `ganparity port` failed (exit {res.returncode}): "
+                             f"{(res.stderr.strip().splitlines() or ['no output'])[-1]}") from None
+
+
 def measure(name: str, shape: tuple, rounds: int, layouts: list[str], threads: int, work: Path,
             source: bool = True, log=print) -> dict:
-    """One model's row: port it, build its twin (and torchvision's stock model where they differ,
-    and the Gluon network itself with source=True), count each one's FLOPs and size, time every
-    arm interleaved; the ratios written / twin (and written / Gluon)."""
-    from ..common.port import port
-
+    """One model's row: port it (in a child process), build its twin (and torchvision's stock model
+    where they differ), count each one's FLOPs and size, time every torch arm interleaved; then, with
+    source=True, the Gluon network itself in rounds of its own; the ratios written / twin (and
+    written / Gluon)."""
     tb = get_backend("torch")
     pshape = PORT_SHAPES.get(name, (1, 3, 64, 64))
     t0 = time.perf_counter()
-    r = port(f"mxnet.gluon.model_zoo.vision:{name}", pshape, work / name, steps=0)
+    verdict = _port_in_child(name, pshape, work / name)
     log(f"port-speed: {name} ported at {'x'.join(map(str, pshape))} in {time.perf_counter() - t0:.0f} s "
-        f"(proof: {r.proof.verdict})")
-    set_threads(threads)  # importing mxnet resets torch's thread pool
+        f"(proof: {verdict})")
+    set_threads(threads)
     twin, about = tb.zoo_model(name)
-    models = {"written": _load_written(r.out), "twin": twin}
+    models = {"written": _load_written(work / name), "twin": twin}
     if about["edited"]:
         models["torchvision"] = tb.zoo_model(name, edited=False)[0]
     counted = {k: tb.model_size(m, shape) for k, m in models.items()}
@@ -75,27 +89,26 @@ def measure(name: str, shape: tuple, rounds: int, layouts: list[str], threads: i
     x = rng.standard_normal(shape, dtype=np.float32)
     labels = rng.integers(0, 1000, shape[0])
     arms = tb.speed_arms(models, x, labels, tuple(layouts))
-    gluon_arms = {}
-    if source:
+    cpu = tb.resolve("cpu")
+    timed = time_interleaved(arms, lambda: tb.sync(cpu), rounds=rounds, warmup=2, min_round_s=0.2)
+    del arms, models, twin
+    if source:  # MXNet is loaded only now, its rounds after torch's: interleaved, MXNet's idle OpenMP
+        # threads (still spinning) and its engine's workers slowed the torch arm after them (+-20%)
         mb = get_backend("mxnet")
         gluon = {"gluon": mb.zoo_model(name)[0]}
         counted["gluon"] = mb.model_size(gluon["gluon"], shape)
-        gluon_arms = mb.speed_arms(gluon, x, labels, tuple(layouts))
+        mcpu = mb.resolve("cpu")
+        timed |= time_interleaved(mb.speed_arms(gluon, x, labels, tuple(layouts)), lambda: mb.sync(mcpu),
+                                  rounds=rounds, warmup=2, min_round_s=0.2)
     log(f"port-speed: {name}: " + ", ".join(
         f"{k} {'-' if f is None else f'{f:.2f}'} GFLOPs {s:,} values" for k, (f, s) in counted.items()))
-    cpu = tb.resolve("cpu")
-    timed = time_interleaved(arms, lambda: tb.sync(cpu), rounds=rounds, warmup=2, min_round_s=0.2)
-    if gluon_arms:  # in rounds of its own, after torch's: interleaved, MXNet's idle OpenMP threads (still
-        # spinning) and its engine's workers slowed the torch arm after them, a p10-p90 spread of +-20%
-        mcpu = mb.resolve("cpu")
-        timed |= time_interleaved(gluon_arms, lambda: mb.sync(mcpu), rounds=rounds, warmup=2, min_round_s=0.2)
     arms = {k: {q: v[q] for q in ("median_ms", "p10_ms", "p90_ms", "steps_per_round", "times_ms")}
             for k, v in timed.items()}
     source_ratios = {f"{layout} {mode}": arms[f"written {layout} {mode}"]["median_ms"] /
                      arms[f"gluon {layout} {mode}"]["median_ms"]
                      for layout in layouts for mode in ("train", "eval") if f"gluon {layout} {mode}" in arms}
     return judged({"model": name, "twin": about["name"], "shape": list(shape), "port_shape": list(pshape),
-                   "proof": r.proof.verdict, "gflops": {k: f for k, (f, _) in counted.items()},
+                   "proof": verdict, "gflops": {k: f for k, (f, _) in counted.items()},
                    "values": {k: s for k, (_, s) in counted.items()},
                    "same_network": counted["written"] == counted["twin"], "arms": arms,
                    "source_ratios": source_ratios, "difference": about["difference"]}, layouts)
@@ -235,17 +248,18 @@ def run(a: argparse.Namespace) -> None:
         choose("layout", lay, ["contiguous", "channels_last"])
     shape = tuple(int(v) for v in a.shape.split(","))
     set_threads(a.threads)
-    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "threads": a.threads,
-            "torch": tb.versions()["torch"], "mxnet": get_backend("mxnet").versions()["mxnet"] if a.source else None,
-            "shape": list(shape), "rounds": a.rounds, "layouts": layouts,
-            "load_start": f"{os.getloadavg()[0]:.2f}"} | {k: v for k, v in metadata("torch", "cpu").items()
-                                                        if k in ("date", "git_commit", "command")}
-    if a.one:  # a child process: one model's row, printed as JSON
+    if a.one:  # a child process: one model's row, printed as JSON (MXNet not
+        # loaded before its rounds)
         with tempfile.TemporaryDirectory() as tmp:
             row = measure(a.one, shape, a.rounds, layouts, a.threads, Path(tmp), a.source,
                           log=lambda s: print(s, file=sys.stderr, flush=True))
         print(json.dumps(row))
         return
+    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "threads": a.threads,
+            "torch": tb.versions()["torch"], "mxnet": get_backend("mxnet").versions()["mxnet"] if a.source else None,
+            "shape": list(shape), "rounds": a.rounds, "layouts": layouts,
+            "load_start": f"{os.getloadavg()[0]:.2f}"} | {k: v for k, v in metadata("torch", "cpu").items()
+                                                        if k in ("date", "git_commit", "command")}
     rows, kept, earlier = [], [], []
     if a.rerun:  # the committed table's other rows stay; the rerun models' old rows become earlier runs
         try:
