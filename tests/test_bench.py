@@ -313,3 +313,40 @@ def test_port_speed_rerun_keeps_the_tables_settings(tmp_path, monkeypatch):
                                      "--no-source"]))
     with pytest.raises(GanparityError, match=r"^--rerun: no table to measure into: benchmarks/results/other.json "):
         port_speed.run(p.parse_args(["--models", "vgg11_bn", "--rerun", "--stem", "other", "--no-source"]))
+
+
+def test_port_speed_edit_of_the_written_model_keeps_its_result():
+    """bench port-speed times the written mobilenet_v2_1_0 beside a copy edited in one place (its 1x1
+    convolution head on the pooled 1x1 map as torchvision's nn.Linear) to name what its ratio to the
+    twin comes from: the copy computes the same values from the same weights, the written model is
+    left as it was; a weight copied wrongly would show in the output."""
+    import torch
+    from torch import nn
+
+    from ganparity.common.backend import get_backend
+
+    tb = get_backend("torch")
+    torch.manual_seed(0)
+    written = nn.Module()
+    written.features = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU6(), nn.AdaptiveAvgPool2d(1))
+    written.output = nn.Sequential(nn.Conv2d(8, 5, 1, bias=False), nn.Flatten())
+    written.forward = lambda x: written.output(written.features(x))
+    edited, what = tb.edit_written("mobilenet_v2_1_0", written)
+    assert "nn.Linear" in what and isinstance(edited.output[1], nn.Linear)
+    assert isinstance(written.output[0], nn.Conv2d)  # a copy was edited
+    x = torch.randn(2, 3, 9, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(edited.output(edited.features(x)), written(x), rtol=1e-6, atol=1e-6)
+        edited.output[1].weight.mul_(-1)
+        assert not torch.allclose(edited.output(edited.features(x)), written(x))
+    assert tb.edit_written("resnet18_v1", written) is None
+
+
+def test_port_speed_ports_in_a_child_and_says_why_it_failed(tmp_path):
+    """bench port-speed runs `ganparity port` in a process of its own (the timing process holds only
+    what it times); a port that fails is one line naming the model and the port's own last line."""
+    from ganparity.benchmarks.port_speed import _port_in_child
+    from ganparity.common.errors import GanparityError
+
+    with pytest.raises(GanparityError, match=r"^port-speed nosuch_v9: `ganparity port` failed \(exit 2\): .*nosuch_v9"):
+        _port_in_child("nosuch_v9", (1, 3, 32, 32), tmp_path / "out")

@@ -29,6 +29,10 @@ def zoo_model(name: str, edited: bool = True, seed: int = 0) -> tuple[gluon.Bloc
     return net, {"name": f"gluon {name} (the source, hybridized)", "edited": False, "difference": ""}
 
 
+def edit_written(name: str, model: gluon.Block) -> tuple[gluon.Block, str] | None:
+    """None: the written model is torch's (torch's edit_written edits it to name a ratio's cause)."""
+    return None
+
 def model_size(model: gluon.Block, shape: tuple[int, ...]) -> tuple[float | None, int]:
     """(None: MXNet counts no FLOPs, parameters and running statistics)."""
     model(mx.nd.zeros(shape))  # deferred shapes

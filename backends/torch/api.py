@@ -33,7 +33,7 @@ from .finetune import FinetuneTrainer, logits  # noqa: F401
 from .inception import INCEPTION_SUFFIXES, inception_features, load_inception  # noqa: F401
 from .layers import layer_call, recipe_calls  # noqa: F401
 from .sources import source_loop  # noqa: F401
-from .speed import SPEED_MODELS, model_size, speed_arms, zoo_model  # noqa: F401
+from .speed import SPEED_MODELS, edit_written, model_size, speed_arms, zoo_model  # noqa: F401
 from .state import load_optimizer_state, optimizer_state  # noqa: F401
 from .train import OPTIONS, GANTrainer  # noqa: F401
 
