@@ -1,7 +1,9 @@
 """The speed of what `ganparity port` writes: each Gluon model-zoo model's written model.py against
 torchvision's hand-written twin of the same network, per train step (SGD with momentum: forward,
 cross-entropy, backward, step) and per eval forward (no_grad), contiguous and channels_last, all
-arms interleaved in the same rounds (one process, the same threads, the same inputs).
+arms interleaved in the same rounds (one process, the same threads, the same inputs). The port
+itself runs first, in a child process (`ganparity port`, as a user runs it), so the timing process
+holds only what it times; MXNet is loaded only after the torch rounds.
 
     ganparity bench port-speed [--models resnet18_v1,...] [--shape 4,3,224,224] [--rounds 15]
 
@@ -10,7 +12,9 @@ network (backends/torch/speed.py: resnet50_v1's stride and 1x1 biases, mobilenet
 expansion and head), and the stock torchvision model is timed beside it; each row counts the models'
 FLOPs (torch.utils.flop_counter) and parameters, so "the same network" is measured, not assumed.
 The Gluon network itself (the source, hybridized) is timed after them, in rounds of its own
-(--source, on by default): what moving off MXNet costs or saves per step.
+(--source, on by default): what moving off MXNet costs or saves per step. Where a copy of the
+written model edited in one place names the cause of a ratio beyond x1.02 (edit_written), the copy
+is timed in the same rounds.
 
 Writes benchmarks/results/port-speed.md and .json. A benchmark, not a test: the ratios are this
 machine's, and a ratio whose 90% interval reaches the goal is not a finding.
@@ -205,9 +209,8 @@ def markdown(data: dict) -> str:
                             "x torchvision eval"], sb), ""]
     edited = [r for r in rows if r.get("written_edit")]
     if edited:
-        lines += ["Where the written code read x1.02 or more, the written model edited in one place (the same values, "
-                  "the same network), timed in the same rounds: where the edit brings it to the twin, the edit names "
-                  "the cause.", ""]
+        lines += ["The written model edited in one place (the same values, the same network) where an earlier run "
+                  "read x1.02 or more, timed in the same rounds: written / edited is what that one place costs.", ""]
         eb = []
         for r in edited:
             for lay in layouts:
@@ -231,9 +234,9 @@ def markdown(data: dict) -> str:
     lines += ["Differences between the Gluon network and torchvision's:", ""]
     lines += [f"- {r['model']}: {r['difference']}" for r in rows if r["difference"]]
     for run in meta.get("reruns", []):
-        before = [r for r in data.get("earlier", []) if r["model"] in run["models"]]
+        before = [r for r in data.get("earlier", []) if r.get("replaced_by") == run["date"]]
         lines += ["", f"Rerun by `{run['command']}` ({run['date']}, commit {run['git_commit'][:10]}): "
-                  f"{', '.join(run['models'])}; their rows above are the rerun's. The earlier rows (in the JSON): "
+                  f"{', '.join(run['models'])}. The rows it replaced (in the JSON): "
                   + "; ".join(f"{r['model']} {goal_met(judged(r, layouts))} ({r['measured']['date']})"
                               for r in before) + "."]
     lines += ["", f"Written by `{meta['command']}` ({meta['date']}, load average at the start "
@@ -297,8 +300,11 @@ def run(a: argparse.Namespace) -> None:
             raise GanparityError(f"--rerun: benchmarks/results/{a.stem}.json was measured with {'; '.join(wrong)} "
                                  f"(a rerun keeps its {', '.join(same)})")
         kept = [r for r in old["rows"] if r["model"] not in names]
-        earlier = old.get("earlier", []) + [r | {"measured": r.get("measured", {k: old["meta"].get(k) for k in (
-            "date", "git_commit", "command")})} for r in old["rows"] if r["model"] in names]
+        # each replaced row keeps the run that measured it (a rerun's rows carry theirs) and names the rerun
+        # that replaced it, so each rerun lists only the rows it replaced
+        first = {k: old["meta"].get(k) for k in ("date", "git_commit", "command")}
+        earlier = old.get("earlier", []) + [r | {"measured": r.get("measured", first), "replaced_by": meta["date"]}
+                                             for r in old["rows"] if r["model"] in names]
         meta = old["meta"] | {"reruns": old["meta"].get("reruns", []) + [
             {"models": names} | {k: meta[k] for k in ("date", "git_commit", "command")}]}
     order = {n: i for i, n in enumerate(DEFAULT_MODELS + [n for n in names if n not in DEFAULT_MODELS])}
@@ -311,6 +317,8 @@ def run(a: argparse.Namespace) -> None:
             raise GanparityError(f"port-speed {name}: the child process failed (exit {res.returncode}; its error "
                                  "is above)")
         rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+        if a.rerun:
+            rows[-1]["measured"] = {k: meta["reruns"][-1][k] for k in ("date", "git_commit", "command")}
         print(json.dumps({k: rows[-1][k] for k in ("model", "ratios", "gflops")}), flush=True)
         meta["load_end"] = f"{os.getloadavg()[0]:.2f}"
         every = sorted(kept + rows, key=lambda r: order.get(r["model"], len(order)))

@@ -350,3 +350,29 @@ def test_port_speed_ports_in_a_child_and_says_why_it_failed(tmp_path):
 
     with pytest.raises(GanparityError, match=r"^port-speed nosuch_v9: `ganparity port` failed \(exit 2\): .*nosuch_v9"):
         _port_in_child("nosuch_v9", (1, 3, 32, 32), tmp_path / "out")
+
+
+def test_port_speed_lists_each_replaced_row_under_the_rerun_that_replaced_it():
+    """A table measured again twice: each rerun lists only the rows it replaced, each with the date
+    of the run that measured it (a row a rerun wrote and a later rerun replaced: the first rerun's)."""
+    from ganparity.benchmarks.port_speed import markdown
+
+    def row(model, slower, measured=None, replaced_by=None):
+        arms = {f"{k} contiguous {m}": {"median_ms": 100 * f, "p10_ms": 90, "p90_ms": 110, "times_ms": [100 * f] * 5}
+                for k, f in (("written", slower), ("twin", 1.0)) for m in ("train", "eval")}
+        return {"model": model, "twin": "t", "gflops": {"written": 1, "twin": 1}, "same_network": True, "arms": arms,
+                "difference": ""} | ({"measured": {"date": measured}} if measured else {}) | (
+                    {"replaced_by": replaced_by} if replaced_by else {})
+
+    first, second = "2026-01-02 10:00:00 UTC", "2026-01-02 11:00:00 UTC"
+    meta = {"machine": "m", "threads": 2, "torch": "2", "shape": [1], "rounds": 5, "layouts": ["contiguous"],
+            "command": "c", "date": "2026-01-02 09:00:00 UTC", "load_start": "0", "load_end": "0",
+            "reruns": [{"models": ["a"], "date": first, "git_commit": "1" * 40, "command": "r1"},
+                       {"models": ["a"], "date": second, "git_commit": "2" * 40, "command": "r2"}]}
+    data = {"meta": meta, "rows": [row("a", 1.0, second)],
+            "earlier": [row("a", 1.10, meta["date"], first), row("a", 1.05, first, second)]}
+    text = markdown(data)
+    r1 = next(line for line in text.splitlines() if line.startswith("Rerun by `r1`"))
+    r2 = next(line for line in text.splitlines() if line.startswith("Rerun by `r2`"))
+    assert "a no (x1.100, 90% in x1.100-1.100) (2026-01-02 09:00:00 UTC)." in r1 and "x1.050" not in r1
+    assert "a no (x1.050, 90% in x1.050-1.050) (2026-01-02 10:00:00 UTC)." in r2 and "x1.100" not in r2

@@ -74,7 +74,8 @@ DIFFERENCES = {
        for v in ("vgg11_bn", "vgg16_bn")},
 }
 
-# the written model edited where its ratio to the twin was x1.02 or more, to name the cause: timed beside it
+# the written model edited in one place where a run read x1.02 or more against the twin: timed beside it, the
+# edit measures what that place costs
 WRITTEN_EDITS = {
     "mobilenet_v2_1_0": (_linear_head, "its head as torchvision writes it: nn.Linear on the flattened pooled map "
                                        "for Gluon's 1x1 convolution and Flatten"),
