@@ -235,7 +235,9 @@ def markdown(data: dict) -> str:
     lines += [f"- {r['model']}: {r['difference']}" for r in rows if r["difference"]]
     for run in meta.get("reruns", []):
         before = [r for r in data.get("earlier", []) if r.get("replaced_by") == run["date"]]
-        lines += ["", f"Rerun by `{run['command']}` ({run['date']}, commit {run['git_commit'][:10]}): "
+        load = ", ".join(f"at the {w} {run[k]}" for w, k in (("start", "load_start"), ("end", "load_end")) if k in run)
+        load = f", load average {load}" if load else ""  # (reruns before 2026-12-06 22:30 recorded none)
+        lines += ["", f"Rerun by `{run['command']}` ({run['date']}, commit {run['git_commit'][:10]}{load}): "
                   f"{', '.join(run['models'])}. The rows it replaced (in the JSON): "
                   + "; ".join(f"{r['model']} {goal_met(judged(r, layouts))} ({r['measured']['date']})"
                               for r in before) + "."]
@@ -306,7 +308,7 @@ def run(a: argparse.Namespace) -> None:
         earlier = old.get("earlier", []) + [r | {"measured": r.get("measured", first), "replaced_by": meta["date"]}
                                              for r in old["rows"] if r["model"] in names]
         meta = old["meta"] | {"reruns": old["meta"].get("reruns", []) + [
-            {"models": names} | {k: meta[k] for k in ("date", "git_commit", "command")}]}
+            {"models": names} | {k: meta[k] for k in ("date", "git_commit", "command", "load_start")}]}
     order = {n: i for i, n in enumerate(DEFAULT_MODELS + [n for n in names if n not in DEFAULT_MODELS])}
     for name in names:  # each model in a fresh process: in one, a model's times depended on the models before it
         cmd = [sys.executable, "-m", "ganparity.benchmarks.port_speed", "--one", name, "--shape", a.shape,
@@ -320,7 +322,7 @@ def run(a: argparse.Namespace) -> None:
         if a.rerun:
             rows[-1]["measured"] = {k: meta["reruns"][-1][k] for k in ("date", "git_commit", "command")}
         print(json.dumps({k: rows[-1][k] for k in ("model", "ratios", "gflops")}), flush=True)
-        meta["load_end"] = f"{os.getloadavg()[0]:.2f}"
+        (meta["reruns"][-1] if a.rerun else meta)["load_end"] = f"{os.getloadavg()[0]:.2f}"  # the run's own
         every = sorted(kept + rows, key=lambda r: order.get(r["model"], len(order)))
         data = {"meta": meta, "rows": every} | ({"earlier": earlier} if earlier else {})
         ROOT.mkdir(parents=True, exist_ok=True)

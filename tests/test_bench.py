@@ -354,7 +354,8 @@ def test_port_speed_ports_in_a_child_and_says_why_it_failed(tmp_path):
 
 def test_port_speed_lists_each_replaced_row_under_the_rerun_that_replaced_it():
     """A table measured again twice: each rerun lists only the rows it replaced, each with the date
-    of the run that measured it (a row a rerun wrote and a later rerun replaced: the first rerun's)."""
+    of the run that measured it (a row a rerun wrote and a later rerun replaced: the first rerun's),
+    and its own load average beside the first run's."""
     from ganparity.benchmarks.port_speed import markdown
 
     def row(model, slower, measured=None, replaced_by=None):
@@ -368,7 +369,8 @@ def test_port_speed_lists_each_replaced_row_under_the_rerun_that_replaced_it():
     meta = {"machine": "m", "threads": 2, "torch": "2", "shape": [1], "rounds": 5, "layouts": ["contiguous"],
             "command": "c", "date": "2026-01-02 09:00:00 UTC", "load_start": "0", "load_end": "0",
             "reruns": [{"models": ["a"], "date": first, "git_commit": "1" * 40, "command": "r1"},
-                       {"models": ["a"], "date": second, "git_commit": "2" * 40, "command": "r2"}]}
+                       {"models": ["a"], "date": second, "git_commit": "2" * 40, "command": "r2",
+                        "load_start": "0.5", "load_end": "1.5"}]}
     data = {"meta": meta, "rows": [row("a", 1.0, second)],
             "earlier": [row("a", 1.10, meta["date"], first), row("a", 1.05, first, second)]}
     text = markdown(data)
@@ -376,3 +378,6 @@ def test_port_speed_lists_each_replaced_row_under_the_rerun_that_replaced_it():
     r2 = next(line for line in text.splitlines() if line.startswith("Rerun by `r2`"))
     assert "a no (x1.100, 90% in x1.100-1.100) (2026-01-02 09:00:00 UTC)." in r1 and "x1.050" not in r1
     assert "a no (x1.050, 90% in x1.050-1.050) (2026-01-02 10:00:00 UTC)." in r2 and "x1.100" not in r2
+    # each run's own load average: a rerun's, and the first run's left as it was
+    assert "load average at the start 0.5, at the end 1.5" in r2 and "load average" not in r1
+    assert text.rstrip().endswith("load average at the start 0, at the end 0).")
