@@ -62,7 +62,7 @@ def _port_in_child(name: str, pshape: tuple, out: Path) -> str:
     contiguous train step by ~4% against its twin, in both models alike only where both layouts' models
     were alive: ported in a child, the timing process holds only what it times."""
     cmd = [sys.executable, "-m", "ganparity", "port", "--mxnet", f"mxnet.gluon.model_zoo.vision:{name}",
-           "--input-shape", ",".join(map(str, pshape)), "--out", str(out), "--steps", "0", "--force"]
+           "--input-shape", ",".join(map(str, pshape)), "--out", str(out), "--steps", "0"]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT.parents[1])
     try:
         return json.loads((out / "proof.json").read_text())["verdict"]
@@ -128,10 +128,14 @@ def judged(row: dict, layouts: list[str]) -> dict:
     ratios, ci = {}, {}
     for layout in layouts:
         for mode in ("train", "eval"):
-            w, t = row["arms"][f"written {layout} {mode}"], row["arms"][f"twin {layout} {mode}"]
-            ratios[f"{layout} {mode}"], *ci[f"{layout} {mode}"] = paired(w["times_ms"], t["times_ms"])
+            ratios[f"{layout} {mode}"], *ci[f"{layout} {mode}"] = _vs(row, "written", "twin", f"{layout} {mode}")
     worst = max(ratios, key=ratios.get)
     return row | {"ratios": ratios, "ci90": ci, "worst": ratios[worst], "worst_ci": ci[worst]}
+
+
+def _vs(row: dict, a: str, b: str, arm: str) -> tuple[float, float, float]:
+    """Arm a / arm b of one row ('written', 'twin', ...; arm 'contiguous train'), paired per round."""
+    return paired(row["arms"][f"{a} {arm}"]["times_ms"], row["arms"][f"{b} {arm}"]["times_ms"])
 
 
 def paired(written: list[float], twin: list[float], resamples: int = 2000) -> tuple[float, float, float]:
@@ -191,7 +195,8 @@ def markdown(data: dict) -> str:
     lines = ["# What `ganparity port` writes, against torchvision's hand-written twin", "",
              f"{meta['machine']}, {meta['threads']} threads, torch {meta['torch']}; input "
              f"{'x'.join(map(str, meta['shape']))}; median of {meta['rounds']} interleaved rounds "
-             "(ms, p10-p90 in brackets); ratio = the median over the rounds of written / twin in the same round "
+             "(ms, p10-p90 in brackets); ratio = the median over the rounds of written / twin (or / torchvision, "
+             "/ edited) in the same round "
              f"(below 1: the written code is faster); a ratio beyond x{GOAL} whose 90% interval (bootstrap over the "
              f"rounds) reaches x{GOAL} is 'cannot tell'.", "",
              table(data), ""]
@@ -201,10 +206,9 @@ def markdown(data: dict) -> str:
         sb = []
         for r in stock:
             for lay in layouts:
-                s, w = r["arms"][f"torchvision {lay} train"], r["arms"][f"written {lay} train"]
-                se, we = r["arms"][f"torchvision {lay} eval"], r["arms"][f"written {lay} eval"]
-                sb.append([r["model"], lay, f"{r['gflops']['torchvision']:.3g}", f"{s['median_ms']:.0f}",
-                           f"x{w['median_ms'] / s['median_ms']:.3f}", f"x{we['median_ms'] / se['median_ms']:.3f}"])
+                sb.append([r["model"], lay, f"{r['gflops']['torchvision']:.3g}",
+                           f"{r['arms'][f'torchvision {lay} train']['median_ms']:.0f}"] +
+                          [f"x{_vs(r, 'written', 'torchvision', f'{lay} {m}')[0]:.3f}" for m in ("train", "eval")])
         lines += [md_table(["model", "layout", "torchvision GFLOPs", "torchvision train ms", "x torchvision train",
                             "x torchvision eval"], sb), ""]
     edited = [r for r in rows if r.get("written_edit")]
@@ -214,13 +218,9 @@ def markdown(data: dict) -> str:
         eb = []
         for r in edited:
             for lay in layouts:
-                for mode in ("train", "eval"):
-                    e, w, t = (r["arms"][f"{k} {lay} {mode}"]["times_ms"] for k in ("written-edited", "written",
-                                                                                       "twin"))
-                    eb.append([r["model"], r["written_edit"], f"{lay} {mode}",
-                               _interval(paired(w, t)),
-                               _interval(paired(e, t)),
-                               _interval(paired(w, e))])
+                for arm in (f"{lay} train", f"{lay} eval"):
+                    eb.append([r["model"], r["written_edit"], arm] + [_interval(_vs(r, a, b, arm)) for a, b in (
+                        ("written", "twin"), ("written-edited", "twin"), ("written", "written-edited"))])
         lines += [md_table(["model", "edit", "arm", "written / twin", "edited / twin", "written / edited"], eb), ""]
     if source:
         lines += [f"The Gluon network itself (the source, hybridized; mxnet {meta.get('mxnet', '?')}), timed after "

@@ -33,6 +33,7 @@ def edit_written(name: str, model: gluon.Block) -> tuple[gluon.Block, str] | Non
     """None: the written model is torch's (torch's edit_written edits it to name a ratio's cause)."""
     return None
 
+
 def model_size(model: gluon.Block, shape: tuple[int, ...]) -> tuple[float | None, int]:
     """(None: MXNet counts no FLOPs, parameters and running statistics)."""
     model(mx.nd.zeros(shape))  # deferred shapes

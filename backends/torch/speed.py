@@ -43,7 +43,6 @@ def _mobilenet_v2_1_0(m: nn.Module) -> nn.Module:
     return m
 
 
-
 def _linear_head(m: nn.Module) -> nn.Module:
     """The written model with its head as torchvision writes it: Gluon's 1x1 convolution on the
     pooled 1x1 map, then Flatten, is one matrix product; here Flatten, then nn.Linear holding the
@@ -56,6 +55,7 @@ def _linear_head(m: nn.Module) -> nn.Module:
             head.bias.copy_(conv.bias)
     m.output = nn.Sequential(nn.Flatten(), head)
     return m
+
 
 # Gluon zoo name -> torchvision's model of the same network
 ZOO = {"resnet18_v1": "resnet18", "resnet34_v1": "resnet34", "resnet50_v1": "resnet50",
@@ -102,6 +102,7 @@ def edit_written(name: str, model: nn.Module) -> tuple[nn.Module, str] | None:
         return None
     edit, what = WRITTEN_EDITS[name]
     return edit(copy.deepcopy(model)), what
+
 
 def model_size(model: nn.Module, shape: tuple[int, ...]) -> tuple[float | None, int]:
     """(forward GFLOPs at an input of `shape`, parameters and running statistics)."""
